@@ -1,0 +1,41 @@
+"""Command line: ``python -m gateway check`` validates the environment; ``settings`` prints
+the settings table in Markdown (the README's)."""
+
+from __future__ import annotations
+
+import sys
+
+from gateway.config import ConfigError, ServerSettings, Settings, describe
+
+
+def settings_table() -> str:
+    """Every GATEWAY_* variable with its default and meaning, as a Markdown table."""
+    from gateway.filters import REGISTRY
+
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for cls in (Settings, ServerSettings, *(f.Config for f in REGISTRY.values())):
+        rows += [f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | | {doc} |"
+                 for env, default, doc in describe(cls)]
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else ""
+    if command == "check":
+        from gateway.app import create_app
+
+        try:
+            create_app()
+        except ConfigError as exc:
+            print(f"gateway: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if command == "settings":
+        print(settings_table())
+        return 0
+    print("usage: python -m gateway check|settings", file=sys.stderr)
+    return 64
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

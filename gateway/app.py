@@ -1,0 +1,200 @@
+"""The WSGI app: builds the Exchange, runs the filter chain around the upstream call, streams.
+
+Flow per request: request phase (filters, highest PRIORITY first) -> upstream
+(unless a filter answered) -> response phase -> status and headers out ->
+body streamed as it arrives -> log phase when the server closes the body.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from time import perf_counter
+from typing import IO, Any
+from urllib.parse import quote, urlsplit
+
+from urllib3.exceptions import HTTPError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
+from gateway.errors import UNEXPECTED, GatewayError, status_line
+from gateway.exchange import Exchange
+from gateway.filters import REGISTRY, build_filters
+from gateway.filters.base import Filter
+from gateway.headers import VIA, add_forwarding, append_value, is_valid_request_id, response_headers
+from gateway.upstream import Upstream
+
+log = logging.getLogger("gateway")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+# Largest piece read from the upstream and written to the client at once;
+# read1() returns what has arrived, so a slow drip is passed on at once.
+CHUNK_SIZE = 64 * 1024
+
+
+class BodyAborted(ConnectionResetError):
+    """The upstream failed after the status line went out.
+
+    Raising a ConnectionResetError from the body makes gunicorn drop the client
+    connection quietly, so the client sees an incomplete response (no final
+    chunk, or fewer bytes than Content-Length), never a clean short one.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errno.ECONNRESET, reason)
+
+
+class Gateway:
+    """The gateway as a WSGI application."""
+
+    def __init__(self, settings: Settings, filters: list[Filter]) -> None:
+        self.settings = settings
+        self.upstream = Upstream(settings)
+        self.request_filters = [f for f in filters if f.implements("on_request")]
+        self.response_filters = [f for f in filters if f.implements("on_response")]
+        self.log_filters = [f for f in filters if f.implements("on_log")]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> ResponseBody:
+        ex = Exchange(environ, _request_id(environ))
+        try:
+            for f in self.request_filters:
+                f.on_request(ex)
+                if ex.answered:
+                    break
+            else:
+                self.proxy(ex)
+            for f in self.response_filters:
+                f.on_response(ex)
+        except GatewayError as exc:
+            ex.error(exc.status, exc.message)
+        except Exception:
+            log.exception("request %s failed inside the gateway", ex.request_id)
+            ex.error(500, UNEXPECTED)
+        self._stamp(ex)
+        start_response(status_line(ex.status), ex.headers.to_wsgi_list())
+        return ResponseBody(ex, self.log_filters)
+
+    def proxy(self, ex: Exchange) -> None:
+        """Send the request upstream and take its status and headers; GatewayError on failure."""
+        headers = ex.upstream_headers
+        add_forwarding(headers, ex.environ)
+        headers["X-Request-ID"] = ex.request_id
+        body, chunked = _request_body(ex.environ)
+        ex.upstream_started = perf_counter()
+        target, response = self.upstream.send(
+            ex.method, _request_target(ex.environ), headers.items(), body, chunked)
+        ex.upstream_finished = perf_counter()
+        ex.target = target.url
+        ex.upstream_response = response
+        ex.status = ex.upstream_status = response.status
+        ex.headers = response_headers(response.headers.items(), response.headers.get("Connection"))
+
+    def _stamp(self, ex: Exchange) -> None:
+        """Headers every response carries: request id, Via, Kong-style latencies."""
+        headers = ex.headers
+        headers["X-Request-ID"] = ex.request_id
+        append_value(headers, "Via", VIA)
+        if ex.upstream_latency_ms is not None:
+            headers["X-Gateway-Upstream-Latency"] = str(ex.upstream_latency_ms)
+        headers["X-Gateway-Proxy-Latency"] = str(ex.proxy_latency_ms)
+
+
+class ResponseBody:
+    """The WSGI response iterable: streams the body, then frees the upstream and runs on_log."""
+
+    def __init__(self, ex: Exchange, log_filters: list[Filter]) -> None:
+        self.ex = ex
+        self.log_filters = log_filters
+        #: Body bytes handed to the server so far.
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.ex.body is not None:
+            for chunk in self.ex.body:
+                self.sent += len(chunk)
+                yield chunk
+            return
+        read = self.ex.upstream_response.read1
+        try:
+            while chunk := read(CHUNK_SIZE):
+                self.sent += len(chunk)
+                yield chunk
+        except (HTTPError, OSError) as exc:
+            self.ex.error_message = f"upstream failed mid-body: {exc}"
+            log.warning("request %s: upstream %s failed after %d body bytes, closing the "
+                        "client connection: %s", self.ex.request_id, self.ex.target, self.sent, exc)
+            raise BodyAborted(self.ex.error_message) from exc
+
+    def close(self) -> None:
+        """Called by the server after the last byte or when the client left."""
+        response = self.ex.upstream_response
+        if response is not None:
+            if not response.isclosed():
+                response.close()  # unread body left: the connection cannot be reused
+            response.release_conn()
+        for f in self.log_filters:
+            try:
+                f.on_log(self.ex)
+            except Exception:
+                log.exception("filter %s failed in the log phase", f.NAME)
+
+
+def _request_id(environ: Mapping[str, Any]) -> str:
+    """The client's X-Request-ID when well-formed, else a new UUID."""
+    given = environ.get("HTTP_X_REQUEST_ID")
+    return given if given and is_valid_request_id(given) else str(uuid.uuid4())
+
+
+def _request_target(environ: Mapping[str, Any]) -> str:
+    """Path and query exactly as the client sent them (gunicorn's RAW_URI), not re-encoded."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw and raw.startswith("/"):
+        return raw
+    if raw and "://" in raw:  # absolute-form request target
+        parts = urlsplit(raw)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    query = environ.get("QUERY_STRING")
+    return quote(environ.get("PATH_INFO", "") or "/") + (f"?{query}" if query else "")
+
+
+class RequestBody:
+    """The client's body stream as urllib3 reads it, with client-side failures told apart.
+
+    A malformed chunked body or a client that leaves mid-upload is the client's
+    fault (400), not the upstream's (502), so read errors become a GatewayError,
+    which urllib3 lets through instead of wrapping.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except Exception as exc:
+            raise GatewayError(400, "Bad request body") from exc
+
+
+def _request_body(environ: Mapping[str, Any]) -> tuple[RequestBody | None, bool]:
+    """(stream, chunked) for the request body: streamed, never read whole."""
+    if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        return RequestBody(environ["wsgi.input"]), True
+    if environ.get("CONTENT_LENGTH", "0") not in ("", "0"):
+        return RequestBody(environ["wsgi.input"]), False
+    return None, False
+
+
+def create_app(environ: Mapping[str, str] = os.environ) -> WSGIApp:
+    """Build the app from GATEWAY_* settings; ConfigError names the first bad variable."""
+    settings = load(Settings, environ)
+    configs = [cls.Config for cls in REGISTRY.values()]
+    reject_unknown(environ, env_names([Settings, ServerSettings, *configs]))
+    logging.getLogger("gateway").setLevel(settings.log_level.upper())
+    app: WSGIApp = Gateway(settings, build_filters(settings, environ))
+    hops = settings.trusted_proxies
+    if hops:
+        app = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    return app

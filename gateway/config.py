@@ -1,0 +1,234 @@
+"""Settings from ``GATEWAY_*`` environment variables, parsed once at start.
+
+Every setting is a dataclass field made with :func:`setting`: its variable,
+parser, default (as the text a user would type) and one-line doc sit together,
+like gunicorn's settings. :func:`load` turns an environment into a frozen
+dataclass or raises :class:`ConfigError` with one line naming the variable, the
+value and what is allowed. This module imports only the standard library so
+``gunicorn.conf.py`` can use it in the master before gevent patches anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+PREFIX = "GATEWAY_"
+T = TypeVar("T")
+Parser = Callable[[str], Any]
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or has a bad value; str() is one line for the operator."""
+
+
+def setting(
+    env: str,
+    parse: Parser,
+    default: str | None,
+    doc: str,
+    *,
+    required: bool = False,
+    secret: bool = False,
+) -> Any:
+    """Declare a dataclass field read from the variable ``env``.
+
+    ``default`` is the text used when the variable is unset or empty (None: the
+    field is None). ``secret`` keeps the value out of error messages.
+    """
+    meta = {"env": env, "parse": parse, "default": default, "doc": doc,
+            "required": required, "secret": secret}
+    return dataclasses.field(metadata=meta)
+
+
+def load(cls: type[T], environ: Mapping[str, str]) -> T:
+    """Build the frozen dataclass ``cls`` from ``environ``; raise ConfigError on bad input."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        meta = field.metadata
+        raw = environ.get(meta["env"], "").strip() or meta["default"]
+        if raw is None:
+            if meta["required"]:
+                raise ConfigError(f"{meta['env']} is required: {meta['doc']}")
+            values[field.name] = None
+            continue
+        try:
+            values[field.name] = meta["parse"](raw)
+        except ValueError as exc:
+            shown = "<hidden>" if meta["secret"] else repr(raw)
+            raise ConfigError(f"{meta['env']}={shown}: {exc}") from None
+    return cls(**values)
+
+
+def env_names(classes: Iterable[type]) -> set[str]:
+    """The variable names the setting dataclasses ``classes`` declare."""
+    return {f.metadata["env"] for cls in classes for f in dataclasses.fields(cls)}
+
+
+def reject_unknown(environ: Mapping[str, str], known: set[str]) -> None:
+    """Raise ConfigError for the first ``GATEWAY_*`` variable no setting declares (a typo)."""
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{name}: unknown setting{hint}; see the README's table")
+
+
+def describe(cls: type) -> list[tuple[str, str, str]]:
+    """(variable, default, doc) for each setting of ``cls``: the README table rows."""
+    return [(f.metadata["env"], f.metadata["default"] or "", f.metadata["doc"])
+            for f in dataclasses.fields(cls)]
+
+
+# Parsers: each takes the raw text and returns the value or raises ValueError
+# saying what is allowed.
+
+def boolean(raw: str) -> bool:
+    """true/false, 1/0, yes/no, on/off."""
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def text(raw: str) -> str:
+    """Any non-empty text."""
+    return raw
+
+
+def number(kind: type = float, minimum: float = 0, maximum: float | None = None) -> Parser:
+    """A parser for an int or float within [minimum, maximum]."""
+    allowed = f"{'an integer' if kind is int else 'a number'} >= {minimum}"
+    if maximum is not None:
+        allowed += f" and <= {maximum}"
+
+    def parse(raw: str) -> int | float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"must be {allowed}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(f"must be {allowed}")
+        return value
+
+    return parse
+
+
+def choice(*options: str) -> Parser:
+    """A parser accepting one of ``options`` (case-insensitive)."""
+
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return raw.lower()
+
+    return parse
+
+
+def names(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of names."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def pairs(separator: str) -> Parser:
+    """A parser for ``key<sep>value,key<sep>value``, keeping order and repeats."""
+
+    def parse(raw: str) -> tuple[tuple[str, str], ...]:
+        result = []
+        for item in names(raw):
+            key, sep, value = item.partition(separator)
+            if not sep or not key.strip():
+                raise ValueError(f"must be a comma-separated list of name{separator}value")
+            result.append((key.strip(), value.strip()))
+        return tuple(result)
+
+    return parse
+
+
+def http_urls(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of http:// or https:// URLs with a host."""
+    urls = names(raw)
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError(f"{url!r} has a bad port") from None
+        if parts.query or parts.fragment:
+            raise ValueError(f"{url!r} must not have a query or fragment")
+    if not urls:
+        raise ValueError("must list at least one URL")
+    return urls
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's knobs, read by gunicorn.conf.py in the master."""
+
+    bind: str = setting("GATEWAY_BIND", text, "127.0.0.1:8000",
+                        "Address gunicorn listens on (host:port or unix:PATH).")
+    workers: int | None = setting("GATEWAY_WORKERS", number(int, 1), None,
+                                  "Worker processes; default: the CPU count.")
+    worker_connections: int = setting(
+        "GATEWAY_WORKER_CONNECTIONS", number(int, 1), "1000",
+        "Concurrent client connections per gevent worker.")
+    timeout: int = setting(
+        "GATEWAY_TIMEOUT", number(int, 1), "30",
+        "Seconds a worker may be silent before the master restarts it (a liveness check: "
+        "a slow upstream never trips it).")
+    graceful_timeout: int = setting(
+        "GATEWAY_GRACEFUL_TIMEOUT", number(int, 0), "30",
+        "Seconds in-flight requests get to finish on SIGTERM or reload.")
+    keepalive: int = setting(
+        "GATEWAY_KEEPALIVE", number(int, 0), "75",
+        "Seconds an idle client keep-alive connection stays open; keep it above nginx's "
+        "upstream keepalive_timeout (60 s).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The proxy's own settings (filters have theirs in their modules)."""
+
+    upstream_urls: tuple[str, ...] = setting(
+        "GATEWAY_UPSTREAM_URL", http_urls, None,
+        "Upstream base URL, or several comma-separated (round-robin). A path is a prefix.",
+        required=True)
+    filters: tuple[str, ...] = setting(
+        "GATEWAY_FILTERS", names, "", "Comma-separated filter names to enable.")
+    connect_timeout: float = setting(
+        "GATEWAY_CONNECT_TIMEOUT", number(float, 0.001), "5",
+        "Seconds to open a connection to the upstream (then 504).")
+    read_timeout: float = setting(
+        "GATEWAY_READ_TIMEOUT", number(float, 0.001), "60",
+        "Seconds to wait for each read from the upstream (then 504, or a cut if the "
+        "body had started).")
+    retries: int = setting(
+        "GATEWAY_RETRIES", number(int, 0, 10), "2",
+        "Extra attempts, on other targets, for idempotent requests that never reached one.")
+    target_cooldown: float = setting(
+        "GATEWAY_TARGET_COOLDOWN", number(float, 0), "10",
+        "Seconds a target that refused a connection is skipped (passive health check).")
+    preserve_host: bool = setting(
+        "GATEWAY_PRESERVE_HOST", boolean, "false",
+        "Send the client's Host to the upstream instead of the upstream's own.")
+    trusted_proxies: int = setting(
+        "GATEWAY_TRUSTED_PROXIES", number(int, 0, 10), "0",
+        "Proxy hops (e.g. nginx = 1) whose X-Forwarded-For/Proto/Host/Port are trusted.")
+    pool_size: int = setting(
+        "GATEWAY_POOL_SIZE", number(int, 1), "100",
+        "Idle keep-alive connections kept per upstream target per worker.")
+    redis_url: str | None = setting(
+        "GATEWAY_REDIS_URL", text, None,
+        "redis:// URL for state shared by workers and instances; unset: in-process memory.",
+        secret=True)
+    log_level: str = setting(
+        "GATEWAY_LOG_LEVEL", choice("debug", "info", "warning", "error"), "info",
+        "Gateway log level.")
+

@@ -1,0 +1,102 @@
+"""The Exchange: one request and its response on their way through the gateway.
+
+It is what filters get in every phase (Kong's PDK): the client request, the
+headers that will go upstream, the response status and headers, a per-request
+``ctx`` dict, the request id and timings, and ``respond``/``error`` to answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any
+
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Request
+
+from gateway.errors import error_body
+from gateway.headers import request_headers
+
+
+class Exchange:
+    """Per-request state shared by the app and the filters."""
+
+    def __init__(self, environ: dict[str, Any], request_id: str) -> None:
+        self.environ = environ
+        self.request_id = request_id
+        #: Free space for filters to pass data between phases (Kong's kong.ctx.plugin).
+        self.ctx: dict[str, Any] = {}
+        #: Headers sent to the upstream; request-phase filters may edit them.
+        self.upstream_headers: Headers = request_headers(environ)
+        #: Response status; None until the upstream or a filter answered.
+        self.status: int | None = None
+        #: Response headers sent to the client; response-phase filters may edit them.
+        self.headers = Headers()
+        #: The response body when the gateway answers itself; None streams the upstream's.
+        self.body: Iterable[bytes] | None = None
+        #: The upstream's status, or None if the upstream was not reached.
+        self.upstream_status: int | None = None
+        #: The upstream target URL used, if any.
+        self.target: str | None = None
+        #: The urllib3 response being streamed; the app releases it.
+        self.upstream_response: Any = None
+        #: The message of an error the gateway answered, for the log phase.
+        self.error_message: str | None = None
+        self.started = time.perf_counter()
+        self.upstream_started: float | None = None
+        self.upstream_finished: float | None = None
+
+    @cached_property
+    def request(self) -> Request:
+        """The Werkzeug request, built on first use (the body stream is left unread)."""
+        return Request(self.environ)
+
+    @property
+    def method(self) -> str:
+        return self.environ["REQUEST_METHOD"]
+
+    @property
+    def path(self) -> str:
+        """The request path, percent-decoded (WSGI PATH_INFO)."""
+        return self.environ.get("PATH_INFO", "")
+
+    @property
+    def client_ip(self) -> str:
+        """The client address, from X-Forwarded-For only when GATEWAY_TRUSTED_PROXIES allows."""
+        return self.environ.get("REMOTE_ADDR", "")
+
+    @property
+    def answered(self) -> bool:
+        """True once a filter or the upstream set the response status."""
+        return self.status is not None
+
+    def respond(self, status: int, body: bytes = b"", headers: Headers | None = None,
+                content_type: str | None = None) -> None:
+        """Answer with this response instead of (or in place of) the upstream's."""
+        self.status = status
+        self.headers = Headers(headers) if headers is not None else Headers()
+        if content_type:
+            self.headers["Content-Type"] = content_type
+        self.headers["Content-Length"] = str(len(body))
+        self.body = (body,)
+
+    def error(self, status: int, message: str, headers: Headers | None = None) -> None:
+        """Answer an error in the contract's shape (JSON, HTML or text by Accept)."""
+        content_type, body = error_body(status, message, self.request_id,
+                                        self.environ.get("HTTP_ACCEPT"))
+        self.error_message = message
+        self.respond(status, body, headers, content_type)
+
+    @property
+    def upstream_latency_ms(self) -> int | None:
+        """Milliseconds from sending the request upstream to its response headers."""
+        if self.upstream_started is None or self.upstream_finished is None:
+            return None
+        return round((self.upstream_finished - self.upstream_started) * 1000)
+
+    @property
+    def proxy_latency_ms(self) -> int:
+        """Milliseconds the gateway spent before calling the upstream (Kong's proxy latency)."""
+        until = self.upstream_started if self.upstream_started is not None else time.perf_counter()
+        return round((until - self.started) * 1000)

@@ -1,0 +1,91 @@
+"""Header rules of a proxy: hop-by-hop removal, X-Forwarded-*, Via, value safety.
+
+RFC 9110 section 7.6.1: Connection, the names it lists, and the classic
+hop-by-hop set apply to one connection only and are never forwarded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from werkzeug.datastructures import Headers
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+})
+VIA = "1.1 gateway"
+
+# Field values may hold visible ASCII, obs-text, space and tab (RFC 9110 5.5);
+# CR, LF, NUL and other controls would let a value start a new header line.
+_SAFE_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+
+
+def is_safe_value(value: str) -> bool:
+    """True if ``value`` can be written as a header value without injection."""
+    return _SAFE_VALUE.fullmatch(value) is not None
+
+
+def is_valid_request_id(value: str) -> bool:
+    """True for a client-sent X-Request-ID worth keeping (short, no odd characters)."""
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
+def _connection_tokens(value: str | None) -> set[str]:
+    return {token.strip().lower() for token in value.split(",")} if value else set()
+
+
+def _is_hop_by_hop(lowered: str, listed: set[str]) -> bool:
+    return lowered in HOP_BY_HOP or lowered in listed or lowered.startswith("proxy-")
+
+
+def request_headers(environ: Mapping[str, object]) -> Headers:
+    """The client's end-to-end headers from a WSGI environ, hop-by-hop ones dropped.
+
+    WSGI joins a repeated request header into one comma-separated value, which
+    RFC 9110 5.3 makes equivalent. Names come back in Title-Case.
+    """
+    listed = _connection_tokens(environ.get("HTTP_CONNECTION"))  # type: ignore[arg-type]
+    headers = Headers()
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = key[5:].replace("_", "-").title()
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = key.replace("_", "-").title()
+        else:
+            continue
+        if value and not _is_hop_by_hop(name.lower(), listed):
+            headers.add(name, value)
+    return headers
+
+
+def response_headers(items: Iterable[tuple[str, str]], connection: str | None) -> Headers:
+    """The upstream's end-to-end response headers, repeats (Set-Cookie) kept one by one."""
+    listed = _connection_tokens(connection)
+    return Headers([(name, value) for name, value in items
+                    if not _is_hop_by_hop(name.lower(), listed)])
+
+
+def append_value(headers: Headers, name: str, value: str) -> None:
+    """Append ``value`` to a comma-separated header such as Via or X-Forwarded-For."""
+    current = headers.get(name)
+    headers[name] = f"{current}, {value}" if current else value
+
+
+def add_forwarding(headers: Headers, environ: Mapping[str, object]) -> None:
+    """Set X-Forwarded-*, X-Real-IP and Via as a proxy hop does.
+
+    ``environ`` is the one ProxyFix produced: REMOTE_ADDR, the scheme, host and
+    port are the client's own when the hops in front are trusted, and this
+    hop's otherwise. X-Forwarded-For gets the address of the peer that
+    connected to us appended, as nginx's $proxy_add_x_forwarded_for does.
+    """
+    original = environ.get("werkzeug.proxy_fix.orig") or environ
+    append_value(headers, "X-Forwarded-For", str(original["REMOTE_ADDR"]))  # type: ignore[index]
+    headers["X-Real-IP"] = str(environ["REMOTE_ADDR"])
+    headers["X-Forwarded-Proto"] = str(environ["wsgi.url_scheme"])
+    host = str(environ.get("HTTP_HOST") or environ["SERVER_NAME"])
+    headers["X-Forwarded-Host"] = host
+    headers["X-Forwarded-Port"] = str(environ["SERVER_PORT"])
+    append_value(headers, "Via", VIA)

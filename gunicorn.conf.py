@@ -1,0 +1,44 @@
+"""gunicorn settings for the gateway, from GATEWAY_* environment variables.
+
+Run: ``GATEWAY_UPSTREAM_URL=http://orders:8080 gunicorn -c gunicorn.conf.py gateway.wsgi:app``
+
+This file runs in the gunicorn master, before any worker forks and before
+gevent patches the standard library in the worker. It must therefore import
+nothing that pulls in urllib3, ssl or gevent: ``gateway.config`` is standard
+library only. The whole configuration (proxy and filters) is checked in a
+short-lived child process, so a bad variable stops the start with one line
+instead of a worker that crashes and is respawned forever.
+"""
+
+import os
+import subprocess
+import sys
+
+from gateway.config import ConfigError, ServerSettings, load
+
+try:
+    _server = load(ServerSettings, os.environ)
+except ConfigError as exc:
+    sys.exit(f"gateway: configuration error: {exc}")
+
+_check = subprocess.run([sys.executable, "-m", "gateway", "check"], check=False)
+if _check.returncode != 0:
+    sys.exit(_check.returncode)
+
+# Always gevent: the gateway is I/O bound and overlaps upstream and third-party calls.
+worker_class = "gevent"
+bind = [_server.bind]
+workers = _server.workers or os.cpu_count() or 1
+worker_connections = _server.worker_connections
+timeout = _server.timeout
+graceful_timeout = _server.graceful_timeout
+keepalive = _server.keepalive
+# Never preload: objects made before gevent patches the worker keep real locks.
+preload_app = False
+# gunicorn 27's control socket defaults to one fixed path per user, which two
+# gateways on a host would fight over; operate with signals (HUP, TERM, TTIN).
+control_socket_disable = True
+# Trust in X-Forwarded-* belongs to GATEWAY_TRUSTED_PROXIES (werkzeug's ProxyFix)
+# alone: stop gunicorn from trusting X-Forwarded-Proto from loopback by default.
+forwarded_allow_ips = ""
+secure_scheme_headers = {}

@@ -1,0 +1,342 @@
+"""Real processes and fixture servers for the integration tests.
+
+Everything listens on loopback ports picked at run time. The gateway and
+httpbin run under real gunicorn; the fixture server below stands in only for
+what httpbin cannot do (count connections, stall, stream 200 MiB, cut a body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+HTTPBIN_BIN = Path(os.environ.get("HTTPBIN_VENV", ROOT / ".venv-httpbin")) / "bin"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 15) -> None:
+    """Block until something accepts on ``port``; fail early if ``process`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+class Process:
+    """A child process with its stdout and stderr kept in files, for logs on failure."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+                 cwd: str | Path | None = None) -> None:
+        self.name = name
+        self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self._log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+class Gateway(Process):
+    """The gateway under gunicorn with gevent workers, as a user runs it."""
+
+    def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        full_env.update({"GATEWAY_BIND": f"127.0.0.1:{self.port}",
+                         "GATEWAY_WORKERS": str(workers), **env})
+        argv = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "gateway.wsgi:app"]
+        super().__init__("gateway", argv, env=full_env, cwd=ROOT)
+        wait_for_port(self.port, self.popen)
+        self.wait_for_workers(workers)
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def wait_for_workers(self, count: int, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.logs().count("Booting worker") < count or len(self.worker_pids()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} workers did not boot:\n{self.logs()}")
+            time.sleep(0.05)
+
+
+def start_httpbin() -> tuple[Process, str]:
+    """httpbin (the seed's third-party service) under its own gunicorn and venv."""
+    port = free_port()
+    argv = [str(HTTPBIN_BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "-k", "gthread",
+            "--threads", "16", "-w", "2", "httpbin:app"]
+    # Run outside the repository so this gunicorn does not read our gunicorn.conf.py.
+    process = Process("httpbin", argv, cwd=tempfile.gettempdir())
+    wait_for_port(port, process.popen)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of ``pid`` in KiB (VmHWM: the peak since the last reset)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Reset VmHWM to the current RSS (Linux clear_refs 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+# ---------------------------------------------------------------- fixture server
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FixtureServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def do_any(self) -> None:
+        parts = urlsplit(self.path)
+        self.query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self.server.hits[parts.path] += 1
+        route = getattr(self, "route_" + parts.path.strip("/").split("/")[0], self.route_echo)
+        route()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_any
+
+    # -- helpers
+
+    def read_body(self) -> tuple[int, str]:
+        """Read the request body (Content-Length or chunked): (size, sha256)."""
+        digest, size = hashlib.sha256(), 0
+        for piece in self._body_pieces():
+            digest.update(piece)
+            size += len(piece)
+        return size, digest.hexdigest()
+
+    def _body_pieces(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                length = int(self.rfile.readline().split(b";")[0], 16)
+                if length == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                remaining = length
+                while remaining:
+                    piece = self.rfile.read(min(remaining, 1 << 16))
+                    remaining -= len(piece)
+                    yield piece
+                self.rfile.readline()
+        remaining = int(self.headers.get("Content-Length") or 0)
+        while remaining:
+            piece = self.rfile.read(min(remaining, 1 << 16))
+            if not piece:
+                return
+            remaining -= len(piece)
+            yield piece
+
+    def send_json(self, value: Any, status: int = 200, headers: dict[str, str] | None = None):
+        body = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, val in (headers or {}).items():
+            self.send_header(name, val)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    # -- routes: /<name>[/...]?args
+
+    def route_echo(self) -> None:
+        """The request as received: raw target, headers in order (repeats kept), body digest."""
+        size, sha = self.read_body()
+        self.send_json({"method": self.command, "target": self.path,
+                        "headers": list(self.headers.items()),
+                        "body_size": size, "body_sha256": sha,
+                        "connection": self.server.connection_ids.get(id(self.connection))},
+                       headers={"X-Upstream": "fixture"})
+
+    def route_cookies(self) -> None:
+        self.send_response(200)
+        for cookie in ("a=1; Path=/", "b=2; Path=/", "c=3, d; Path=/"):
+            self.send_header("Set-Cookie", cookie)
+        self.send_header("Connection", "X-Secret")
+        self.send_header("X-Secret", "hop-by-hop")
+        self.send_header("Keep-Alive", "timeout=5")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def route_delay(self) -> None:
+        """Answer after ?ms= milliseconds."""
+        self.read_body()
+        time.sleep(int(self.query.get("ms", "300")) / 1000)
+        self.send_json({"delayed_ms": int(self.query.get("ms", "300")), "url": self.path})
+
+    def route_bytes(self) -> None:
+        """Stream ?n= bytes (Content-Length, or chunked with ?chunked=1)."""
+        total = int(self.query.get("n", "0"))
+        chunked = self.query.get("chunked") == "1"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(total))
+        self.end_headers()
+        block = b"\0" * (1 << 16)
+        sent = 0
+        while sent < total:
+            piece = block[: min(len(block), total - sent)]
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+            sent += len(piece)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def route_sink(self) -> None:
+        """Read the request body and say how much arrived."""
+        size, sha = self.read_body()
+        self.send_json({"received": size, "sha256": sha})
+
+    def route_abort(self) -> None:
+        """Promise ?cl= bytes (or chunked), send ?n= of them, then drop the connection."""
+        self.send_response(200)
+        if "cl" in self.query:
+            self.send_header("Content-Length", self.query["cl"])
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        piece = b"x" * int(self.query.get("n", "10"))
+        self.wfile.write(piece if "cl" in self.query else b"%x\r\n%b\r\n" % (len(piece), piece))
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+    def route_stall(self) -> None:
+        """Never answer (until the server stops)."""
+        self.server.stopping.wait(60)
+        self.close_connection = True
+
+    def route_drip(self) -> None:
+        """Send ?n= chunks of ?size= bytes every ?ms= milliseconds, chunked."""
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for _ in range(int(self.query.get("n", "3"))):
+            piece = b"d" * int(self.query.get("size", "10"))
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            self.wfile.flush()
+            time.sleep(int(self.query.get("ms", "200")) / 1000)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def route_status(self) -> None:
+        """Answer with the status in the path: /status/503."""
+        self.send_json({"status": True}, status=int(self.path.split("/")[2].split("?")[0]))
+
+
+class FixtureServer(ThreadingHTTPServer):
+    """A threaded HTTP/1.1 server that counts connections and hits per path."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.port = self.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self.connection_ids: dict[int, int] = {}
+        self.hits: Counter[str] = Counter()
+        self.stopping = threading.Event()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        self.connections += 1
+        self.connection_ids[id(request)] = self.connections
+        super().process_request(request, client_address)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+
+class BlackHole:
+    """A port that accepts no connection: its listen backlog is full, so connect() hangs.
+
+    Simulates an upstream whose host does not answer (connect timeout) on loopback.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.fillers = []
+        for _ in range(4):  # fill the accept queue; later SYNs are dropped
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(filler)
+        time.sleep(0.1)
+
+    def close(self) -> None:
+        for sock in [*self.fillers, self.listener]:
+            sock.close()
+
+
+def closed_port_url() -> str:
+    """An http URL on a loopback port that refuses connections."""
+    return f"http://127.0.0.1:{free_port()}"
