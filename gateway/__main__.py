@@ -1,9 +1,11 @@
 """Command line: ``python -m gateway check`` validates the environment; ``settings`` prints
-the settings table in Markdown (the README's)."""
+the settings table in Markdown; ``readme`` rewrites that table in README.md."""
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 from gateway.config import ConfigError, ServerSettings, Settings, describe
 
@@ -17,6 +19,15 @@ def settings_table() -> str:
         rows += [f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | | {doc} |"
                  for env, default, doc in describe(cls)]
     return "\n".join(rows)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+_TABLE = re.compile(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", re.S)
+
+
+def readme_with_table(readme: str) -> str:
+    """``readme`` with the block between the settings markers replaced by the current table."""
+    return _TABLE.sub(lambda m: m.group(1) + settings_table() + "\n" + m.group(2), readme)
 
 
 def main(argv: list[str]) -> int:
@@ -33,7 +44,10 @@ def main(argv: list[str]) -> int:
     if command == "settings":
         print(settings_table())
         return 0
-    print("usage: python -m gateway check|settings", file=sys.stderr)
+    if command == "readme":
+        README.write_text(readme_with_table(README.read_text()))
+        return 0
+    print("usage: python -m gateway check|settings|readme", file=sys.stderr)
     return 64
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support import FixtureServer, Gateway, Process, start_httpbin
+from tests.support import FixtureServer, Gateway, Process, start_httpbin, start_redis
 
 _gateways: dict[tuple, Gateway] = {}
 
@@ -27,6 +27,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
 def httpbin() -> Iterator[str]:
     """Base URL of a real httpbin under gunicorn."""
     process, url = start_httpbin()
+    yield url
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real redis-server (installed by `make test`)."""
+    process, url = start_redis()
     yield url
     process.stop()
 

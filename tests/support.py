@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,11 +110,22 @@ def start_httpbin() -> tuple[Process, str]:
     """httpbin (the seed's third-party service) under its own gunicorn and venv."""
     port = free_port()
     argv = [str(HTTPBIN_BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "-k", "gthread",
-            "--threads", "16", "-w", "2", "httpbin:app"]
+            "--threads", "16", "-w", "2", "--no-control-socket", "httpbin:app"]
     # Run outside the repository so this gunicorn does not read our gunicorn.conf.py.
     process = Process("httpbin", argv, cwd=tempfile.gettempdir())
     wait_for_port(port, process.popen)
     return process, f"http://127.0.0.1:{port}"
+
+
+def start_redis() -> tuple[Process, str]:
+    """A real redis-server on a free loopback port, no persistence."""
+    port = free_port()
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no"]
+    process = Process("redis", argv, cwd=tempfile.gettempdir())
+    wait_for_port(port, process.popen)
+    return process, f"redis://127.0.0.1:{port}/0"
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:

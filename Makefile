@@ -1,0 +1,43 @@
+# make run   - set up and start the gateway (a demo in front of a local httpbin
+#              when GATEWAY_UPSTREAM_URL is unset)
+# make test  - set up and run the whole test suite (installs nginx, redis-server, wrk)
+# make bench - the load benchmark (bench/)
+
+PYTHON ?= python3
+VENV := .venv
+HTTPBIN_VENV := .venv-httpbin
+BIN := $(VENV)/bin
+
+.PHONY: run test bench lint install system-deps docs
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# httpbin pins greenlet<3, gevent needs greenlet>=3: httpbin gets its own venv.
+$(HTTPBIN_VENV)/.installed:
+	$(PYTHON) -m venv $(HTTPBIN_VENV)
+	$(HTTPBIN_VENV)/bin/pip install --quiet 'httpbin==0.10.*' 'gunicorn>=23'
+	touch $@
+
+install: $(VENV)/.installed $(HTTPBIN_VENV)/.installed
+
+system-deps:
+	sh deploy/install-system-deps.sh
+
+run: install
+	$(BIN)/python deploy/demo.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+test: install system-deps lint
+	$(BIN)/pytest
+
+bench: install system-deps
+	$(BIN)/python bench/run.py
+
+docs: $(VENV)/.installed
+	$(BIN)/python -m gateway readme
