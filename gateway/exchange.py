@@ -43,6 +43,10 @@ class Exchange:
         self.upstream_response: Any = None
         #: The message of an error the gateway answered, for the log phase.
         self.error_message: str | None = None
+        #: Per-filter outcome for logs and metrics, e.g. {"enrichment": "hit"}.
+        self.outcomes: dict[str, str] = {}
+        #: Per-filter time spent in seconds, e.g. {"enrichment": 0.012}.
+        self.latencies: dict[str, float] = {}
         self.started = time.perf_counter()
         self.upstream_started: float | None = None
         self.upstream_finished: float | None = None
