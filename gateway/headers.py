@@ -82,8 +82,10 @@ def add_forwarding(headers: Headers, environ: Mapping[str, object]) -> None:
     connected to us appended, as nginx's $proxy_add_x_forwarded_for does.
     """
     original = environ.get("werkzeug.proxy_fix.orig") or environ
-    append_value(headers, "X-Forwarded-For", str(original["REMOTE_ADDR"]))  # type: ignore[index]
-    headers["X-Real-IP"] = str(environ["REMOTE_ADDR"])
+    peer = original.get("REMOTE_ADDR")  # type: ignore[union-attr]
+    if peer:  # absent on unix sockets
+        append_value(headers, "X-Forwarded-For", str(peer))
+        headers["X-Real-IP"] = str(environ["REMOTE_ADDR"])
     headers["X-Forwarded-Proto"] = str(environ["wsgi.url_scheme"])
     host = str(environ.get("HTTP_HOST") or environ["SERVER_NAME"])
     headers["X-Forwarded-Host"] = host

@@ -275,6 +275,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.shutdown(socket.SHUT_RDWR)
         self.close_connection = True
 
+    def route_hangup(self) -> None:
+        """Read the request, then close the connection without answering."""
+        self.read_body()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
     def route_stall(self) -> None:
         """Never answer (until the server stops)."""
         self.server.stopping.wait(60)

@@ -1,0 +1,43 @@
+"""A bad environment stops `gunicorn -c gunicorn.conf.py gateway.wsgi:app` before it serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.support import ROOT, VENV_BIN, free_port
+
+
+def start(env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    base.update({"GATEWAY_BIND": f"127.0.0.1:{free_port()}", "GATEWAY_WORKERS": "1", **env})
+    return subprocess.run([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py",
+                           "gateway.wsgi:app"], cwd=ROOT, env=base, capture_output=True,
+                          text=True, timeout=30)
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "GATEWAY_UPSTREAM_URL is required"),
+    ({"GATEWAY_UPSTREAM_URL": "orders:8080"},
+     "GATEWAY_UPSTREAM_URL='orders:8080': 'orders:8080' is not an http:// or https:// URL"),
+    ({"GATEWAY_UPSTREAM_URL": "http://a:1", "GATEWAY_READ_TIMEOUT": "soon"},
+     "GATEWAY_READ_TIMEOUT='soon': must be a number >= 0.001"),
+    ({"GATEWAY_UPSTREAM_URL": "http://a:1", "GATEWAY_UPSTRAEM_URL": "x"},
+     "GATEWAY_UPSTRAEM_URL: unknown setting (did you mean GATEWAY_UPSTREAM_URL?)"),
+    ({"GATEWAY_UPSTREAM_URL": "http://a:1", "GATEWAY_FILTERS": "response-headers,nope"},
+     "unknown filter 'nope'; known: "),
+    ({"GATEWAY_UPSTREAM_URL": "http://a:1", "GATEWAY_WORKERS": "0"},
+     "GATEWAY_WORKERS='0': must be an integer >= 1"),
+    ({"GATEWAY_UPSTREAM_URL": "http://a:1", "GATEWAY_PRESERVE_HOST": "maybe"},
+     "GATEWAY_PRESERVE_HOST='maybe': must be true or false"),
+])
+def test_bad_environment_stops_the_start_with_one_line(env, expected):
+    result = start(env)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Listening at" not in result.stderr + result.stdout
+

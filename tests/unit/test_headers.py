@@ -1,0 +1,59 @@
+"""Header rules: hop-by-hop removal, forwarding headers, value safety, request ids."""
+
+from __future__ import annotations
+
+from werkzeug.datastructures import Headers
+
+from gateway.headers import (
+    add_forwarding,
+    is_safe_value,
+    is_valid_request_id,
+    request_headers,
+    response_headers,
+)
+
+
+def test_request_headers_drop_hop_by_hop_and_connection_listed():
+    environ = {"HTTP_CONNECTION": "keep-alive, X-Private", "HTTP_X_PRIVATE": "1",
+               "HTTP_KEEP_ALIVE": "5", "HTTP_TE": "trailers", "HTTP_TRANSFER_ENCODING": "chunked",
+               "HTTP_UPGRADE": "h2c", "HTTP_PROXY_AUTHORIZATION": "x", "HTTP_TRAILER": "X",
+               "HTTP_ACCEPT": "*/*", "CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3",
+               "REQUEST_METHOD": "GET"}
+    headers = request_headers(environ)
+    assert sorted(headers.keys()) == ["Accept", "Content-Length", "Content-Type"]
+
+
+def test_response_headers_keep_repeats_and_drop_hop_by_hop():
+    items = [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Connection", "close, X-Hop"),
+             ("X-Hop", "1"), ("Transfer-Encoding", "chunked"), ("Proxy-Authenticate", "x"),
+             ("Content-Type", "text/plain")]
+    headers = response_headers(items, "close, X-Hop")
+    assert headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    assert list(headers.keys()) == ["Set-Cookie", "Set-Cookie", "Content-Type"]
+
+
+def test_forwarding_appends_peer_and_uses_proxyfix_view():
+    headers = Headers([("X-Forwarded-For", "1.1.1.1"), ("Via", "1.0 edge")])
+    environ = {"REMOTE_ADDR": "1.1.1.1", "wsgi.url_scheme": "https", "HTTP_HOST": "api.example",
+               "SERVER_NAME": "localhost", "SERVER_PORT": "443",
+               "werkzeug.proxy_fix.orig": {"REMOTE_ADDR": "10.0.0.2"}}
+    add_forwarding(headers, environ)
+    assert headers["X-Forwarded-For"] == "1.1.1.1, 10.0.0.2"
+    assert headers["X-Real-IP"] == "1.1.1.1"
+    assert (headers["X-Forwarded-Proto"], headers["X-Forwarded-Host"]) == ("https", "api.example")
+    assert headers["X-Forwarded-Port"] == "443"
+    assert headers["Via"] == "1.0 edge, 1.1 gateway"
+
+
+def test_header_value_safety():
+    assert is_safe_value("http://example.com/anything?a=1\tb")
+    assert is_safe_value("caf\u00e9")
+    for bad in ("a\r\nSet-Cookie: x=1", "a\nb", "a\rb", "a\x00b", "a\x7fb", "a\x1bb"):
+        assert not is_safe_value(bad)
+
+
+def test_request_id_rules():
+    assert is_valid_request_id("0f1e2d3c-aaaa-bbbb")
+    assert not is_valid_request_id("")
+    assert not is_valid_request_id("has space")
+    assert not is_valid_request_id("x" * 201)
