@@ -85,7 +85,7 @@ class Gateway:
         body, chunked = _request_body(ex.environ)
         ex.upstream_started = perf_counter()
         target, response = self.upstream.send(
-            ex.method, _request_target(ex.environ), headers.items(), body, chunked)
+            ex.method, _request_target(ex.environ), headers, body, chunked)
         ex.upstream_finished = perf_counter()
         ex.target = target.url
         ex.upstream_response = response
