@@ -8,20 +8,30 @@ nothing that pulls in urllib3, ssl or gevent: ``gateway.config`` is standard
 library only. The whole configuration (proxy and filters) is checked in a
 short-lived child process, so a bad variable stops the start with one line
 instead of a worker that crashes and is respawned forever.
+
+gunicorn runs this file again on SIGHUP (reload). The environment of a running
+master cannot change, so the check can only fail then if the code on disk
+changed; the master then prints the same one-line error and exits (status 2)
+rather than respawning workers that cannot boot; its old workers see their
+parent gone, finish their in-flight requests and exit.
 """
 
 import os
 import subprocess
 import sys
 
+from gateway import metricsdir
 from gateway.config import ConfigError, ServerSettings, load
+from gateway.logjson import logging_config
 
 try:
     _server = load(ServerSettings, os.environ)
 except ConfigError as exc:
     sys.exit(f"gateway: configuration error: {exc}")
 
-_check = subprocess.run([sys.executable, "-m", "gateway", "check"], check=False)
+# Without the metrics directory: the check must not leave metric files in it.
+_check_env = {k: v for k, v in os.environ.items() if k != metricsdir.ENV}
+_check = subprocess.run([sys.executable, "-m", "gateway", "check"], env=_check_env, check=False)
 if _check.returncode != 0:
     sys.exit(_check.returncode)
 
@@ -42,3 +52,23 @@ control_socket_disable = True
 # alone: stop gunicorn from trusting X-Forwarded-Proto from loopback by default.
 forwarded_allow_ips = ""
 secure_scheme_headers = {}
+# The gateway writes its own JSON access log on stdout (GATEWAY_ACCESS_LOG); every
+# other log line, gunicorn's included, is JSON on stderr.
+accesslog = None
+logconfig_dict = logging_config()
+
+
+def on_starting(server):
+    """Master, once: an empty directory for the workers' metrics, before any worker forks."""
+    os.environ[metricsdir.ENV] = metricsdir.prepare(_server.metrics_dir)
+
+
+def child_exit(server, worker):
+    """Master: a worker exited (any way): drop its live gauges from the aggregate."""
+    metricsdir.mark_process_dead(os.environ[metricsdir.ENV], worker.pid)
+
+
+def on_exit(server):
+    """Master, at the very end: delete the metrics directory if it was a temporary one."""
+    if _server.metrics_dir is None:
+        metricsdir.remove(os.environ[metricsdir.ENV])

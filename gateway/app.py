@@ -16,15 +16,19 @@ from time import perf_counter
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from gateway import metrics
+from gateway.accesslog import write_access_line
 from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
 from gateway.errors import UNEXPECTED, GatewayError, status_line
 from gateway.exchange import Exchange
 from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
 from gateway.headers import VIA, add_forwarding, append_value, is_valid_request_id, response_headers
+from gateway.logjson import REQUEST_ID
+from gateway.status import StatusEndpoints
 from gateway.upstream import Upstream
 
 log = logging.getLogger("gateway")
@@ -56,9 +60,19 @@ class Gateway:
         self.request_filters = [f for f in filters if f.implements("on_request")]
         self.response_filters = [f for f in filters if f.implements("on_response")]
         self.log_filters = [f for f in filters if f.implements("on_log")]
+        self.pools = metrics.PoolGauges(self.upstream)
+        self.status: StatusEndpoints | None = None
+        if settings.status_path:
+            self.status = StatusEndpoints(settings.status_path, self.upstream,
+                                          settings.ready_window, self.pools)
+        self.access_log = settings.access_log == "json"
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> ResponseBody:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.status is not None and self.status.matches(environ.get("PATH_INFO", "")):
+            return self.status(environ, start_response)
         ex = Exchange(environ, _request_id(environ))
+        REQUEST_ID.set(ex.request_id)
+        metrics.IN_FLIGHT.inc()
         try:
             for f in self.request_filters:
                 f.on_request(ex)
@@ -69,13 +83,19 @@ class Gateway:
             for f in self.response_filters:
                 f.on_response(ex)
         except GatewayError as exc:
+            if exc.kind:
+                ex.outcomes["upstream"] = exc.kind
             ex.error(exc.status, exc.message)
         except Exception:
             log.exception("request %s failed inside the gateway", ex.request_id)
             ex.error(500, UNEXPECTED)
         self._stamp(ex)
-        start_response(status_line(ex.status), ex.headers.to_wsgi_list())
-        return ResponseBody(ex, self.log_filters)
+        try:
+            start_response(status_line(ex.status), ex.headers.to_wsgi_list())
+        except Exception:
+            self.finish(ex, 0)
+            raise
+        return ResponseBody(ex, self)
 
     def proxy(self, ex: Exchange) -> None:
         """Send the request upstream and take its status and headers; GatewayError on failure."""
@@ -87,6 +107,8 @@ class Gateway:
         target, response = self.upstream.send(
             ex.method, _request_target(ex.environ), headers, body, chunked)
         ex.upstream_finished = perf_counter()
+        if self.status is not None:
+            self.status.upstream_seen = ex.upstream_finished
         ex.target = target.url
         ex.upstream_response = response
         ex.status = ex.upstream_status = response.status
@@ -101,13 +123,25 @@ class Gateway:
             headers["X-Gateway-Upstream-Latency"] = str(ex.upstream_latency_ms)
         headers["X-Gateway-Proxy-Latency"] = str(ex.proxy_latency_ms)
 
+    def finish(self, ex: Exchange, sent: int) -> None:
+        """The request is over (``sent`` body bytes out): metrics and the access-log line."""
+        now = perf_counter()
+        total = now - ex.started
+        metrics.IN_FLIGHT.dec()
+        metrics.observe(ex, total)
+        self.pools.refresh(now)
+        if self.access_log:
+            write_access_line(ex, sent, total)
+        REQUEST_ID.set(None)
+
 
 class ResponseBody:
-    """The WSGI response iterable: streams the body, then frees the upstream and runs on_log."""
+    """The WSGI response iterable: streams the body, then frees the upstream, runs on_log,
+    and counts and logs the request."""
 
-    def __init__(self, ex: Exchange, log_filters: list[Filter]) -> None:
+    def __init__(self, ex: Exchange, gateway: Gateway) -> None:
         self.ex = ex
-        self.log_filters = log_filters
+        self.gateway = gateway
         #: Body bytes handed to the server so far.
         self.sent = 0
 
@@ -124,6 +158,8 @@ class ResponseBody:
                 yield chunk
         except (HTTPError, OSError) as exc:
             self.ex.error_message = f"upstream failed mid-body: {exc}"
+            timed_out = isinstance(exc, ReadTimeoutError)
+            self.ex.outcomes["upstream"] = "timeout" if timed_out else "reset"
             log.warning("request %s: upstream %s failed after %d body bytes, closing the "
                         "client connection: %s", self.ex.request_id, self.ex.target, self.sent, exc)
             raise BodyAborted(self.ex.error_message) from exc
@@ -135,11 +171,12 @@ class ResponseBody:
             if not response.isclosed():
                 response.close()  # unread body left: the connection cannot be reused
             response.release_conn()
-        for f in self.log_filters:
+        for f in self.gateway.log_filters:
             try:
                 f.on_log(self.ex)
             except Exception:
                 log.exception("filter %s failed in the log phase", f.NAME)
+        self.gateway.finish(self.ex, self.sent)
 
 
 def _request_id(environ: Mapping[str, Any]) -> str:

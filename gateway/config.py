@@ -168,6 +168,16 @@ def http_urls(raw: str) -> tuple[str, ...]:
     return urls
 
 
+def path_prefix_or_off(raw: str) -> str | None:
+    """A URL path prefix such as ``/_gateway`` (trailing slash dropped), or ``off`` for None."""
+    if raw.lower() == "off":
+        return None
+    prefix = raw.rstrip("/")
+    if not prefix.startswith("/") or any(c in prefix for c in "?#% \t"):
+        raise ValueError("must be a path like /_gateway (no query, spaces or escapes), or off")
+    return prefix
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """gunicorn's knobs, read by gunicorn.conf.py in the master."""
@@ -190,6 +200,10 @@ class ServerSettings:
         "GATEWAY_KEEPALIVE", number(int, 0), "75",
         "Seconds an idle client keep-alive connection stays open; keep it above nginx's "
         "upstream keepalive_timeout (60 s).")
+    metrics_dir: str | None = setting(
+        "GATEWAY_METRICS_DIR", text, None,
+        "Directory where the workers keep their Prometheus metrics (emptied at start; one "
+        "per gateway instance); default: a new temporary directory.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,4 +245,15 @@ class Settings:
     log_level: str = setting(
         "GATEWAY_LOG_LEVEL", choice("debug", "info", "warning", "error"), "info",
         "Gateway log level.")
+    status_path: str | None = setting(
+        "GATEWAY_STATUS_PATH", path_prefix_or_off, "/_gateway",
+        "Prefix of the gateway's own /health, /ready and /metrics, answered before any "
+        "filter and never proxied; off turns them off.")
+    ready_window: float = setting(
+        "GATEWAY_READY_WINDOW", number(float, 0), "10",
+        "Seconds an upstream answer counts as proof of readiness; past that, /ready opens a "
+        "connection to the upstream to check.")
+    access_log: str = setting(
+        "GATEWAY_ACCESS_LOG", choice("json", "off"), "json",
+        "json: one JSON line per request on stdout (no keys, no query string); off: none.")
 

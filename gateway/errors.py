@@ -38,12 +38,16 @@ _HTML_PAGE = """<!doctype html>
 
 
 class GatewayError(Exception):
-    """An error answered to the client with ``status`` and ``message`` (Kong's words)."""
+    """An error answered to the client with ``status`` and ``message`` (Kong's words).
 
-    def __init__(self, status: int, message: str) -> None:
+    ``kind`` names an upstream failure (refused, timeout, reset) for logs and metrics.
+    """
+
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.kind = kind
 
 
 def status_line(status: int) -> str:

@@ -101,16 +101,16 @@ class Upstream:
                 return target, self._urlopen(target, method, path, headers, body, chunked)
             except NewConnectionError as exc:  # refused, DNS failure: before ConnectTimeoutError
                 self._mark_down(target, exc)
-                failure = GatewayError(502, BAD_GATEWAY)
+                failure = GatewayError(502, BAD_GATEWAY, "refused")
             except ConnectTimeoutError as exc:
                 self._mark_down(target, exc)
-                failure = GatewayError(504, GATEWAY_TIMEOUT)
+                failure = GatewayError(504, GATEWAY_TIMEOUT, "timeout")
             except ReadTimeoutError as exc:
                 log.warning("upstream %s timed out: %s", target.url, exc)
-                raise GatewayError(504, GATEWAY_TIMEOUT) from exc
+                raise GatewayError(504, GATEWAY_TIMEOUT, "timeout") from exc
             except (HTTPError, OSError) as exc:
                 log.warning("upstream %s failed: %s", target.url, exc)
-                raise GatewayError(502, BAD_GATEWAY) from exc
+                raise GatewayError(502, BAD_GATEWAY, "reset") from exc
         assert failure is not None
         raise failure
 
@@ -136,6 +136,13 @@ class Upstream:
         if not self.settings.preserve_host:
             out["Host"] = target.host_header
         return out
+
+    def idle_connections(self) -> dict[str, tuple[int, int]]:
+        """Per target URL: (idle pooled connections, connections opened so far) in this worker."""
+        # urllib3 fills the pool's queue with None placeholders: count real connections.
+        return {url: (sum(c is not None for c in pool.pool.queue) if pool.pool else 0,
+                      pool.num_connections)
+                for url, pool in self._pools.items()}
 
     def _mark_down(self, target: Target, exc: Exception) -> None:
         cooldown = self.settings.target_cooldown

@@ -1,0 +1,57 @@
+"""The access log: one JSON line per request on stdout, written when the response is done.
+
+Each line is written with a single ``os.write`` so lines from several workers
+sharing stdout never interleave (a pipe write up to PIPE_BUF bytes is atomic;
+long fields are cut to stay under it). Nothing secret is logged: no request
+header but User-Agent, and the path without its query string, where API keys
+travel.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from gateway.exchange import Exchange
+from gateway.jsoncodec import encode_json
+from gateway.logjson import utc_timestamp
+
+# Longest path and User-Agent logged, so that a line stays under PIPE_BUF (4096 bytes).
+MAX_FIELD = 1024
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def access_entry(ex: Exchange, sent: int, total: float) -> dict[str, Any]:
+    """The access-log fields of a finished request; ``total`` in seconds."""
+    environ = ex.environ
+    raw = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+    upstream = None
+    if ex.upstream_started is not None and ex.upstream_finished is not None:
+        upstream = ex.upstream_finished - ex.upstream_started
+    return {
+        "type": "access",
+        "time": utc_timestamp(time.time()),
+        "request_id": ex.request_id,
+        "client_ip": ex.client_ip,
+        "method": ex.method,
+        "path": raw.partition("?")[0][:MAX_FIELD],
+        "status": ex.status,
+        "bytes": sent,
+        "total_ms": _ms(total),
+        "upstream_ms": _ms(upstream),
+        "enrichment_ms": _ms(ex.latencies.get("enrichment")),
+        "target": ex.target,
+        "upstream_status": ex.upstream_status,
+        "outcomes": ex.outcomes,
+        "user_agent": environ.get("HTTP_USER_AGENT", "")[:MAX_FIELD],
+        "error": ex.error_message,
+    }
+
+
+def write_access_line(ex: Exchange, sent: int, total: float) -> None:
+    """Write the request's access-log line to stdout in one system call."""
+    os.write(1, encode_json(access_entry(ex, sent, total)) + b"\n")

@@ -1,0 +1,136 @@
+"""Prometheus metrics, aggregated over all gunicorn workers.
+
+prometheus_client's multiprocess mode: each worker writes its values to files
+in ``PROMETHEUS_MULTIPROC_DIR`` (set by gunicorn.conf.py in the master before
+the workers fork), and a scrape served by any worker reads them all. Without
+that variable (tests, ``python -m gateway check``) the values stay in-process.
+
+Filters report through ``ex.outcomes`` and ``ex.latencies``, read generically
+here, so a filter needs no metrics code of its own.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from gateway.exchange import Exchange
+from gateway.upstream import Upstream
+
+LATENCY_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
+# Outcomes a filter records when it turned the request away itself.
+REJECTED = "rejected"
+# Seconds between two refreshes of the pool gauges by one worker.
+POOL_REFRESH = 1.0
+
+REQUESTS = Counter(
+    "gateway_http_requests", "Requests answered, by status class and by who answered "
+    "(upstream, or gateway: an error or a filter's answer).", ["status_class", "source"])
+REQUEST_DURATION = Histogram(
+    "gateway_request_duration_seconds", "Time from request received to last byte sent.",
+    buckets=LATENCY_BUCKETS)
+UPSTREAM_DURATION = Histogram(
+    "gateway_upstream_duration_seconds", "Time from request sent upstream to its response "
+    "headers.", buckets=LATENCY_BUCKETS)
+ENRICHMENT_DURATION = Histogram(
+    "gateway_enrichment_duration_seconds", "Time the enrichment filter spent per request.",
+    buckets=LATENCY_BUCKETS)
+UPSTREAM_ERRORS = Counter(
+    "gateway_upstream_errors", "Upstream failures by kind: refused, timeout, reset.", ["kind"])
+FILTER_OUTCOMES = Counter(
+    "gateway_filter_outcomes", "What each filter did, as it reports it (e.g. hit, miss, "
+    "error, rejected).", ["filter", "outcome"])
+ENRICHMENT_CALLS = Counter(
+    "gateway_enrichment_calls", "Enrichment lookups by outcome.", ["outcome"])
+ENRICHMENT_CACHE_HITS = Counter(
+    "gateway_enrichment_cache_hits", "Enrichment values served from the cache.")
+ENRICHMENT_CACHE_MISSES = Counter(
+    "gateway_enrichment_cache_misses", "Enrichment values not in the cache.")
+ENRICHMENT_BREAKER_OPEN = Gauge(
+    "gateway_enrichment_breaker_open", "1 while a worker's enrichment circuit breaker is open.",
+    multiprocess_mode="livemax")
+RATELIMIT_REJECTIONS = Counter(
+    "gateway_ratelimit_rejections", "Requests answered 429 by the rate-limiting filter.")
+IN_FLIGHT = Gauge(
+    "gateway_requests_in_flight", "Requests being handled now.", multiprocess_mode="livesum")
+POOL_IDLE = Gauge(
+    "gateway_upstream_idle_connections", "Idle keep-alive connections pooled per upstream "
+    "target.", ["target"], multiprocess_mode="livesum")
+POOL_OPENED = Counter(
+    "gateway_upstream_connections_opened", "Connections opened to each upstream target.",
+    ["target"])
+
+# Enrichment outcomes that mean the breaker short-circuited the call.
+BREAKER_OPEN_OUTCOMES = frozenset({"open", "breaker-open", "breaker_open", "circuit-open"})
+
+
+class PoolGauges:
+    """Copies a worker's connection-pool figures into the gauges, at most once a second."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.refreshed = 0.0
+        self.opened: dict[str, int] = {}
+
+    def refresh(self, now: float) -> None:
+        if now - self.refreshed < POOL_REFRESH:
+            return
+        self.refreshed = now
+        for url, (idle, opened) in self.upstream.idle_connections().items():
+            POOL_IDLE.labels(url).set(idle)
+            POOL_OPENED.labels(url).inc(opened - self.opened.get(url, 0))
+            self.opened[url] = opened
+
+
+def observe(ex: Exchange, total: float) -> None:
+    """Count a finished request: status, latencies, upstream failure, filter outcomes."""
+    source = "upstream" if ex.body is None else "gateway"
+    REQUESTS.labels(f"{(ex.status or 0) // 100}xx", source).inc()
+    REQUEST_DURATION.observe(total)
+    if ex.upstream_started is not None and ex.upstream_finished is not None:
+        UPSTREAM_DURATION.observe(ex.upstream_finished - ex.upstream_started)
+    for name, outcome in ex.outcomes.items():
+        if name == "upstream":
+            UPSTREAM_ERRORS.labels(outcome).inc()
+        else:
+            FILTER_OUTCOMES.labels(name, outcome).inc()
+    enrichment = ex.outcomes.get("enrichment")
+    if enrichment is not None:
+        _observe_enrichment(enrichment, ex.latencies.get("enrichment"))
+    if ex.outcomes.get("rate-limiting") == REJECTED:
+        RATELIMIT_REJECTIONS.inc()
+
+
+def _observe_enrichment(outcome: str, seconds: float | None) -> None:
+    ENRICHMENT_CALLS.labels(outcome).inc()
+    if outcome == "hit":
+        ENRICHMENT_CACHE_HITS.inc()
+    elif outcome == "miss":
+        ENRICHMENT_CACHE_MISSES.inc()
+    ENRICHMENT_BREAKER_OPEN.set(1 if outcome in BREAKER_OPEN_OUTCOMES else 0)
+    if seconds is not None:
+        ENRICHMENT_DURATION.observe(seconds)
+
+
+#: The Content-Type of exposition().
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def exposition() -> bytes:
+    """All workers' metrics in the Prometheus text format (this process's without multiprocess)."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+

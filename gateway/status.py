@@ -1,0 +1,86 @@
+"""The gateway's own endpoints under GATEWAY_STATUS_PATH: /health, /ready, /metrics.
+
+Answered before the filter chain and never proxied, so no filter (auth, rate
+limit) can block a probe and no upstream path is reached through them. They are
+left out of the access log and the request metrics, which probes would swamp.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway import metrics
+from gateway.errors import error_body, status_line
+from gateway.jsoncodec import encode_json
+from gateway.upstream import Upstream
+
+# Longest a readiness probe waits for the upstream to accept a connection.
+PROBE_TIMEOUT = 2.0
+_JSON = "application/json"
+
+
+class StatusEndpoints:
+    """Serves ``<prefix>/health``, ``<prefix>/ready`` and ``<prefix>/metrics``."""
+
+    def __init__(self, prefix: str, upstream: Upstream, ready_window: float,
+                 pools: metrics.PoolGauges) -> None:
+        self.prefix = prefix
+        self.upstream = upstream
+        self.ready_window = ready_window
+        self.pools = pools
+        #: perf_counter() time the upstream last answered (a response or an accepted probe).
+        self.upstream_seen = float("-inf")
+
+    def matches(self, path: str) -> bool:
+        """True for the prefix itself and anything under it."""
+        rest = path[len(self.prefix):] if path.startswith(self.prefix) else None
+        return rest is not None and (rest == "" or rest[0] == "/")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        name = environ.get("PATH_INFO", "")[len(self.prefix):]
+        if name == "/health":
+            body = encode_json({"status": "ok", "pid": os.getpid()})
+            status, content_type = 200, _JSON
+        elif name == "/ready":
+            status, content_type, body = self.ready()
+        elif name == "/metrics":
+            self.pools.refresh(time.perf_counter())
+            status, content_type, body = 200, metrics.CONTENT_TYPE, metrics.exposition()
+        else:
+            status = 404
+            content_type, body = error_body(404, "No such status endpoint; try /health, /ready, "
+                                            "/metrics", "-", environ.get("HTTP_ACCEPT"))
+        start_response(status_line(status), [("Content-Type", content_type),
+                                             ("Content-Length", str(len(body))),
+                                             ("Cache-Control", "no-store")])
+        return [body]
+
+    def ready(self) -> tuple[int, str, bytes]:
+        """200 if the upstream answered within the window or accepts a connection now, else 503."""
+        now = time.perf_counter()
+        if now - self.upstream_seen <= self.ready_window:
+            return 200, _JSON, encode_json({"status": "ready", "upstream": "answered recently"})
+        reached = self.probe()
+        if reached:
+            self.upstream_seen = time.perf_counter()
+            return 200, _JSON, encode_json({"status": "ready", "upstream": f"{reached} accepts"})
+        return 503, _JSON, encode_json({"status": "not ready",
+                                        "upstream": "no target accepts connections"})
+
+    def probe(self) -> str | None:
+        """The first upstream target that accepts a TCP connection, or None."""
+        timeout = min(PROBE_TIMEOUT, self.upstream.settings.connect_timeout)
+        for target in self.upstream.targets:
+            parts = urlsplit(target.url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                socket.create_connection((parts.hostname, port), timeout=timeout).close()
+            except OSError:
+                continue
+            return target.url
+        return None
