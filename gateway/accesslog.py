@@ -17,6 +17,8 @@ from gateway.exchange import Exchange
 from gateway.jsoncodec import encode_json
 from gateway.logjson import utc_timestamp
 
+# This worker's pid (the module is imported after the fork), to tell workers apart.
+PID = os.getpid()
 # Longest path and User-Agent logged, so that a line stays under PIPE_BUF (4096 bytes).
 MAX_FIELD = 1024
 
@@ -36,6 +38,7 @@ def access_entry(ex: Exchange, sent: int, total: float) -> dict[str, Any]:
         "type": "access",
         "time": utc_timestamp(time.time()),
         "request_id": ex.request_id,
+        "pid": PID,
         "client_ip": ex.client_ip,
         "method": ex.method,
         "path": raw.partition("?")[0][:MAX_FIELD],
