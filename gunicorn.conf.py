@@ -27,7 +27,8 @@ from gateway.logjson import logging_config
 try:
     _server = load(ServerSettings, os.environ)
 except ConfigError as exc:
-    sys.exit(f"gateway: configuration error: {exc}")
+    print(f"gateway: configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)  # as `python -m gateway check`: systemd's RestartPreventExitStatus=2
 
 # Without the metrics directory: the check must not leave metric files in it.
 _check_env = {k: v for k, v in os.environ.items() if k != metricsdir.ENV}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import subprocess
 import tempfile
 import threading
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import closed_port_url
+from tests.support import ROOT, VENV_BIN, closed_port_url
 
 
 def call(url: str, target: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -173,3 +175,14 @@ def test_error_log_is_json_with_the_request_id(gateway, fixture_server):
     assert "failed" in warning["message"] and warning["logger"].startswith("gateway")
     access = access_line(gw, headers["X-Request-ID"])
     assert access["status"] == 502 and access["outcomes"] == {"upstream": "reset"}
+
+
+def test_a_bad_setting_exits_with_status_2():
+    """The status deploy/gateway.service's RestartPreventExitStatus names: no restart loop."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+           "GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9", "GATEWAY_ACCESS_LOG": "yaml"}
+    result = subprocess.run([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py",
+                             "gateway.wsgi:app"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    assert "GATEWAY_ACCESS_LOG='yaml': must be one of json, off" in result.stderr
