@@ -11,9 +11,9 @@ instead of a worker that crashes and is respawned forever.
 
 gunicorn runs this file again on SIGHUP (reload). The environment of a running
 master cannot change, so the check can only fail then if the code on disk
-changed; the master then prints the same one-line error and exits (status 2)
-rather than respawning workers that cannot boot; its old workers see their
-parent gone, finish their in-flight requests and exit.
+changed; the master then prints the same one-line error and stops gracefully
+(in-flight requests finish, exit status 2) rather than spawn workers that
+cannot boot.
 """
 
 import os
@@ -23,6 +23,10 @@ import sys
 from gateway import metricsdir
 from gateway.config import ConfigError, ServerSettings, load
 from gateway.logjson import logging_config
+
+# Set by on_starting: this file is being re-read by a running master (SIGHUP).
+_MASTER = "_GATEWAY_MASTER_PID"
+_reloading = os.environ.get(_MASTER) == str(os.getpid())
 
 try:
     _server = load(ServerSettings, os.environ)
@@ -34,7 +38,12 @@ except ConfigError as exc:
 _check_env = {k: v for k, v in os.environ.items() if k != metricsdir.ENV}
 _check = subprocess.run([sys.executable, "-m", "gateway", "check"], env=_check_env, check=False)
 if _check.returncode != 0:
-    sys.exit(_check.returncode)
+    if not _reloading:
+        sys.exit(_check.returncode)
+
+    def on_reload(server):
+        """The code on disk rejects this environment: stop gracefully, spawn nothing."""
+        server.halt("configuration error on reload (see the line above)", _check.returncode)
 
 # Always gevent: the gateway is I/O bound and overlaps upstream and third-party calls.
 worker_class = "gevent"
@@ -62,6 +71,7 @@ logconfig_dict = logging_config()
 def on_starting(server):
     """Master, once: an empty directory for the workers' metrics, before any worker forks."""
     os.environ[metricsdir.ENV] = metricsdir.prepare(_server.metrics_dir)
+    os.environ[_MASTER] = str(os.getpid())
 
 
 def child_exit(server, worker):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import threading
 import time
 
-from tests.support import Gateway
+from tests.support import ROOT, VENV_BIN, Gateway, Process, free_port, wait_for_port
 
 # Threads of the load loop and the pause each makes between requests: a steady
 # load well below what two workers serve on this machine (about half).
@@ -145,3 +146,46 @@ def test_sigterm_lets_a_slow_request_finish(gateway, fixture_server):
     assert result["status"] == 200 and b'"delayed_ms": 5000' in result["body"]
     assert result["took"] >= 5
     assert gw.popen.wait(20) == 0
+
+
+def test_reload_into_a_broken_configuration_stops_loudly(tmp_path, fixture_server):
+    """A HUP after code that rejects the running environment was deployed: the master
+    prints the one-line error and stops gracefully (status 2) instead of spawning
+    workers that cannot boot; the old worker finishes its in-flight request."""
+    for name in ("gateway", "gunicorn.conf.py"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, tmp_path / name)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(GATEWAY_UPSTREAM_URL=fixture_server.url, GATEWAY_BIND=f"127.0.0.1:{port}",
+               GATEWAY_WORKERS="1")
+    argv = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "gateway.wsgi:app"]
+    master = Process("gateway-copy", argv, env=env, cwd=tmp_path)
+    try:
+        wait_for_port(port, master.popen)
+        result: dict = {}
+        caller = threading.Thread(target=lambda: result.update(
+            status=get_status(port, "/delay?ms=2000")))
+        caller.start()
+        time.sleep(0.5)
+        config = tmp_path / "gateway" / "config.py"
+        config.write_text(config.read_text().replace("    log_level: str = setting(", (
+            '    brand_new: str = setting("GATEWAY_BRAND_NEW", text, None, "new", '
+            'required=True)\n    log_level: str = setting('), 1))
+        master.popen.send_signal(signal.SIGHUP)
+        caller.join(15)
+        assert result["status"] == 200
+        assert master.popen.wait(15) == 2
+    finally:
+        master.stop()
+    assert "gateway: configuration error: GATEWAY_BRAND_NEW is required" in master.logs()
+    assert "configuration error on reload" in master.logs()
+
+
+def get_status(port: int, target: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", target)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status
