@@ -105,7 +105,7 @@ class Gateway:
         body, chunked = _request_body(ex.environ)
         ex.upstream_started = perf_counter()
         target, response = self.upstream.send(
-            ex.method, _request_target(ex.environ), headers, body, chunked)
+            ex.method, _request_target(ex.environ, ex.upstream_query), headers, body, chunked)
         ex.upstream_finished = perf_counter()
         if self.status is not None:
             self.status.upstream_seen = ex.upstream_finished
@@ -185,8 +185,12 @@ def _request_id(environ: Mapping[str, Any]) -> str:
     return given if given and is_valid_request_id(given) else str(uuid.uuid4())
 
 
-def _request_target(environ: Mapping[str, Any]) -> str:
-    """Path and query exactly as the client sent them (gunicorn's RAW_URI), not re-encoded."""
+def _request_target(environ: Mapping[str, Any], query: str | None = None) -> str:
+    """Path and query exactly as the client sent them (gunicorn's RAW_URI), not re-encoded;
+    ``query``, when not None, replaces the client's query string."""
+    if query is not None:
+        path = _request_target(environ).partition("?")[0]
+        return f"{path}?{query}" if query else path
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw and raw.startswith("/"):
         return raw

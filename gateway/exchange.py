@@ -29,6 +29,9 @@ class Exchange:
         self.ctx: dict[str, Any] = {}
         #: Headers sent to the upstream; request-phase filters may edit them.
         self.upstream_headers: Headers = request_headers(environ)
+        #: Raw query string sent upstream in place of the client's (None: the client's own);
+        #: request-phase filters set it to drop or add parameters.
+        self.upstream_query: str | None = None
         #: Response status; None until the upstream or a filter answered.
         self.status: int | None = None
         #: Response headers sent to the client; response-phase filters may edit them.

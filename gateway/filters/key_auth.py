@@ -1,0 +1,259 @@
+"""key-auth: only clients with a known API key pass (Kong's plugin of that name).
+
+Keys come from GATEWAY_KEYAUTH_KEYS and/or GATEWAY_KEYAUTH_KEYS_FILE, read
+when a worker starts, so a SIGHUP (gunicorn's reload starts new workers)
+picks up a changed file. The key is looked up in the headers and query
+parameters named by GATEWAY_KEYAUTH_KEY_NAMES. The consumer it belongs to is
+sent upstream as X-Consumer-Username (Kong's headers) and left in
+``ex.ctx["consumer"]`` for later filters (rate-limiting by consumer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from werkzeug.datastructures import Headers
+
+from gateway.config import ConfigError, Settings, boolean, names, setting
+from gateway.exchange import Exchange
+from gateway.filters.base import Filter
+from gateway.headers import is_safe_value
+
+NO_KEY = "No API key found in request"
+INVALID_KEY = "Unauthorized"  # Kong 3.x; Kong 2.x said "Invalid authentication credentials"
+DUPLICATE_KEY = "Duplicate API key found"
+#: Headers Kong sets upstream for the consumer; always removed from the client's request first.
+CONSUMER_HEADERS = ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username",
+                    "X-Credential-Identifier", "X-Anonymous-Consumer")
+# Namespace of the stable UUIDs standing in for Kong's consumer and credential ids.
+_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://gateway.invalid/key-auth")
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A key's owner and the key's id (a UUID derived from the key's digest, never the key)."""
+
+    consumer: str
+    id: str
+
+
+def consumer_id(consumer: str) -> str:
+    """A stable UUID for a consumer name (Kong's X-Consumer-ID)."""
+    return str(uuid.uuid5(_IDS, "consumer:" + consumer))
+
+
+class KeyTable:
+    """API keys by their SHA-256 digest.
+
+    Looking up a digest instead of comparing keys leaks no timing about how much
+    of a guessed key is right; the keys themselves are not kept, and repr()
+    shows only how many there are, so a logged config shows none.
+    """
+
+    def __init__(self) -> None:
+        self._by_digest: dict[bytes, Credential] = {}
+
+    def add(self, consumer: str, key: str) -> None:
+        """Register ``key`` for ``consumer``; ValueError on a bad name or a key given twice."""
+        if not key or any(c.isspace() for c in key) or not is_safe_value(key):
+            raise ValueError(f"the key of consumer {consumer!r} is empty or has spaces or "
+                             "control characters")
+        if not consumer or not is_safe_value(consumer):
+            raise ValueError("a consumer name is empty or has control characters")
+        digest = hashlib.sha256(key.encode()).digest()
+        if digest in self._by_digest:
+            raise ValueError(f"a key of consumer {consumer!r} is listed twice")
+        self._by_digest[digest] = Credential(consumer, str(uuid.uuid5(_IDS, digest.hex())))
+
+    def update(self, other: KeyTable) -> None:
+        """Add every key of ``other``; ValueError on a key in both."""
+        if self._by_digest.keys() & other._by_digest.keys():
+            raise ValueError("a key is listed in both GATEWAY_KEYAUTH_KEYS and the keys file")
+        self._by_digest.update(other._by_digest)
+
+    def lookup(self, key: str) -> Credential | None:
+        return self._by_digest.get(hashlib.sha256(key.encode()).digest())
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def __repr__(self) -> str:
+        return f"<KeyTable of {len(self)} keys>"
+
+
+def keys_from_env(raw: str) -> KeyTable:
+    """``consumer:key,consumer:key`` (a consumer may have several keys)."""
+    table = KeyTable()
+    for item in names(raw):
+        consumer, sep, key = item.partition(":")
+        if not sep:
+            raise ValueError("must be a comma-separated list of consumer:key")
+        table.add(consumer.strip(), key.strip())
+    return table
+
+
+def keys_from_file(path: str) -> KeyTable:
+    """A file of ``consumer key`` lines; blank lines and ``#`` comments skipped."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    table = KeyTable()
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 2:
+            raise ValueError(f"line {number}: expected `consumer key`")
+        try:
+            table.add(*fields)
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+    return table
+
+
+def key_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated header / query parameter names."""
+    parsed = names(raw)
+    if not parsed or not all(_TOKEN.fullmatch(name) for name in parsed):
+        raise ValueError("must be comma-separated names made of letters, digits and -_.")
+    return parsed
+
+
+def realm(raw: str) -> str:
+    if '"' in raw or "\\" in raw or not is_safe_value(raw):
+        raise ValueError("must not hold quotes, backslashes or control characters")
+    return raw
+
+
+def consumer_name(raw: str) -> str:
+    if not is_safe_value(raw):
+        raise ValueError("must not hold control characters")
+    return raw
+
+
+@dataclass(frozen=True)
+class KeyAuthConfig:
+    # setting() returns a dataclasses.field, which ruff cannot tell for KeyTable fields.
+    keys: KeyTable | None = setting(  # noqa: RUF009
+        "GATEWAY_KEYAUTH_KEYS", keys_from_env, None,
+        "key-auth: `consumer:key,...` accepted API keys (a consumer may have several).",
+        secret=True)
+    keys_file: KeyTable | None = setting(  # noqa: RUF009
+        "GATEWAY_KEYAUTH_KEYS_FILE", keys_from_file, None,
+        "key-auth: file of `consumer key` lines (# comments), read again on reload (SIGHUP).")
+    key_names: tuple[str, ...] = setting(
+        "GATEWAY_KEYAUTH_KEY_NAMES", key_names, "apikey",
+        "key-auth: header and query parameter names the key is looked up in, in order.")
+    key_in_header: bool = setting(
+        "GATEWAY_KEYAUTH_KEY_IN_HEADER", boolean, "true", "key-auth: look for the key in headers.")
+    key_in_query: bool = setting(
+        "GATEWAY_KEYAUTH_KEY_IN_QUERY", boolean, "true",
+        "key-auth: look for the key in query parameters.")
+    hide_credentials: bool = setting(
+        "GATEWAY_KEYAUTH_HIDE_CREDENTIALS", boolean, "false",
+        "key-auth: remove the key headers and query parameters before the upstream sees them.")
+    anonymous: str | None = setting(
+        "GATEWAY_KEYAUTH_ANONYMOUS", consumer_name, None,
+        "key-auth: consumer name given to requests without a valid key, which then pass "
+        "(with X-Anonymous-Consumer: true); unset: they get 401.")
+    run_on_preflight: bool = setting(
+        "GATEWAY_KEYAUTH_RUN_ON_PREFLIGHT", boolean, "true",
+        "key-auth: also require a key on OPTIONS requests (CORS preflights).")
+    realm: str = setting(
+        "GATEWAY_KEYAUTH_REALM", realm, "gateway",
+        "key-auth: realm of the `WWW-Authenticate: Key realm=\"...\"` header on 401s.")
+
+    def __post_init__(self) -> None:
+        if self.keys is None and self.keys_file is None:
+            raise ConfigError("key-auth needs keys: set GATEWAY_KEYAUTH_KEYS or "
+                              "GATEWAY_KEYAUTH_KEYS_FILE")
+
+
+def strip_query(query: str, dropped: tuple[str, ...]) -> str:
+    """The raw ``query`` without the parameters named in ``dropped``, the rest byte for byte."""
+    return "&".join(part for part in query.split("&")
+                    if unquote_plus(part.partition("=")[0]) not in dropped)
+
+
+class KeyAuth(Filter):
+    """Authenticates in the request phase; the upstream sees the consumer, never a spoofed one."""
+
+    NAME = "key-auth"
+    PRIORITY = 1250  # Kong's
+    VERSION = "1.0.0"
+    Config = KeyAuthConfig
+
+    def __init__(self, config: KeyAuthConfig, settings: Settings) -> None:
+        super().__init__(config, settings)
+        self.keys = KeyTable()
+        try:
+            for table in (config.keys, config.keys_file):
+                if table is not None:
+                    self.keys.update(table)
+        except ValueError as exc:
+            raise ConfigError(f"GATEWAY_KEYAUTH_KEYS_FILE: {exc}") from None
+        self.challenge = f'Key realm="{config.realm}"'
+
+    def on_request(self, ex: Exchange) -> None:
+        if ex.method == "OPTIONS" and not self.config.run_on_preflight:
+            return
+        for name in CONSUMER_HEADERS:
+            ex.upstream_headers.remove(name)
+        key, duplicate = self.find_key(ex)
+        if self.config.hide_credentials:
+            self.hide_key(ex)
+        credential = self.keys.lookup(key) if key else None
+        if credential is not None:
+            self.authenticate(ex, credential.consumer, credential.id)
+        else:
+            self.refuse(ex, DUPLICATE_KEY if duplicate else INVALID_KEY if key else NO_KEY)
+
+    def find_key(self, ex: Exchange) -> tuple[str | None, bool]:
+        """(key, duplicate): the first key found by name, header before query (Kong's order)."""
+        for name in self.config.key_names:
+            if self.config.key_in_header and (value := ex.upstream_headers.get(name)):
+                return value, False
+            if self.config.key_in_query:
+                values = ex.request.args.getlist(name)
+                if len(values) > 1:
+                    return None, True
+                if values and values[0]:
+                    return values[0], False
+        return None, False
+
+    def hide_key(self, ex: Exchange) -> None:
+        """Drop every key header and key query parameter from what goes upstream."""
+        for name in self.config.key_names:
+            ex.upstream_headers.remove(name)
+        query = ex.upstream_query
+        if query is None:
+            query = ex.environ.get("QUERY_STRING", "")
+        if query:
+            ex.upstream_query = strip_query(query, self.config.key_names)
+
+    def authenticate(self, ex: Exchange, consumer: str, credential: str | None) -> None:
+        """Tell the upstream and later filters who the client is (Kong's set_consumer)."""
+        headers = ex.upstream_headers
+        headers["X-Consumer-ID"] = consumer_id(consumer)
+        headers["X-Consumer-Username"] = consumer
+        if credential is None:
+            headers["X-Anonymous-Consumer"] = "true"
+        else:
+            headers["X-Credential-Identifier"] = credential
+        ex.ctx["consumer"] = consumer
+        ex.outcomes[self.NAME] = "anonymous" if credential is None else "authenticated"
+
+    def refuse(self, ex: Exchange, message: str) -> None:
+        """No valid key: pass as the anonymous consumer when configured, else 401."""
+        if self.config.anonymous is not None:
+            self.authenticate(ex, self.config.anonymous, None)
+            return
+        ex.outcomes[self.NAME] = "rejected"
+        ex.error(401, message, Headers([("WWW-Authenticate", self.challenge)]))

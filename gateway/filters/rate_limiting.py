@@ -1,0 +1,187 @@
+"""rate-limiting: at most N requests per second, minute, hour and day per client (Kong's plugin).
+
+Counts fixed, epoch-aligned windows per client: the consumer key-auth found
+(else the client IP), the IP, a header's value or the path. Policy ``local``
+counts in each worker's memory; ``redis`` shares the counts between every
+worker and instance. Every response carries Kong's RateLimit-* and
+X-RateLimit-* headers; a client over a limit gets 429 "API rate limit exceeded"
+with Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from itertools import pairwise
+
+from werkzeug.datastructures import Headers
+
+from gateway.config import ConfigError, Settings, boolean, choice, number, setting, text
+from gateway.counters import PERIODS, Count, LocalCounters, RedisCounters, StoreUnavailable, Window
+from gateway.errors import UNEXPECTED, GatewayError
+from gateway.exchange import Exchange
+from gateway.filters.base import Filter
+
+log = logging.getLogger("gateway.rate-limiting")
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+#: Seconds between two warnings that Redis is down, so an outage does not flood the log.
+WARN_EVERY = 10.0
+
+
+def limit_by(raw: str) -> tuple[str, str | None]:
+    """consumer, ip, path, or header:NAME -> (kind, header name or None)."""
+    kind, sep, name = raw.partition(":")
+    kind = kind.strip().lower()
+    if not sep and kind in ("consumer", "ip", "path"):
+        return kind, None
+    if kind == "header" and _HEADER_NAME.fullmatch(name.strip()):
+        return kind, name.strip()
+    raise ValueError("must be consumer, ip, path or header:NAME")
+
+
+def _limit(period: str) -> object:
+    env = f"GATEWAY_RATELIMIT_{period.upper()}"
+    return setting(env, number(int, 1), None,
+                   f"rate-limiting: requests allowed per {period} per client; unset: no "
+                   f"per-{period} limit. Set at least one of the four.")
+
+
+@dataclass(frozen=True)
+class RateLimitingConfig:
+    second: int | None = _limit("second")
+    minute: int | None = _limit("minute")
+    hour: int | None = _limit("hour")
+    day: int | None = _limit("day")
+    limit_by: tuple[str, str | None] = setting(
+        "GATEWAY_RATELIMIT_LIMIT_BY", limit_by, "consumer",
+        "rate-limiting: whom a limit applies to: `consumer` (key-auth's; the client IP when "
+        "there is none), `ip`, `header:NAME` (the IP when absent) or `path`.")
+    policy: str | None = setting(
+        "GATEWAY_RATELIMIT_POLICY", choice("local", "redis"), None,
+        "rate-limiting: `local` (counts in each worker's memory: with N workers a client may get "
+        "up to N times the limit) or `redis` (shared by all workers and instances); default: "
+        "redis when GATEWAY_REDIS_URL is set, else local.")
+    fault_tolerant: bool = setting(
+        "GATEWAY_RATELIMIT_FAULT_TOLERANT", boolean, "true",
+        "rate-limiting: when Redis fails, let requests through and log a warning (true) or "
+        "answer 500 (false).")
+    hide_client_headers: bool = setting(
+        "GATEWAY_RATELIMIT_HIDE_CLIENT_HEADERS", boolean, "false",
+        "rate-limiting: leave out the RateLimit-* and X-RateLimit-* response headers.")
+    error_code: int = setting(
+        "GATEWAY_RATELIMIT_ERROR_CODE", number(int, 400, 599), "429",
+        "rate-limiting: status answered to a client over its limit.")
+    error_message: str = setting(
+        "GATEWAY_RATELIMIT_ERROR_MESSAGE", text, "API rate limit exceeded",
+        "rate-limiting: message answered to a client over its limit.")
+
+    def __post_init__(self) -> None:
+        windows = self.windows
+        if not windows:
+            raise ConfigError("rate-limiting needs a limit: set GATEWAY_RATELIMIT_SECOND, "
+                              "_MINUTE, _HOUR or _DAY")
+        for shorter, longer in pairwise(windows):
+            if longer.limit < shorter.limit:
+                raise ConfigError(
+                    f"GATEWAY_RATELIMIT_{longer.period.upper()}={longer.limit}: cannot be lower "
+                    f"than GATEWAY_RATELIMIT_{shorter.period.upper()}={shorter.limit}")
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        """The configured limits, shortest window first."""
+        return tuple(Window(period, getattr(self, period)) for period in PERIODS
+                     if getattr(self, period) is not None)
+
+
+def rate_headers(windows: tuple[Window, ...], count: Count, now: float) -> tuple[Headers, int]:
+    """Kong's headers for ``count`` and the seconds until the most restrictive window resets.
+
+    The most restrictive window has the fewest requests left (the longer one on a
+    tie); RateLimit-Limit/Remaining/Reset describe it.
+    """
+    headers = Headers()
+    tightest = None
+    for window, used in zip(windows, count.used, strict=True):
+        remaining = max(0, window.limit - used)
+        reset = max(1, window.seconds - int(now - window.start(now)))
+        if tightest is None or (remaining, -window.seconds) < tightest[:2]:
+            tightest = (remaining, -window.seconds, window.limit, reset)
+        name = window.period.title()
+        headers[f"X-RateLimit-Limit-{name}"] = str(window.limit)
+        headers[f"X-RateLimit-Remaining-{name}"] = str(remaining)
+    remaining, _, limit, reset = tightest
+    headers["RateLimit-Limit"] = str(limit)
+    headers["RateLimit-Remaining"] = str(remaining)
+    headers["RateLimit-Reset"] = str(reset)
+    return headers, reset
+
+
+class RateLimiting(Filter):
+    """Counts each request in the request phase; adds the headers in the response phase."""
+
+    NAME = "rate-limiting"
+    PRIORITY = 910  # Kong's: after authentication (key-auth 1250), before proxy-cache (100)
+    VERSION = "1.0.0"
+    Config = RateLimitingConfig
+
+    def __init__(self, config: RateLimitingConfig, settings: Settings) -> None:
+        super().__init__(config, settings)
+        policy = config.policy or ("redis" if settings.redis_url else "local")
+        if policy == "redis":
+            if not settings.redis_url:
+                raise ConfigError("GATEWAY_RATELIMIT_POLICY=redis: needs GATEWAY_REDIS_URL")
+            self.counters: LocalCounters | RedisCounters = RedisCounters(
+                settings.redis_url, config.windows)
+        else:
+            self.counters = LocalCounters(config.windows)
+        #: The clock, in epoch seconds (tests move it).
+        self.clock = time.time
+        self._warned_at = float("-inf")
+
+    def on_request(self, ex: Exchange) -> None:
+        now = self.clock()
+        try:
+            count = self.counters.take(self.identify(ex), now)
+        except StoreUnavailable as exc:
+            ex.outcomes[self.NAME] = "unavailable"
+            self._store_failed(exc, now)
+            return
+        headers, reset = rate_headers(self.config.windows, count, now)
+        if self.config.hide_client_headers:
+            headers = Headers()
+        ex.ctx[self.NAME] = headers
+        if count.allowed:
+            ex.outcomes[self.NAME] = "allowed"
+            return
+        ex.outcomes[self.NAME] = "rejected"
+        ex.error(self.config.error_code, self.config.error_message,
+                 Headers([("Retry-After", str(reset))]))
+
+    def on_response(self, ex: Exchange) -> None:
+        for name, value in ex.ctx.get(self.NAME, ()):
+            ex.headers[name] = value
+
+    def identify(self, ex: Exchange) -> str:
+        """The client a request is counted for, as ``kind:value``; the IP when there is none."""
+        kind, header = self.config.limit_by
+        if kind == "consumer":
+            value = ex.ctx.get("consumer")
+        elif kind == "header":
+            value = ex.environ.get("HTTP_" + header.upper().replace("-", "_"))
+        elif kind == "path":
+            value = ex.path
+        else:
+            value = None
+        return f"{kind}:{value}" if value else f"ip:{ex.client_ip}"
+
+    def _store_failed(self, exc: StoreUnavailable, now: float) -> None:
+        """Redis failed: pass the request (warning at most every WARN_EVERY s) or answer 500."""
+        if not self.config.fault_tolerant:
+            log.error("rate-limiting: Redis failed, answering 500 (not fault tolerant): %s", exc)
+            raise GatewayError(500, UNEXPECTED)
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning("rate-limiting: Redis failed, letting requests through unlimited: %s", exc)
