@@ -1,0 +1,84 @@
+"""The WSGI apps the benchmark runs under gunicorn (one gevent worker each).
+
+- ``ceiling``: answers a fixed JSON body and does nothing else, the most any
+  WSGI app on gunicorn + gevent can serve on this machine;
+- ``peer``: werkzeug's own ``ProxyMiddleware`` in front of ``BENCH_UPSTREAM_URL``;
+- ``fixture``: a gevent upstream / third party for the scenarios: it sleeps
+  ``BENCH_DELAY_MS`` before answering (latency overlap), counts the calls it
+  answered (third-party calls, read at ``/_count``), streams ``/big?n=`` bytes
+  and swallows uploads at ``/sink`` (streaming memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import gevent
+from werkzeug.middleware.http_proxy import ProxyMiddleware
+
+BODY = b'{"id": 42, "name": "widget", "price": 9.99, "tags": ["a", "b"]}'
+# ProxyMiddleware never matches a "/" mount, so every row is loaded on this prefix.
+PREFIX = "/bench/"
+CHUNK = 64 * 1024
+StartResponse = Callable[..., Any]
+
+
+def _json(start_response: StartResponse, body: bytes) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def ceiling(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """The do-nothing app: the fixed body, nothing read, nothing logged."""
+    return _json(start_response, BODY)
+
+
+def _not_found(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return []
+
+
+peer = ProxyMiddleware(_not_found, {PREFIX: {"target": os.environ.get("BENCH_UPSTREAM_URL",
+                                                                      "http://127.0.0.1:1")}})
+
+
+class _Fixture:
+    """The counting, sleeping, streaming fixture (one worker, so the count is exact)."""
+
+    def __init__(self, delay_ms: int) -> None:
+        self.delay = delay_ms / 1000
+        self.calls = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        if path == "/_count":
+            return _json(start_response, json.dumps({"calls": self.calls}).encode())
+        if path == "/big":
+            size = int(parse_qs(environ["QUERY_STRING"])["n"][0])
+            start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                      ("Content-Length", str(size))])
+            return _zeros(size)
+        if path == "/sink":
+            stream, received = environ["wsgi.input"], 0
+            while piece := stream.read(CHUNK):
+                received += len(piece)
+            return _json(start_response, json.dumps({"received": received}).encode())
+        self.calls += 1
+        if self.delay:
+            gevent.sleep(self.delay)
+        return _json(start_response, BODY)
+
+
+def _zeros(size: int) -> Iterator[bytes]:
+    block = bytes(CHUNK)
+    while size > 0:
+        yield block[:size]
+        size -= CHUNK
+
+
+fixture = _Fixture(int(os.environ.get("BENCH_DELAY_MS", "0")))

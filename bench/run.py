@@ -1,0 +1,400 @@
+"""`make bench`: the gateway against its ceiling and its peers, in one run, one table.
+
+Every row is served by its own process (one gunicorn gevent worker, or one
+nginx worker) on a loopback port, all started up front. wrk loads the rows in
+turn, A B C ... A B C ..., for several rounds; the table shows the median of
+each figure, and each ratio is the median of the per-round ratios to the
+ceiling measured in the same round, so machine noise cancels. Then the
+scenario figures: latency overlap, streaming memory, third-party calls under
+a cache TTL, and the p99 at half the gateway's throughput.
+
+A benchmark, not a test: it prints figures and never fails on speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import pwd
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.apps import BODY, PREFIX  # noqa: E402
+from gateway.filters import REGISTRY  # noqa: E402
+from tests.support import (  # noqa: E402
+    VENV_BIN,
+    Gateway,
+    Process,
+    free_port,
+    reset_peak_rss,
+    rss_kib,
+    wait_for_port,
+)
+
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results" / "latest.md"
+LUA = BENCH / "wrk" / "report.lua"
+PATH = PREFIX + "item?id=42"
+THIRD_PARTY_BODY = '{"tier": "gold", "region": "eu"}'
+MIB = 1024 * 1024
+
+
+# ------------------------------------------------------------------ servers
+
+def _nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def start_nginx(template: str, **values: object) -> Process:
+    """nginx with one worker process, from a bench/nginx template, in a temporary prefix."""
+    prefix = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+    common = (f"{user}\nworker_processes 1;\ndaemon off;\npid {prefix}/nginx.pid;\n"
+              f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 4096; }}")
+    temp_paths = "\n".join(f"    {kind}_temp_path {prefix}/{kind};"
+                           for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    text = (BENCH / "nginx" / template).read_text() % {
+        "common": common, "temp_paths": temp_paths, **values}
+    conf = prefix / "nginx.conf"
+    conf.write_text(text)
+    process = Process("bench-nginx", [_nginx_binary(), "-p", str(prefix), "-e",
+                                      str(prefix / "error.log"), "-c", str(conf)])
+    for port in re.findall(r"listen 127\.0\.0\.1:(\d+)", text):
+        wait_for_port(int(port), process.popen)
+    return process
+
+
+def start_app(app: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
+    """A bench/apps.py app on gunicorn, one gevent worker (run outside the repository
+    so that gunicorn does not read the gateway's gunicorn.conf.py)."""
+    port = free_port()
+    argv = [str(VENV_BIN / "gunicorn"), "-k", "gevent", "-w", "1", "--worker-connections",
+            "1000", "-b", f"127.0.0.1:{port}", "--no-control-socket", f"bench.apps:{app}"]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    process = Process(f"bench-{app}", argv, env=full_env, cwd=tempfile.gettempdir())
+    wait_for_port(port, process.popen)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def enrichment_env(third_party_url: str, ttl: float) -> dict[str, str]:
+    """Settings turning the enrichment filter on against ``third_party_url`` (ttl 0: no cache)."""
+    return {"GATEWAY_FILTERS": "enrichment", "GATEWAY_ENRICH_URL": third_party_url + "/enrich",
+            "GATEWAY_ENRICH_CACHE_TTL": str(ttl)}
+
+
+# ---------------------------------------------------------------------- wrk
+
+@dataclass
+class Load:
+    """What wrk measured in one run."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def wrk(url: str, duration: int, connections: int, threads: int,
+        interval_ms: float | None = None) -> Load:
+    """One wrk run (keep-alive) against ``url``; paced when ``interval_ms`` is given."""
+    env = dict(os.environ)
+    if interval_ms is not None:
+        env["BENCH_INTERVAL_MS"] = f"{interval_ms:.3f}"
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+            "--timeout", "10s", "-s", str(LUA), url]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("BENCH "))
+    f = {k: int(v) for k, v in (item.split("=") for item in line.split()[1:])}
+    errors = f["connect"] + f["read"] + f["write"] + f["status"] + f["timeout"]
+    return Load(rps=f["requests"] / (f["duration_us"] / 1e6), p50_ms=f["p50_us"] / 1000,
+                p99_ms=f["p99_us"] / 1000, errors=errors)
+
+
+# --------------------------------------------------------------------- rows
+
+@dataclass
+class Row:
+    label: str
+    url: str
+    runs: list[Load]
+
+
+def measure_rows(rows: list[Row], args: argparse.Namespace) -> None:
+    """Warm every row up, then load them interleaved for ``args.rounds`` rounds."""
+    for row in rows:
+        wrk(row.url + PATH, 1, args.connections, args.threads)
+    for number in range(1, args.rounds + 1):
+        for row in rows:
+            load = wrk(row.url + PATH, args.duration, args.connections, args.threads)
+            row.runs.append(load)
+            print(f"  round {number}: {row.label}: {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} "
+                  f"ms, p99 {load.p99_ms:.2f} ms, {load.errors} errors", flush=True)
+
+
+def ratios(row: Row, ceiling: Row) -> float:
+    """Median over rounds of this row's throughput over the ceiling's in the same round."""
+    return statistics.median(r.rps / c.rps for r, c in zip(row.runs, ceiling.runs, strict=True))
+
+
+def rows_table(rows: list[Row]) -> list[str]:
+    lines = ["| # | row | req/s | p50 ms | p99 ms | errors | vs ceiling |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for number, row in enumerate(rows, 1):
+        med = statistics.median
+        lines.append(
+            f"| {number} | {row.label} | {med(r.rps for r in row.runs):,.0f} "
+            f"| {med(r.p50_ms for r in row.runs):.2f} | {med(r.p99_ms for r in row.runs):.2f} "
+            f"| {sum(r.errors for r in row.runs)} | {ratios(row, rows[0]):.0%} |")
+    return lines
+
+
+# ---------------------------------------------------------------- scenarios
+
+def _zeros(size: int) -> Iterator[bytes]:
+    block = bytes(MIB)
+    while size > 0:
+        yield block[:size]
+        size -= MIB
+
+
+def _transfer(url: str, method: str, target: str, size: int) -> int:
+    """Send (POST) or fetch (GET) ``size`` bytes through ``url``; the bytes received."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    body = _zeros(size) if method == "POST" else None
+    headers = {"Content-Length": str(size)} if method == "POST" else {}
+    conn.request(method, target, body=body, headers=headers)
+    response, received = conn.getresponse(), 0
+    while piece := response.read(MIB):
+        received += len(piece)
+    conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"{method} {target}: status {response.status}")
+    return received
+
+
+def streaming_growth(gateway: Gateway, method: str, target: str, size: int) -> tuple[float, float]:
+    """(peak RSS growth of the worker in MiB, MiB/s) while ``size`` bytes pass through it."""
+    worker = gateway.worker_pids()[0]
+    before = rss_kib(worker)
+    reset_peak_rss(worker)
+    started = time.monotonic()
+    _transfer(gateway.url, method, target, size)
+    elapsed = time.monotonic() - started
+    return (rss_kib(worker, "VmHWM") - before) / 1024, size / MIB / elapsed
+
+
+def fixture_calls(url: str) -> int:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/_count")
+    calls = json.loads(conn.getresponse().read())["calls"]
+    conn.close()
+    return calls
+
+
+@dataclass
+class Figure:
+    name: str
+    value: str
+    target: str
+    met: bool | None
+
+
+def scenario_streaming(args: argparse.Namespace) -> list[Figure]:
+    size = args.stream_mib * MIB
+    fixture, fixture_url = start_app("fixture")
+    gateway = Gateway({"GATEWAY_UPSTREAM_URL": fixture_url, "GATEWAY_ACCESS_LOG": "off"})
+    try:
+        figures = []
+        for what, method, target in (("response", "GET", f"/big?n={size}"),
+                                     ("upload", "POST", "/sink")):
+            growth, speed = streaming_growth(gateway, method, target, size)
+            figures.append(Figure(
+                f"streaming: {args.stream_mib} MiB {what}, worker peak RSS growth",
+                f"{growth:.1f} MiB ({speed:,.0f} MiB/s)", "< 50 MiB", growth < 50))
+        return figures
+    finally:
+        gateway.stop()
+        fixture.stop()
+
+
+def scenario_paced(gateway_url: str, max_rps: float, args: argparse.Namespace) -> Figure:
+    """p99 at half the gateway's max throughput, Poisson arrivals paced by the wrk script."""
+    rate = max_rps / 2
+    interval_ms = args.connections * 1000 / rate
+    load = wrk(gateway_url + PATH, args.paced_duration, args.connections, args.threads,
+               interval_ms)
+    return Figure(f"p99 at 50% of max throughput (offered {rate:,.0f} req/s, "
+                  f"achieved {load.rps:,.0f})", f"{load.p99_ms:.2f} ms (p50 {load.p50_ms:.2f})",
+                  "< 10 ms", load.p99_ms < 10)
+
+
+def scenario_overlap(args: argparse.Namespace) -> Figure:
+    upstream, upstream_url = start_app("fixture", {"BENCH_DELAY_MS": "100"})
+    third, third_url = start_app("fixture", {"BENCH_DELAY_MS": "100"})
+    gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream_url, **enrichment_env(third_url, 0)})
+    try:
+        load = wrk(gateway.url + PATH, args.duration, 10, 1)
+        return Figure("latency overlap: upstream and third party 100 ms each, gateway p50",
+                      f"{load.p50_ms:.1f} ms (sum 200, max 100; {load.errors} errors)",
+                      "<= 105 ms", load.p50_ms <= 105 and load.errors == 0)
+    finally:
+        gateway.stop()
+        upstream.stop()
+        third.stop()
+
+
+def scenario_third_party(upstream_url: str, args: argparse.Namespace) -> Figure:
+    third, third_url = start_app("fixture")
+    gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream_url, **enrichment_env(third_url, 1)})
+    try:
+        before = fixture_calls(third_url)
+        load = wrk(gateway.url + PATH, args.ttl_window, args.connections, args.threads)
+        calls = fixture_calls(third_url) - before
+        bound = args.ttl_window + 1
+        return Figure(f"third-party calls: cache TTL 1 s, {args.ttl_window} s under load "
+                      f"({load.rps:,.0f} req/s), one worker",
+                      f"{calls} calls", f"<= {bound} (1 per TTL per worker)", calls <= bound)
+    finally:
+        gateway.stop()
+        third.stop()
+
+
+def figures_table(figures: list[Figure]) -> list[str]:
+    lines = ["| scenario | measured | target | met |", "|---|---|---|---|"]
+    for f in figures:
+        met = "n/a" if f.met is None else ("yes" if f.met else "**no**")
+        lines.append(f"| {f.name} | {f.value} | {f.target} | {met} |")
+    return lines
+
+
+# ------------------------------------------------------------------- report
+
+def _version(argv: list[str], pattern: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    found = re.search(pattern, done.stdout + done.stderr)
+    return found.group(1) if found else "?"
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "?")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
+            f"load average at start {load}")
+
+
+def versions() -> str:
+    packages = ", ".join(f"{name} {metadata.version(name)}"
+                         for name in ("gunicorn", "gevent", "urllib3", "werkzeug"))
+    nginx = _version([_nginx_binary(), "-v"], r"nginx/(\S+)")
+    wrk_version = _version(["wrk", "-v"], r"wrk (\S+)")
+    return f"Python {platform.python_version()}, {packages}, nginx {nginx}, wrk {wrk_version}"
+
+
+def report(rows: list[Row], figures: list[Figure], args: argparse.Namespace,
+           started: str, header: str) -> str:
+    command = (f"make bench (bench/run.py --duration {args.duration} --rounds {args.rounds} "
+               f"--connections {args.connections} --threads {args.threads})")
+    return "\n".join([
+        "# Benchmark results", "",
+        f"- Run: `{command}`, {started}",
+        f"- Machine: {header}",
+        f"- Versions: {versions()}",
+        f"- Method: wrk, keep-alive, {args.connections} connections, {args.threads} threads, "
+        f"{args.duration} s per row per round, rows interleaved over {args.rounds} rounds; "
+        "median per figure, errors summed over the rounds (socket errors + HTTP >= 400); "
+        "each server one gunicorn gevent worker (nginx: one worker process); upstream and "
+        "third party: nginx answering a fixed small JSON body.",
+        "", *rows_table(rows), "", *figures_table(figures), ""])
+
+
+# --------------------------------------------------------------------- main
+
+def parse_args() -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=int, default=int(env("BENCH_DURATION", "5")),
+                   help="seconds of load per row per round (BENCH_DURATION, default 5)")
+    p.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", "3")),
+                   help="interleaved rounds, at least 3 for a median (BENCH_ROUNDS)")
+    p.add_argument("--connections", type=int, default=int(env("BENCH_CONNECTIONS", "50")))
+    p.add_argument("--threads", type=int, default=int(env("BENCH_THREADS", "2")))
+    p.add_argument("--stream-mib", type=int, default=int(env("BENCH_STREAM_MIB", "1024")),
+                   help="size of the streamed response and upload (BENCH_STREAM_MIB)")
+    p.add_argument("--ttl-window", type=int, default=int(env("BENCH_TTL_WINDOW", "10")),
+                   help="seconds of load in the third-party calls scenario")
+    p.add_argument("--paced-duration", type=int,
+                   default=int(env("BENCH_PACED_DURATION", "10")))
+    p.add_argument("--output", type=Path, default=RESULTS)
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = machine()
+    has_enrichment = "enrichment" in REGISTRY
+    upstream_port, third_port, reference_port = free_port(), free_port(), free_port()
+    processes: list[Process] = []
+    try:
+        processes.append(start_nginx("fixtures.conf", upstream_port=upstream_port,
+                                     third_party_port=third_port,
+                                     upstream_body=BODY.decode(),
+                                     third_party_body=THIRD_PARTY_BODY))
+        upstream = f"http://127.0.0.1:{upstream_port}"
+        third = f"http://127.0.0.1:{third_port}"
+        ceiling, ceiling_url = start_app("ceiling")
+        peer, peer_url = start_app("peer", {"BENCH_UPSTREAM_URL": upstream})
+        processes += [ceiling, peer]
+        plain = Gateway({"GATEWAY_UPSTREAM_URL": upstream})
+        processes.append(plain)
+        rows = [Row("ceiling: do-nothing WSGI app", ceiling_url, []),
+                Row("peer: werkzeug ProxyMiddleware", peer_url, []),
+                Row("gateway, plain proxy", plain.url, [])]
+        if has_enrichment:
+            hits = Gateway({"GATEWAY_UPSTREAM_URL": upstream, **enrichment_env(third, 300)})
+            misses = Gateway({"GATEWAY_UPSTREAM_URL": upstream, **enrichment_env(third, 0)})
+            processes += [hits, misses]
+            rows += [Row("gateway + enrichment, cache on (hits)", hits.url, []),
+                     Row("gateway + enrichment, cache off", misses.url, [])]
+        processes.append(start_nginx("reference.conf", port=reference_port,
+                                     upstream_port=upstream_port))
+        rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}", []))
+        print(f"{len(rows)} rows x {args.rounds} rounds x {args.duration} s", flush=True)
+        measure_rows(rows, args)
+        gateway_max = statistics.median(r.rps for r in rows[2].runs)
+        print("scenarios ...", flush=True)
+        figures = [scenario_paced(plain.url, gateway_max, args)]
+        figures += scenario_streaming(args)
+        if has_enrichment:
+            figures += [scenario_overlap(args), scenario_third_party(upstream, args)]
+    finally:
+        for process in reversed(processes):
+            process.stop()
+    text = report(rows, figures, args, started, header)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print("\n" + text + f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
