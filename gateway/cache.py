@@ -1,0 +1,103 @@
+"""Byte-value caches with a time to live: per worker in memory, or shared in Redis.
+
+Filters that cache (enrichment, proxy-cache) get one from :func:`make_cache`.
+The stores only keep bytes; what a value means, single-flight and serving stale
+values belong to the caller. A Redis failure raises :class:`CacheUnavailable`
+so the caller can fall back (call the origin) and log it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+
+from gateway.config import Settings
+from gateway.shared import redis_client
+
+
+class CacheUnavailable(Exception):
+    """The shared cache (Redis) could not be reached or answered an error."""
+
+
+class Cache(Protocol):
+    """A key -> bytes store whose entries expire ``ttl`` seconds after they were set."""
+
+    def get(self, key: str) -> bytes | None:
+        """The value, or None when absent or expired; CacheUnavailable if the store is down."""
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds; CacheUnavailable if the store is down."""
+
+
+class MemoryCache:
+    """This worker's memory: least recently used entries go first once ``max_bytes`` is passed.
+
+    Only keys and values count towards ``max_bytes``; a value larger than it is not kept.
+    No I/O happens inside a call, so under gevent no other greenlet interleaves.
+    """
+
+    def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.size = 0
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires <= self.clock():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        self._drop(key)
+        cost = len(key) + len(value)
+        if ttl <= 0 or cost > self.max_bytes:
+            return
+        while self.size + cost > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+        self._entries[key] = (self.clock() + ttl, value)
+        self.size += cost
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.size -= len(key) + len(entry[1])
+
+
+class RedisCache:
+    """Redis, shared by every worker and instance; Redis expires the keys itself."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return redis_client(self.url).get(self.prefix + key)
+        except redis.RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        milliseconds = int(ttl * 1000)
+        if milliseconds <= 0:
+            return
+        try:
+            redis_client(self.url).set(self.prefix + key, value, px=milliseconds)
+        except redis.RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+
+def make_cache(settings: Settings, prefix: str, max_bytes: int) -> Cache:
+    """A RedisCache (keys under ``prefix``) when GATEWAY_REDIS_URL is set, else a MemoryCache."""
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, prefix)
+    return MemoryCache(max_bytes)
