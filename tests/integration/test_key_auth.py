@@ -92,6 +92,18 @@ def test_keys_file_is_read_again_on_sighup(gateway, fixture_server, tmp_path):
     assert json.loads(data)["message"] == "Unauthorized"
 
 
+def test_a_broken_keys_file_on_reload_stops_the_gateway_with_the_line(gateway, fixture_server,
+                                                                      tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("alice k-1\n")
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url, "GATEWAY_FILTERS": "key-auth",
+                  "GATEWAY_KEYAUTH_KEYS_FILE": str(keys)}, fresh=True)
+    keys.write_text("alice k-1\nbob\n")
+    os.kill(gw.pid, signal.SIGHUP)
+    assert gw.popen.wait(15) == 2
+    assert f"GATEWAY_KEYAUTH_KEYS_FILE='{keys}': line 2: expected `consumer key`" in gw.logs()
+
+
 @pytest.mark.parametrize(("env", "shown"), [
     ({"GATEWAY_KEYAUTH_KEYS": "alice:bad key-s3cret"}, "GATEWAY_KEYAUTH_KEYS=<hidden>: "),
     ({"GATEWAY_KEYAUTH_KEYS_FILE": "/nonexistent/keys"}, "cannot read it"),
