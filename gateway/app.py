@@ -215,6 +215,8 @@ class RequestBody:
     def read(self, size: int = -1) -> bytes:
         try:
             return self.stream.read(size)
+        except GatewayError:
+            raise  # a filter's own answer from a wrapped stream (request-size-limiting's 413)
         except Exception as exc:
             raise GatewayError(400, "Bad request body") from exc
 

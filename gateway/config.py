@@ -168,6 +168,19 @@ def http_urls(raw: str) -> tuple[str, ...]:
     return urls
 
 
+_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def byte_size(raw: str) -> int:
+    """A size in bytes, optionally with a k, m or g suffix (powers of 1024, as nginx's)."""
+    digits, unit = raw[:-1], _SIZE_UNITS.get(raw[-1].lower())
+    if unit is None:
+        digits, unit = raw, 1
+    if not digits.isdigit():
+        raise ValueError("must be a whole number of bytes, optionally with a k, m or g suffix")
+    return int(digits) * unit
+
+
 def path_prefix_or_off(raw: str) -> str | None:
     """A URL path prefix such as ``/_gateway`` (trailing slash dropped), or ``off`` for None."""
     if raw.lower() == "off":

@@ -186,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining = length
                 while remaining:
                     piece = self.rfile.read(min(remaining, 1 << 16))
+                    if not piece:
+                        raise ConnectionResetError("request body cut mid-chunk")
                     remaining -= len(piece)
                     yield piece
                 self.rfile.readline()
@@ -259,6 +261,18 @@ class _Handler(BaseHTTPRequestHandler):
     def route_sink(self) -> None:
         """Read the request body and say how much arrived."""
         size, sha = self.read_body()
+        self.send_json({"received": size, "sha256": sha})
+
+    def route_upload(self) -> None:
+        """Like /sink, but count bodies read whole (hits["upload:complete"]) and bodies the
+        client cut off (hits["upload:cut"]), e.g. a proxy that aborted the upload."""
+        try:
+            size, sha = self.read_body()
+        except (ValueError, ConnectionError):
+            self.server.hits["upload:cut"] += 1
+            self.close_connection = True
+            return
+        self.server.hits["upload:complete"] += 1
         self.send_json({"received": size, "sha256": sha})
 
     def route_abort(self) -> None:

@@ -6,13 +6,16 @@ from collections.abc import Mapping
 
 from gateway.config import ConfigError, Settings, load
 from gateway.filters.base import Filter
+from gateway.filters.cors import Cors
 from gateway.filters.key_auth import KeyAuth
 from gateway.filters.rate_limiting import RateLimiting
+from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
 from gateway.filters.response_headers import ResponseHeaders
 
 REGISTRY: dict[str, type[Filter]] = {
-    cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting)
+    cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
+                              Cors, RequestSizeLimiting)
 }
 
 
