@@ -98,6 +98,7 @@ def test_a_broken_keys_file_on_reload_stops_the_gateway_with_the_line(gateway, f
     keys.write_text("alice k-1\n")
     gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url, "GATEWAY_FILTERS": "key-auth",
                   "GATEWAY_KEYAUTH_KEYS_FILE": str(keys)}, fresh=True)
+    assert call(gw.url, "GET", "/echo", {"apikey": "k-1"})[0].status == 200  # worker loaded
     keys.write_text("alice k-1\nbob\n")
     os.kill(gw.pid, signal.SIGHUP)
     assert gw.popen.wait(15) == 2
