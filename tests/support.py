@@ -312,6 +312,38 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(int(self.query.get("ms", "200")) / 1000)
         self.wfile.write(b"0\r\n\r\n")
 
+    def route_third(self) -> None:
+        """A third-party JSON service for enrichment: ?kind= ok ({"url": target}), nonjson,
+        nofield, crlf, big (10 MiB, Content-Length), bigchunked (10 MiB, chunked), drip (the
+        ok answer one byte every ?ms=); ?ms= delays the other kinds; ?status= sets the status."""
+        kind, ms = self.query.get("kind", "ok"), int(self.query.get("ms", "0"))
+        if kind == "drip":
+            return self._drip_json({"url": self.path}, ms or 100)
+        time.sleep(ms / 1000)
+        if kind in ("big", "bigchunked"):
+            self.query.update(n=str(10 << 20), chunked="1" if kind == "bigchunked" else "0")
+            return self.route_bytes()
+        bodies = {"ok": {"url": self.path}, "nofield": {"other": 1},
+                  "crlf": {"url": "a\r\nX-Injected: yes"}}
+        if kind == "nonjson":
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            self.wfile.write(b"<html>oops")
+            return
+        self.send_json(bodies[kind], status=int(self.query.get("status", "200")))
+
+    def _drip_json(self, value: Any, ms: int) -> None:
+        body = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(ms / 1000)
+
     def route_status(self) -> None:
         """Answer with the status in the path: /status/503."""
         self.send_json({"status": True}, status=int(self.path.split("/")[2].split("?")[0]))

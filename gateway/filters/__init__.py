@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from gateway.config import ConfigError, Settings, load
 from gateway.filters.base import Filter
 from gateway.filters.cors import Cors
+from gateway.filters.enrichment import Enrichment
 from gateway.filters.key_auth import KeyAuth
 from gateway.filters.rate_limiting import RateLimiting
 from gateway.filters.request_size_limiting import RequestSizeLimiting
@@ -15,7 +16,7 @@ from gateway.filters.response_headers import ResponseHeaders
 
 REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
-                              Cors, RequestSizeLimiting)
+                              Cors, RequestSizeLimiting, Enrichment)
 }
 
 

@@ -1,0 +1,84 @@
+"""The HTTP client for third-party services called by filters (enrichment).
+
+Its own pooled urllib3 PoolManager per worker, made on first use (after the
+fork and gevent's patching): keep-alive reuse, no retries, no redirects, TLS
+verified against the system's CAs or a given bundle. Bodies are read in
+pieces and refused past a size limit, so a huge answer is never held whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import urllib3
+from urllib3.exceptions import HTTPError
+
+#: Bytes read from the third party at once.
+PIECE = 64 * 1024
+
+
+class CallFailed(Exception):
+    """The third party could not be reached or did not answer usably; str() is the reason."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+class ThirdPartyClient:
+    """Calls one kind of third-party service; ``timeout`` bounds each connect and read."""
+
+    def __init__(self, timeout: float, max_bytes: int, ca_bundle: str | None = None,
+                 insecure: bool = False, pool_size: int = 10) -> None:
+        self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self.max_bytes = max_bytes
+        self.ca_bundle = ca_bundle
+        self.insecure = insecure
+        self.pool_size = pool_size
+        self._pool: urllib3.PoolManager | None = None
+
+    @property
+    def pool(self) -> urllib3.PoolManager:
+        """The worker's PoolManager, built lazily so it is made after gevent patched the worker."""
+        if self._pool is None:
+            self._pool = urllib3.PoolManager(
+                num_pools=16, maxsize=self.pool_size, retries=False,
+                cert_reqs="CERT_NONE" if self.insecure else "CERT_REQUIRED",
+                ca_certs=self.ca_bundle)
+        return self._pool
+
+    def call(self, method: str, url: str, headers: dict[str, str]) -> Answer:
+        """Send the request and read the whole answer (at most max_bytes); CallFailed otherwise."""
+        try:
+            response = self.pool.request(method, url, headers=headers, preload_content=False,
+                                         redirect=False, retries=False, timeout=self.timeout)
+        except HTTPError as exc:
+            raise CallFailed(_reason(exc)) from None
+        try:
+            return Answer(response.status, self._read(response))
+        except HTTPError as exc:
+            raise CallFailed(_reason(exc)) from None
+        finally:
+            if not response.isclosed():
+                response.close()  # body left unread (too large, timed out): do not reuse
+            response.release_conn()
+
+    def _read(self, response: urllib3.BaseHTTPResponse) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise CallFailed(f"answer of {declared} bytes is larger than {self.max_bytes}")
+        body = bytearray()
+        while piece := response.read(PIECE):
+            body += piece
+            if len(body) > self.max_bytes:
+                raise CallFailed(f"answer is larger than {self.max_bytes} bytes")
+        return bytes(body)
+
+
+def _reason(exc: HTTPError) -> str:
+    """A short reason naming what failed, without urllib3's pool and object reprs."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    return text.split(": ", 1)[1] if text.startswith("<") and ": " in text else text
