@@ -151,10 +151,18 @@ class ResponseBody:
                 self.sent += len(chunk)
                 yield chunk
             return
+        chunks = self._upstream_chunks()
+        for wrap in self.ex.body_wrappers:
+            chunks = wrap(chunks)
+        for chunk in chunks:
+            self.sent += len(chunk)
+            yield chunk
+
+    def _upstream_chunks(self) -> Iterator[bytes]:
+        """The upstream body as it arrives; BodyAborted if the upstream fails mid-body."""
         read = self.ex.upstream_response.read1
         try:
             while chunk := read(CHUNK_SIZE):
-                self.sent += len(chunk)
                 yield chunk
         except (HTTPError, OSError) as exc:
             self.ex.error_message = f"upstream failed mid-body: {exc}"

@@ -8,7 +8,7 @@ headers that will go upstream, the response status and headers, a per-request
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
@@ -38,6 +38,10 @@ class Exchange:
         self.headers = Headers()
         #: The response body when the gateway answers itself; None streams the upstream's.
         self.body: Iterable[bytes] | None = None
+        #: Wrappers of the streamed upstream body, applied in order: each takes the chunk
+        #: iterator and returns one; response-phase filters add them to see the body go by
+        #: (proxy-cache copies it). A wrapped iterator that ends normally saw the whole body.
+        self.body_wrappers: list[Callable[[Iterator[bytes]], Iterator[bytes]]] = []
         #: The upstream's status, or None if the upstream was not reached.
         self.upstream_status: int | None = None
         #: The upstream target URL used, if any.

@@ -275,6 +275,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.hits["upload:complete"] += 1
         self.send_json({"received": size, "sha256": sha})
 
+    def route_respond(self) -> None:
+        """200 JSON with the query's pairs as response headers (?Cache-Control=private&Vary=X);
+        the body carries how many times this path was called, so a cached copy shows."""
+        self.read_body()
+        headers = {name: value for name, value in self.query.items() if name[:1].isupper()}
+        self.send_json({"calls": self.server.hits[urlsplit(self.path).path]}, headers=headers)
+
     def route_abort(self) -> None:
         """Promise ?cl= bytes (or chunked), send ?n= of them, then drop the connection."""
         self.send_response(200)

@@ -9,6 +9,7 @@ from gateway.filters.base import Filter
 from gateway.filters.cors import Cors
 from gateway.filters.enrichment import Enrichment
 from gateway.filters.key_auth import KeyAuth
+from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting import RateLimiting
 from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
@@ -16,7 +17,7 @@ from gateway.filters.response_headers import ResponseHeaders
 
 REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
-                              Cors, RequestSizeLimiting, Enrichment)
+                              Cors, RequestSizeLimiting, ProxyCache, Enrichment)
 }
 
 

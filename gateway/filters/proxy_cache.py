@@ -1,0 +1,299 @@
+"""proxy-cache: serve repeated requests from a cache of upstream responses (Kong's plugin).
+
+Request phase: a cacheable request (method, and with GATEWAY_CACHE_CONTROL the
+client's Cache-Control) is looked up by its key: consumer, method, host, path,
+sorted query and the GATEWAY_CACHE_VARY_HEADERS; a fresh entry is answered from
+the cache and the upstream is never called. Response phase: a cacheable
+response (status, content type, Vary, size, and with GATEWAY_CACHE_CONTROL the
+upstream's Cache-Control) is copied as it streams to the client and stored once
+it has gone through whole and within GATEWAY_CACHE_MAX_BODY; a bigger one is
+passed on and never held. ``X-Cache-Status`` (Miss, Hit, Refresh, Bypass),
+``X-Cache-Key`` and ``Age`` as Kong sends them. Entries live in this worker's
+memory (LRU, GATEWAY_CACHE_MAX_BYTES) or in Redis with GATEWAY_REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from urllib.parse import parse_qsl, urlencode
+
+from werkzeug.datastructures import Headers, RequestCacheControl, ResponseCacheControl
+from werkzeug.http import parse_cache_control_header, parse_date
+
+from gateway.cache import Cache, CacheUnavailable, make_cache
+from gateway.config import Settings, boolean, byte_size, names, number, setting
+from gateway.exchange import Exchange
+from gateway.filters.base import Filter
+from gateway.headers import response_headers
+from gateway.jsoncodec import decode_json, encode_json
+
+log = logging.getLogger("gateway.proxy_cache")
+
+NOT_CACHED = "The response is not in the cache"  # answer to only-if-cached on a miss
+#: Version of the stored entry layout; an entry of another version counts as absent.
+ENTRY_VERSION = 1
+_CTX = "proxy-cache"
+_METHODS = ("GET", "HEAD", "POST", "PATCH", "PUT")  # the ones Kong allows
+
+
+def methods(raw: str) -> tuple[str, ...]:
+    parsed = tuple(name.upper() for name in names(raw))
+    if not parsed or not set(parsed) <= set(_METHODS):
+        raise ValueError(f"must be comma-separated methods among {', '.join(_METHODS)}")
+    return parsed
+
+
+def statuses(raw: str) -> frozenset[int]:
+    try:
+        parsed = frozenset(int(code) for code in names(raw))
+    except ValueError:
+        parsed = frozenset()
+    if not parsed or not all(100 <= code <= 599 for code in parsed):
+        raise ValueError("must be comma-separated HTTP status codes (100-599)")
+    return parsed
+
+
+def media_types(raw: str) -> tuple[str, ...]:
+    parsed = tuple(name.lower() for name in names(raw))
+    if not parsed or not all("/" in name for name in parsed):
+        raise ValueError("must be comma-separated media types such as application/json or text/*")
+    return parsed
+
+
+@dataclass(frozen=True)
+class ProxyCacheConfig:
+    ttl: int = setting(
+        "GATEWAY_CACHE_TTL", number(int, 1), "300",
+        "proxy-cache: seconds a response is served from the cache (Kong's cache_ttl).")
+    methods: tuple[str, ...] = setting(
+        "GATEWAY_CACHE_METHODS", methods, "GET,HEAD",
+        "proxy-cache: request methods whose responses are cached.")
+    statuses: frozenset[int] = setting(
+        "GATEWAY_CACHE_STATUSES", statuses, "200,301,404",
+        "proxy-cache: upstream statuses that are cached.")
+    content_types: tuple[str, ...] = setting(
+        "GATEWAY_CACHE_CONTENT_TYPES", media_types, "text/plain,application/json",
+        "proxy-cache: upstream media types that are cached (parameters such as charset "
+        "ignored; `text/*` and `*/*` allowed).")
+    cache_control: bool = setting(
+        "GATEWAY_CACHE_CONTROL", boolean, "false",
+        "proxy-cache: obey Cache-Control as Kong's cache_control: clients' no-cache/no-store/"
+        "max-age/min-fresh/only-if-cached and Authorization; upstreams' private/no-store/"
+        "no-cache, with the TTL from s-maxage/max-age/Expires.")
+    vary_headers: tuple[str, ...] = setting(
+        "GATEWAY_CACHE_VARY_HEADERS", names, "",
+        "proxy-cache: request headers that are part of the cache key; a response whose Vary "
+        "names any other header is not cached.")
+    max_bytes: int = setting(
+        "GATEWAY_CACHE_MAX_BYTES", byte_size, "64m",
+        "proxy-cache: memory each worker's cache may use (least recently used entries go "
+        "first); unused with GATEWAY_REDIS_URL.")
+    max_body: int = setting(
+        "GATEWAY_CACHE_MAX_BODY", byte_size, "1m",
+        "proxy-cache: largest body cached; bigger responses are streamed and not cached.")
+
+
+@dataclass
+class Entry:
+    """A stored response. Stored as one JSON line (version, status, stored_at, ttl,
+    headers) then the body bytes as they are."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    stored_at: float
+    ttl: float
+
+    def encode(self) -> bytes:
+        head = [ENTRY_VERSION, self.status, self.stored_at, self.ttl, self.headers]
+        return encode_json(head) + b"\n" + self.body
+
+    @classmethod
+    def decode(cls, data: bytes) -> Entry | None:
+        """The entry, or None for one that is malformed or of another version."""
+        head, _, body = data.partition(b"\n")
+        try:
+            version, status, stored_at, ttl, headers = decode_json(head)
+        except (ValueError, TypeError):
+            return None
+        if version != ENTRY_VERSION:
+            return None
+        return cls(status, [(name, value) for name, value in headers], body, stored_at, ttl)
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.stored_at)
+
+
+@dataclass
+class Lookup:
+    """What the request phase found, for the response phase."""
+
+    status: str  # Miss, Refresh, Bypass (Hit is answered in the request phase)
+    key: str | None = None
+
+
+def cache_key(ex: Exchange, vary_headers: tuple[str, ...]) -> str:
+    """MD5 (as Kong) of consumer, method, host, raw path, sorted query and varied headers."""
+    raw = ex.environ.get("RAW_URI") or ""
+    path = raw.partition("?")[0] if raw.startswith("/") else ex.path
+    query = ex.upstream_query
+    if query is None:
+        query = ex.environ.get("QUERY_STRING", "")
+    parts = [ex.ctx.get("consumer") or "", ex.method, ex.environ.get("HTTP_HOST", ""), path,
+             urlencode(sorted(parse_qsl(query, keep_blank_values=True)))]
+    parts += [f"{name.lower()}={ex.upstream_headers.get(name, '')}" for name in vary_headers]
+    return hashlib.md5("\n".join(parts).encode(), usedforsecurity=False).hexdigest()
+
+
+def media_type_allowed(content_type: str | None, allowed: tuple[str, ...]) -> bool:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if not media:
+        return False
+    kind = media.partition("/")[0]
+    return any(pattern in (media, "*/*", f"{kind}/*") for pattern in allowed)
+
+
+class ProxyCache(Filter):
+    """Answers hits in the request phase; copies and stores cacheable misses as they stream."""
+
+    NAME = "proxy-cache"
+    PRIORITY = 100  # Kong's
+    VERSION = "1.0.0"
+    Config = ProxyCacheConfig
+
+    def __init__(self, config: ProxyCacheConfig, settings: Settings) -> None:
+        super().__init__(config, settings)
+        self.store: Cache = make_cache(settings, "gateway:proxy-cache:", config.max_bytes)
+        self.vary = {name.lower() for name in config.vary_headers}
+
+    # ------------------------------------------------------------ request phase
+
+    def on_request(self, ex: Exchange) -> None:
+        control = ex.request.cache_control if self.config.cache_control else None
+        if not self.cacheable_request(ex, control):
+            ex.ctx[_CTX] = Lookup("Bypass")
+            return
+        key = cache_key(ex, self.config.vary_headers)
+        try:
+            found = self.store.get(key)
+        except CacheUnavailable as exc:
+            log.warning("proxy-cache: cache unavailable, request %s not cached: %s",
+                        ex.request_id, exc)
+            ex.ctx[_CTX] = Lookup("Bypass")
+            return
+        entry = Entry.decode(found) if found is not None else None
+        if entry is None:
+            if control is not None and control.only_if_cached:
+                ex.error(504, NOT_CACHED, Headers([("X-Cache-Status", "Miss"),
+                                                   ("X-Cache-Key", key)]))
+                return
+            ex.ctx[_CTX] = Lookup("Miss", key)
+        elif self.too_old(entry, control, time.time()):
+            ex.ctx[_CTX] = Lookup("Refresh", key)
+        else:
+            self.serve(ex, entry, key)
+
+    def cacheable_request(self, ex: Exchange, control: RequestCacheControl | None) -> bool:
+        if ex.method not in self.config.methods:
+            return False
+        if control is None:
+            return True
+        return not (control.no_store or control.no_cache
+                    or ex.environ.get("HTTP_AUTHORIZATION"))
+
+    def too_old(self, entry: Entry, control: RequestCacheControl | None, now: float) -> bool:
+        """True when the client (or the TTL) does not accept this entry: Kong's Refresh."""
+        age = entry.age(now)
+        if control is None:
+            return age > self.config.ttl
+        max_stale = control.max_stale if isinstance(control.max_stale, int) else None
+        return ((control.max_age is not None and age > control.max_age)
+                or (max_stale is not None and age - entry.ttl > max_stale)
+                or (control.min_fresh is not None and entry.ttl - age < control.min_fresh))
+
+    def serve(self, ex: Exchange, entry: Entry, key: str) -> None:
+        """Answer from the cache: the stored response with Age and X-Cache-Status: Hit."""
+        ex.ctx[_CTX] = None
+        ex.respond(entry.status, entry.body, Headers(entry.headers))
+        if ex.method == "HEAD":  # no body stored: keep the length the upstream announced
+            ex.headers.remove("Content-Length")
+            ex.headers.extend((n, v) for n, v in entry.headers if n.lower() == "content-length")
+        ex.headers["Age"] = str(int(entry.age(time.time())))
+        ex.headers["X-Cache-Status"] = "Hit"
+        ex.headers["X-Cache-Key"] = key
+        ex.outcomes[self.NAME] = "hit"
+
+    # ----------------------------------------------------------- response phase
+
+    def on_response(self, ex: Exchange) -> None:
+        lookup: Lookup | None = ex.ctx.get(_CTX)
+        if lookup is None:
+            return
+        status = lookup.status
+        if lookup.key is not None:
+            ex.headers["X-Cache-Key"] = lookup.key
+            headers = self.upstream_headers(ex)
+            ttl = None if headers is None else self.response_ttl(ex.upstream_status, headers)
+            if ttl is None:
+                status = "Bypass"
+            else:
+                ex.body_wrappers.append(partial(self.copy, key=lookup.key, headers=headers,
+                                                status=ex.upstream_status, ttl=ttl))
+        ex.headers["X-Cache-Status"] = status
+        ex.outcomes[self.NAME] = status.lower()
+
+    @staticmethod
+    def upstream_headers(ex: Exchange) -> Headers | None:
+        """The upstream's own response headers (not those other filters added), or None
+        when the gateway answered instead (an error, another filter's response)."""
+        upstream = ex.upstream_response
+        if ex.body is not None or upstream is None:
+            return None
+        return response_headers(upstream.headers.items(), upstream.headers.get("Connection"))
+
+    def response_ttl(self, status: int | None, headers: Headers) -> float | None:
+        """Seconds to keep a response with ``status`` and ``headers``; None: do not store it."""
+        length = headers.get("Content-Length", type=int)
+        varied = {name.strip().lower() for value in headers.getlist("Vary")
+                  for name in value.split(",") if name.strip()}
+        if (status not in self.config.statuses
+                or not media_type_allowed(headers.get("Content-Type"), self.config.content_types)
+                or not varied <= self.vary or "Set-Cookie" in headers
+                or (length is not None and length > self.config.max_body)):
+            return None
+        if not self.config.cache_control:
+            return self.config.ttl
+        control = parse_cache_control_header(headers.get("Cache-Control"), None,
+                                             ResponseCacheControl)
+        if control.private or control.no_store or control.no_cache:
+            return None
+        ttl = control.s_maxage if control.s_maxage is not None else control.max_age
+        if ttl is None and (expires := parse_date(headers.get("Expires"))) is not None:
+            ttl = expires.timestamp() - time.time()
+        return ttl if ttl is not None and ttl > 0 else None
+
+    def copy(self, chunks: Iterator[bytes], key: str, status: int,
+             headers: Headers, ttl: float) -> Iterator[bytes]:
+        """Pass the body on, keeping a copy; store it if it all went through within the limit."""
+        kept: list[bytes] | None = []
+        size = 0
+        for chunk in chunks:
+            if kept is not None:
+                size += len(chunk)
+                if size > self.config.max_body:
+                    kept = None  # too big: stop copying, never store
+                else:
+                    kept.append(chunk)
+            yield chunk
+        if kept is None:
+            return
+        entry = Entry(status, list(headers), b"".join(kept), time.time(), ttl)
+        try:
+            self.store.set(key, entry.encode(), ttl)
+        except CacheUnavailable as exc:
+            log.warning("proxy-cache: cache unavailable, response not stored: %s", exc)
