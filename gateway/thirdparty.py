@@ -8,11 +8,14 @@ pieces and refused past a size limit, so a huge answer is never held whole.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import urllib3
 from urllib3.exceptions import HTTPError
 
+#: urllib3's "<...Connection object at 0x...>: " and "HTTPConnection(host=..., port=...): ".
+_REPR = re.compile(r"^(<[^>]*>|\w+\(host=[^)]*\)): ")
 #: Bytes read from the third party at once.
 PIECE = 64 * 1024
 
@@ -78,7 +81,6 @@ class ThirdPartyClient:
 
 
 def _reason(exc: HTTPError) -> str:
-    """A short reason naming what failed, without urllib3's pool and object reprs."""
+    """A short reason naming what failed, without urllib3's pool and connection reprs."""
     reason = getattr(exc, "reason", None) or exc
-    text = str(reason)
-    return text.split(": ", 1)[1] if text.startswith("<") and ": " in text else text
+    return _REPR.sub("", str(reason))

@@ -320,25 +320,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def route_third(self) -> None:
-        """A third-party JSON service for enrichment: ?kind= ok ({"url": target}), nonjson,
-        nofield, crlf, big (10 MiB, Content-Length), bigchunked (10 MiB, chunked), drip (the
-        ok answer one byte every ?ms=); ?ms= delays the other kinds; ?status= sets the status."""
-        kind, ms = self.query.get("kind", "ok"), int(self.query.get("ms", "0"))
+        """A third-party JSON service for enrichment, /third/<kind>/...: ok ({"url": target}),
+        slow (ok after 300 ms), sleepy (ok after 1 s), flaky (ok the first time, then 500),
+        error (500), nonjson, nofield, crlf, big (10 MiB, Content-Length), bigchunked (10 MiB,
+        chunked), drip (the ok answer one byte every 100 ms), stall (never answers)."""
+        path = urlsplit(self.path).path
+        kind = path.split("/")[2]
+        delays = {"slow": 0.3, "sleepy": 1.0}
+        time.sleep(delays.get(kind, 0))
+        if kind == "stall":
+            return self.route_stall()
         if kind == "drip":
-            return self._drip_json({"url": self.path}, ms or 100)
-        time.sleep(ms / 1000)
+            return self._drip_json({"url": self.path}, 100)
         if kind in ("big", "bigchunked"):
             self.query.update(n=str(10 << 20), chunked="1" if kind == "bigchunked" else "0")
             return self.route_bytes()
-        bodies = {"ok": {"url": self.path}, "nofield": {"other": 1},
-                  "crlf": {"url": "a\r\nX-Injected: yes"}}
         if kind == "nonjson":
             self.send_response(200)
             self.send_header("Content-Length", "10")
             self.end_headers()
             self.wfile.write(b"<html>oops")
             return
-        self.send_json(bodies[kind], status=int(self.query.get("status", "200")))
+        failed = kind == "error" or (kind == "flaky" and self.server.hits[path] > 1)
+        bodies = {"nofield": {"other": 1}, "crlf": {"url": "a\r\nX-Injected: yes"}}
+        self.send_json(bodies.get(kind, {"url": self.path}), status=500 if failed else 200)
 
     def _drip_json(self, value: Any, ms: int) -> None:
         body = json.dumps(value).encode()
