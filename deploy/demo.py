@@ -2,7 +2,9 @@
 
 With GATEWAY_UPSTREAM_URL set, runs the gateway against it (the production
 command). Without it, starts httpbin (the seed's third-party service) on
-loopback, puts the gateway in front and prints a curl line. Ctrl-C stops all.
+loopback, puts the gateway in front with the enrichment filter calling
+httpbin's /anything (the seed plugin's X-MyPlugin header) and prints a curl
+line. Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main() -> int:
     wait_for(HTTPBIN_PORT, httpbin)
     upstream = f"http://127.0.0.1:{HTTPBIN_PORT}"
     env = {**os.environ, "GATEWAY_UPSTREAM_URL": upstream}
+    env.setdefault("GATEWAY_FILTERS", "enrichment")
+    env.setdefault("GATEWAY_ENRICH_URL", f"{upstream}/anything")
     env.setdefault("GATEWAY_WORKERS", "2")
     bind = env.setdefault("GATEWAY_BIND", "127.0.0.1:8000")
     print(f"demo: httpbin on {upstream}; gateway on http://{bind}\n"

@@ -25,6 +25,7 @@ def test_demo_serves_httpbin_through_the_gateway_and_stops_on_ctrl_c():
         assert response.status == 200
         assert response.headers["Via"].endswith("1.1 gateway")
         assert json.loads(data)["url"].endswith("/anything/demo")
+        assert response.headers["X-MyPlugin"] == f"http://127.0.0.1:{httpbin_port}/anything"
     finally:
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=30)
