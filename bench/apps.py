@@ -20,7 +20,8 @@ from urllib.parse import parse_qs
 import gevent
 from werkzeug.middleware.http_proxy import ProxyMiddleware
 
-BODY = b'{"id": 42, "name": "widget", "price": 9.99, "tags": ["a", "b"]}'
+# Also the third party's answer in the scenarios: "url" is what enrichment reads by default.
+BODY = b'{"id": 42, "name": "widget", "price": 9.99, "url": "https://example.com/widgets/42"}'
 # ProxyMiddleware never matches a "/" mount, so every row is loaded on this prefix.
 PREFIX = "/bench/"
 CHUNK = 64 * 1024
