@@ -42,6 +42,9 @@ class Exchange:
         #: iterator and returns one; response-phase filters add them to see the body go by
         #: (proxy-cache copies it). A wrapped iterator that ends normally saw the whole body.
         self.body_wrappers: list[Callable[[Iterator[bytes]], Iterator[bytes]]] = []
+        #: True when ``body`` is an upstream response replayed from a cache (a proxy-cache
+        #: hit): filters that decorate upstream responses treat it as the upstream's.
+        self.replayed = False
         #: The upstream's status, or None if the upstream was not reached.
         self.upstream_status: int | None = None
         #: The upstream target URL used, if any.
@@ -82,10 +85,16 @@ class Exchange:
         """True once a filter or the upstream set the response status."""
         return self.status is not None
 
+    @property
+    def upstream_answer(self) -> bool:
+        """True when the response is the upstream's: streamed now, or replayed from a cache."""
+        return self.replayed or (self.upstream_status is not None and self.body is None)
+
     def respond(self, status: int, body: bytes = b"", headers: Headers | None = None,
                 content_type: str | None = None) -> None:
         """Answer with this response instead of (or in place of) the upstream's."""
         self.status = status
+        self.replayed = False
         self.headers = Headers(headers) if headers is not None else Headers()
         if content_type:
             self.headers["Content-Type"] = content_type

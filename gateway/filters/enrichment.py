@@ -272,7 +272,7 @@ class Enrichment(Filter):
         pending = ex.ctx.pop(self.NAME, None)
         if pending is None:
             return
-        if ex.upstream_status is None or ex.body is not None:
+        if not ex.upstream_answer:
             self._abandon(ex, pending)  # nothing to enrich: a filter or error answered
             return
         try:

@@ -220,6 +220,7 @@ class ProxyCache(Filter):
         """Answer from the cache: the stored response with Age and X-Cache-Status: Hit."""
         ex.ctx[_CTX] = None
         ex.respond(entry.status, entry.body, Headers(entry.headers))
+        ex.replayed = True
         if ex.method == "HEAD":  # no body stored: keep the length the upstream announced
             ex.headers.remove("Content-Length")
             ex.headers.extend((n, v) for n, v in entry.headers if n.lower() == "content-length")

@@ -47,7 +47,7 @@ def test_preflight_is_answered_by_the_gateway_and_actual_requests_get_cors_heade
     assert "Access-Control-Allow-Origin" not in refused.headers
 
 
-def test_default_cors_allows_any_origin_on_httpbin(gateway, httpbin, http):
+def test_default_cors_allows_any_origin_on_httpbin(httpbin, gateway, http):
     gw = gateway({"GATEWAY_UPSTREAM_URL": httpbin, "GATEWAY_FILTERS": "cors"})
     response = http.request("GET", gw.url + "/get", headers={"Origin": "https://x.example"})
     assert response.status == 200

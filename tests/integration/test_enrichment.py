@@ -8,6 +8,7 @@ gateway's URL template appends the client's path, so each test counts its own ca
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 
@@ -192,3 +193,18 @@ def test_upstream_failure_skips_the_enrichment(gateway, fixture_server):
     assert response.getheader("X-MyPlugin") is None
     line = access_line(gw, response.getheader("X-Request-ID"))
     assert line["outcomes"]["enrichment"] == "skipped"
+
+
+def test_the_upstream_body_streams_while_enriched(enriched):
+    """The header is set before the first byte, and the body is not held until it all came."""
+    host, port = enriched("fail").url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    started = time.monotonic()
+    conn.request("GET", "/drip?n=3&ms=400&size=5&kind=ok")
+    response = conn.getresponse()
+    first = response.read1(100)
+    first_at = time.monotonic() - started
+    rest = response.read()
+    assert response.getheader("X-MyPlugin") == "/third/ok/drip"
+    assert (first, rest) == (b"ddddd", b"d" * 10)
+    assert first_at < 0.35 < 0.8 < time.monotonic() - started

@@ -170,8 +170,8 @@ def test_error_log_is_json_with_the_request_id(gateway, fixture_server):
     _, headers, _ = call(gw.url, "/hangup")
     lines = log_lines(gw)
     assert any(line.get("logger") == "gunicorn.error" for line in lines)
-    warning = next(line for line in lines if line.get("level") == "warning")
-    assert warning["request_id"] == headers["X-Request-ID"]
+    warning = next(line for line in lines if line.get("level") == "warning"
+                   and line.get("request_id") == headers["X-Request-ID"])
     assert "failed" in warning["message"] and warning["logger"].startswith("gateway")
     access = access_line(gw, headers["X-Request-ID"])
     assert access["status"] == 502 and access["outcomes"] == {"upstream": "reset"}

@@ -19,7 +19,7 @@ def http():
     manager.clear()
 
 
-def test_httpbin_response_is_served_from_the_cache(gateway, httpbin, http):
+def test_httpbin_response_is_served_from_the_cache(httpbin, gateway, http):
     gw = gateway({"GATEWAY_UPSTREAM_URL": httpbin, "GATEWAY_FILTERS": "proxy-cache"})
     first = http.request("GET", gw.url + "/uuid?case=httpbin")
     second = http.request("GET", gw.url + "/uuid?case=httpbin")
