@@ -2,13 +2,14 @@
 #              when GATEWAY_UPSTREAM_URL is unset)
 # make test  - set up and run the whole test suite (installs nginx, redis-server, wrk)
 # make bench - the load benchmark (bench/)
+# make profile - where a gateway worker spends its CPU under load (py-spy; ARGS=--enrichment)
 
 PYTHON ?= python3
 VENV := .venv
 HTTPBIN_VENV := .venv-httpbin
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint install system-deps docs
+.PHONY: run test bench profile lint install system-deps docs
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ test: install system-deps lint
 
 bench: install system-deps
 	$(BIN)/python bench/run.py
+
+profile: install system-deps
+	$(BIN)/pip install --quiet py-spy
+	$(BIN)/python bench/profile.py $(ARGS)
 
 docs: $(VENV)/.installed
 	$(BIN)/python -m gateway readme

@@ -66,6 +66,7 @@ secure_scheme_headers = {}
 # other log line, gunicorn's included, is JSON on stderr.
 accesslog = None
 logconfig_dict = logging_config()
+logger_class = "gateway.logjson.GunicornLogger"
 
 
 def on_starting(server):

@@ -1,7 +1,7 @@
 """JSON log lines: the error log's formatter and gunicorn's logging configuration.
 
-Standard library and ujson only, so ``gunicorn.conf.py`` can use it in the master
-before gevent patches anything. The request id of the request being handled by
+Standard library, ujson and gunicorn's logger only, so ``gunicorn.conf.py`` can
+use it in the master before gevent patches anything. The request id of the request being handled by
 the current greenlet (a context variable) goes into every error-log line.
 """
 
@@ -11,6 +11,8 @@ import logging
 import time
 from contextvars import ContextVar
 from typing import Any
+
+from gunicorn.glogging import Logger
 
 from gateway.jsoncodec import encode_json
 
@@ -56,3 +58,14 @@ def logging_config() -> dict[str, Any]:
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
         },
     }
+
+
+class GunicornLogger(Logger):
+    """gunicorn's logger minus its access log, which the gateway replaces (gateway.accesslog).
+
+    With ``logconfig_dict`` set, gunicorn builds every request's access-log
+    fields even though nothing logs them (about 5% of a worker's CPU under load).
+    """
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        """Nothing: the gateway writes its own access line after the last byte."""

@@ -70,8 +70,8 @@ POOL_OPENED = Counter(
     "gateway_upstream_connections_opened", "Connections opened to each upstream target.",
     ["target"])
 
-# Enrichment outcomes that mean the breaker short-circuited the call.
-BREAKER_OPEN_OUTCOMES = frozenset({"open", "breaker-open", "breaker_open", "circuit-open"})
+# The enrichment outcome when its breaker short-circuited the call.
+BREAKER_OPEN = "breaker-open"
 
 
 class PoolGauges:
@@ -117,7 +117,7 @@ def _observe_enrichment(outcome: str, seconds: float | None) -> None:
         ENRICHMENT_CACHE_HITS.inc()
     elif outcome == "miss":
         ENRICHMENT_CACHE_MISSES.inc()
-    ENRICHMENT_BREAKER_OPEN.set(1 if outcome in BREAKER_OPEN_OUTCOMES else 0)
+    ENRICHMENT_BREAKER_OPEN.set(1 if outcome == BREAKER_OPEN else 0)
     if seconds is not None:
         ENRICHMENT_DURATION.observe(seconds)
 

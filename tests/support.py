@@ -81,16 +81,17 @@ class Process:
 
 
 class Gateway(Process):
-    """The gateway under gunicorn with gevent workers, as a user runs it."""
+    """The gateway under gunicorn with gevent workers, as a user runs it (from the checkout
+    ``root``: this one unless a benchmark compares another)."""
 
-    def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+    def __init__(self, env: dict[str, str], workers: int = 1, root: Path = ROOT) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         full_env.update({"GATEWAY_BIND": f"127.0.0.1:{self.port}",
                          "GATEWAY_WORKERS": str(workers), **env})
         argv = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "gateway.wsgi:app"]
-        super().__init__("gateway", argv, env=full_env, cwd=ROOT)
+        super().__init__("gateway", argv, env=full_env, cwd=root)
         wait_for_port(self.port, self.popen)
         self.wait_for_workers(workers)
 

@@ -91,10 +91,12 @@ class Nginx(Process):
 
 
 @pytest.fixture(scope="module")
-def behind_nginx(fixture_server) -> Iterator[tuple[Nginx, object]]:
-    """nginx -> gateway (2 gevent workers, GATEWAY_TRUSTED_PROXIES=1) -> fixture server."""
+def behind_nginx(fixture_server, httpbin) -> Iterator[tuple[Nginx, object]]:
+    """nginx -> gateway (2 gevent workers, GATEWAY_TRUSTED_PROXIES=1, enrichment from
+    httpbin's /anything as in Kong's guide) -> fixture server."""
     gateway = Gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url,
-                       "GATEWAY_TRUSTED_PROXIES": "1"}, workers=2)
+                       "GATEWAY_TRUSTED_PROXIES": "1", "GATEWAY_FILTERS": "enrichment",
+                       "GATEWAY_ENRICH_URL": httpbin + "/anything"}, workers=2)
     nginx = Nginx(gateway.port)
     yield nginx, gateway
     nginx.stop()
@@ -120,6 +122,14 @@ def test_upstream_sees_the_real_client_address(behind_nginx):
     assert seen["x-real-ip"] == CLIENT_IP  # not nginx's 127.0.0.1, not the spoofed one
     # Each hop appends its peer: the client (by nginx), then nginx (by the gateway).
     assert seen["x-forwarded-for"] == f"6.6.6.6, {CLIENT_IP}, 127.0.0.1"
+
+
+def test_enrichment_header_arrives_through_nginx(behind_nginx, httpbin):
+    nginx, _ = behind_nginx
+    status, headers, body = get(nginx.url, "/echo")
+    assert status == 200 and json.loads(body)["target"] == "/echo"
+    assert headers["X-MyPlugin"] == httpbin + "/anything"
+    assert headers["X-Gateway-Enrichment-Latency"].isdigit()
 
 
 def test_errors_keep_their_status_and_body(behind_nginx):
@@ -161,3 +171,4 @@ def test_200_mib_streams_through_without_buffering(behind_nginx):
     grown = (rss_kib(nginx_worker, "VmHWM") - nginx_before) / 1024
     assert grown < 20, f"nginx worker RSS grew by {grown:.1f} MiB"
     assert all(rss_kib(pid) < 200 * 1024 for pid in gateway.worker_pids())
+    assert response.getheader("X-MyPlugin")  # enriched, and still streamed
