@@ -26,6 +26,9 @@ class CacheUnavailable(Exception):
 class Cache(Protocol):
     """A key -> bytes store whose entries expire ``ttl`` seconds after they were set."""
 
+    #: True when get and set do no I/O (so a caller need not run them in a greenlet).
+    local: bool
+
     def get(self, key: str) -> bytes | None:
         """The value, or None when absent or expired; CacheUnavailable if the store is down."""
 
@@ -39,6 +42,8 @@ class MemoryCache:
     Only keys and values count towards ``max_bytes``; a value larger than it is not kept.
     No I/O happens inside a call, so under gevent no other greenlet interleaves.
     """
+
+    local = True
 
     def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_bytes = max_bytes
@@ -75,6 +80,8 @@ class MemoryCache:
 
 class RedisCache:
     """Redis, shared by every worker and instance; Redis expires the keys itself."""
+
+    local = False
 
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url

@@ -250,7 +250,8 @@ class Settings:
         "Proxy hops (e.g. nginx = 1) whose X-Forwarded-For/Proto/Host/Port are trusted.")
     pool_size: int = setting(
         "GATEWAY_POOL_SIZE", number(int, 1), "100",
-        "Idle keep-alive connections kept per upstream target per worker.")
+        "Idle keep-alive connections kept per upstream target (and per third-party host "
+        "of the enrichment filter) per worker.")
     redis_url: str | None = setting(
         "GATEWAY_REDIS_URL", text, None,
         "redis:// URL for state shared by workers and instances; unset: in-process memory.",

@@ -34,7 +34,7 @@ class ThirdPartyClient:
     """Calls one kind of third-party service; ``timeout`` bounds each connect and read."""
 
     def __init__(self, timeout: float, max_bytes: int, ca_bundle: str | None = None,
-                 insecure: bool = False, pool_size: int = 10) -> None:
+                 insecure: bool = False, pool_size: int = 100) -> None:
         self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self.max_bytes = max_bytes
         self.ca_bundle = ca_bundle

@@ -247,7 +247,7 @@ class Enrichment(Filter):
     def __init__(self, config: EnrichmentConfig, settings: Settings) -> None:
         super().__init__(config, settings)
         self.client = ThirdPartyClient(config.timeout, config.max_bytes, config.ca_bundle,
-                                       config.insecure)
+                                       config.insecure, settings.pool_size)
         self.headers_out = dict(config.headers_out)
         self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
         #: Seconds an answer is kept: fresh for cache_ttl, then usable when a refresh fails.
@@ -263,10 +263,12 @@ class Enrichment(Filter):
 
     def on_request(self, ex: Exchange) -> None:
         key = f"{self.config.method.upper()} {render_url(self.config.url, ex)}"
-        if self.config.cache_ttl > 0:
-            ex.ctx[self.NAME] = self.flights.start(key, lambda: self.lookup(key))
-        else:
+        if self.config.cache_ttl <= 0:
             ex.ctx[self.NAME] = gevent.spawn(self.lookup, key)
+        elif self.cache.local and (cached := self._cached(key)) and self._fresh(cached):
+            ex.ctx[self.NAME] = Result("hit", 0.0, cached[1])  # in memory: no greenlet needed
+        else:
+            ex.ctx[self.NAME] = self.flights.start(key, lambda: self.lookup(key))
 
     def on_response(self, ex: Exchange) -> None:
         pending = ex.ctx.pop(self.NAME, None)
@@ -276,7 +278,8 @@ class Enrichment(Filter):
             self._abandon(ex, pending)  # nothing to enrich: a filter or error answered
             return
         try:
-            result: Result = pending.get(timeout=self.config.timeout + JOIN_GRACE)
+            result = pending if isinstance(pending, Result) else pending.get(
+                timeout=self.config.timeout + JOIN_GRACE)
         except gevent.Timeout:
             result = Result("error", self.config.timeout,
                             error=f"{ACCESS_ERROR}timed out after {self.config.timeout:g}s")
@@ -287,7 +290,7 @@ class Enrichment(Filter):
         if pending is not None:  # the upstream failed, so on_response never ran
             self._abandon(ex, pending)
 
-    def _abandon(self, ex: Exchange, pending: Greenlet | AsyncResult) -> None:
+    def _abandon(self, ex: Exchange, pending: Result | Greenlet | AsyncResult) -> None:
         ex.outcomes[self.NAME] = "skipped"
         if isinstance(pending, Greenlet):
             pending.kill(block=False)  # a shared flight (AsyncResult) serves other requests
@@ -311,8 +314,16 @@ class Enrichment(Filter):
         """Cached values, else a call to the third party (stale values if it fails)."""
         started = perf_counter()
         cached = self._cached(key)
-        if cached is not None and self.clock() - cached[0] < self.config.cache_ttl:
+        if cached is not None and self._fresh(cached):
             return Result("hit", perf_counter() - started, cached[1])
+        return self._refresh(key, cached, started)
+
+    def _fresh(self, cached: tuple[float, tuple]) -> bool:
+        """True when cached values are younger than the TTL."""
+        return self.clock() - cached[0] < self.config.cache_ttl
+
+    def _refresh(self, key: str, cached: tuple[float, tuple] | None, started: float) -> Result:
+        """A call to the third party; the cached values if it fails and stale ones are allowed."""
         if not self.breaker.allow():
             message = (f"{ACCESS_ERROR}circuit breaker open after {self.breaker.failures} "
                        "failed calls")
