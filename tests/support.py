@@ -8,6 +8,7 @@ what httpbin cannot do (count connections, stall, stream 200 MiB, cut a body).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -24,9 +25,51 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from werkzeug.test import Client
+
+from gateway.app import Gateway as GatewayApp
+from gateway.config import Settings, load
+from gateway.filters import build_filters
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 HTTPBIN_BIN = Path(os.environ.get("HTTPBIN_VENV", ROOT / ".venv-httpbin")) / "bin"
+
+
+def call(url: str, method: str = "GET", target: str = "/", headers: dict | None = None,
+         body: Any = None, source: str | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+    """One raw request with http.client, the target sent exactly as given (from the loopback
+    address ``source`` when given); (response, body)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30,
+                                      source_address=(source, 0) if source else None)
+    conn.request(method, target, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response, data
+
+
+def first_piece(url: str, target: str) -> tuple[http.client.HTTPResponse, bytes, float, bytes,
+                                                 float]:
+    """GET ``target`` reading the body as it comes: (response, first piece, its arrival in
+    seconds, the rest, the whole time), to show a body streams rather than arrives at once."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    started = time.monotonic()
+    conn.request("GET", target)
+    response = conn.getresponse()
+    first = response.read1(100)
+    first_at = time.monotonic() - started
+    rest = response.read()
+    conn.close()
+    return response, first, first_at, rest, time.monotonic() - started
+
+
+def in_process(environ: dict[str, str], use_cookies: bool = True) -> Client:
+    """The gateway app built from ``environ`` in this process, behind werkzeug's test Client."""
+    settings = load(Settings, environ)
+    return Client(GatewayApp(settings, build_filters(settings, environ)), use_cookies=use_cookies)
 
 
 def free_port() -> int:

@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 
-from tests.integration.test_proxy import call
-from tests.support import ROOT, free_port, wait_for_port
+from tests.support import ROOT, call, free_port, wait_for_port
 
 
 def test_demo_serves_httpbin_through_the_gateway_and_stops_on_ctrl_c():

@@ -21,8 +21,7 @@ import redis
 
 from tests.integration.test_enrichment import TIMEOUT, access_line, third_party, timed
 from tests.integration.test_key_auth import wait_for_log
-from tests.integration.test_proxy import call
-from tests.support import free_port
+from tests.support import call, free_port
 
 
 def tagged(prefix: str) -> str:
@@ -41,7 +40,8 @@ def cached(gateway, fixture_server):
 
 
 def test_concurrent_misses_make_one_call_per_worker(cached, fixture_server):
-    gw = cached(workers=2, GATEWAY_ENRICH_CACHE_TTL="30")
+    # The 1 s call must not time out while the fixture serves 200 requests at once.
+    gw = cached(workers=2, GATEWAY_ENRICH_CACHE_TTL="30", GATEWAY_ENRICH_TIMEOUT="10")
     path = tagged("sf")
     with ThreadPoolExecutor(200) as pool:
         results = list(pool.map(lambda _: call(gw.url, target=path + "?kind=sleepy"), range(200)))

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.test_proxy import call
-from tests.support import BlackHole, closed_port_url
+from tests.support import BlackHole, call, closed_port_url
 
 BAD_GATEWAY = "An invalid response was received from the upstream server"
 TIMING_OUT = "The upstream server is timing out"

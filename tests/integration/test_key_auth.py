@@ -12,8 +12,7 @@ import time
 import pytest
 
 from tests.integration.test_ops_reload import wait_for_new_workers
-from tests.integration.test_proxy import call
-from tests.support import ROOT, VENV_BIN, free_port
+from tests.support import ROOT, VENV_BIN, call, free_port
 
 KEYS = "alice:alice-0f3c-s3cret,bob:bob-77d1-s3cret"
 

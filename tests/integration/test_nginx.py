@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, Gateway, Process, free_port, reset_peak_rss, rss_kib, wait_for_port
+from tests.support import (
+    ROOT,
+    Gateway,
+    Process,
+    call,
+    free_port,
+    reset_peak_rss,
+    rss_kib,
+    wait_for_port,
+)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MiB = 1 << 20
@@ -105,12 +114,7 @@ def behind_nginx(fixture_server, httpbin) -> Iterator[tuple[Nginx, object]]:
 
 def get(url: str, target: str, headers: dict | None = None,
         source: str = CLIENT_IP) -> tuple[int, dict, bytes]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30, source_address=(source, 0))
-    conn.request("GET", target, headers=headers or {})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
+    response, body = call(url, target=target, headers=headers, source=source)
     return response.status, dict(response.getheaders()), body
 
 

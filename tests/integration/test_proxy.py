@@ -6,25 +6,12 @@ import gzip
 import http.client
 import json
 import re
-import time
 
 import pytest
 
-from tests.support import FixtureServer, reset_peak_rss, rss_kib
+from tests.support import FixtureServer, call, first_piece, reset_peak_rss, rss_kib
 
 MiB = 1 << 20
-
-
-def call(url: str, method: str = "GET", target: str = "/", headers: dict | None = None,
-         body: bytes | None = None) -> tuple[http.client.HTTPResponse, bytes]:
-    """One raw request with http.client: the target is sent exactly as given."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request(method, target, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
 
 
 @pytest.fixture
@@ -169,15 +156,7 @@ def test_chunked_upload_is_forwarded_chunked(proxied):
 
 
 def test_response_streams_as_it_arrives(proxied):
-    host, port = proxied.url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    started = time.monotonic()
-    conn.request("GET", "/drip?n=3&ms=400&size=5")
-    response = conn.getresponse()
-    first = response.read1(100)
-    first_at = time.monotonic() - started
-    rest = response.read()
-    total = time.monotonic() - started
+    _, first, first_at, rest, total = first_piece(proxied.url, "/drip?n=3&ms=400&size=5")
     assert first == b"ddddd"
     assert rest == b"d" * 10
     assert first_at < 0.35 < 0.8 < total  # the first piece came before the others existed

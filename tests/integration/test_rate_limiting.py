@@ -16,19 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.test_key_auth import wait_for_log
-from tests.support import closed_port_url
+from tests.support import call, closed_port_url
 
 
-def call_from(url: str, source: str, target: str = "/echo",
-              headers: dict | None = None) -> tuple[http.client.HTTPResponse, bytes]:
-    """One GET sent from the loopback address ``source``."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30, source_address=(source, 0))
-    conn.request("GET", target, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
+def call_from(url: str, source: str, headers: dict | None = None
+              ) -> tuple[http.client.HTTPResponse, bytes]:
+    """One GET /echo sent from the loopback address ``source``."""
+    return call(url, target="/echo", headers=headers, source=source)
 
 
 def statuses(url: str, source: str, count: int, **headers: str) -> list[int]:

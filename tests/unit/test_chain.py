@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from werkzeug.test import Client
 
 from gateway.app import Gateway
 from gateway.config import Settings, load
 from gateway.filters import build_filters
 from gateway.filters.base import Filter
-from tests.support import FixtureServer
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = FixtureServer()
-    yield server
-    server.stop()
 
 
 def make_filter(name: str, priority: int, calls: list, **behaviour) -> Filter:

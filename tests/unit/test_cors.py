@@ -5,26 +5,16 @@ from __future__ import annotations
 import pytest
 from werkzeug.test import Client
 
-from gateway.app import Gateway
-from gateway.config import ConfigError, Settings, load
-from gateway.filters import build_filters
+from gateway.config import ConfigError, load
 from gateway.filters.cors import CorsConfig, normalize_origin
-from tests.support import FixtureServer
+from tests.support import in_process
 
 PREFLIGHT = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT"}
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    server = FixtureServer()
-    yield server
-    server.stop()
-
-
 def client(upstream, **env: str) -> Client:
     environ = {"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "cors", **env}
-    settings = load(Settings, environ)
-    return Client(Gateway(settings, build_filters(settings, environ)))
+    return in_process(environ)
 
 
 def test_preflight_is_answered_by_the_gateway_with_kongs_defaults(upstream):

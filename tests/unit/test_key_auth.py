@@ -12,23 +12,15 @@ from gateway.config import ConfigError, Settings, load
 from gateway.filters import build_filters
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyAuthConfig, KeyTable, keys_from_env, strip_query
-from tests.support import FixtureServer
+from tests.support import in_process
 
 KEYS = "alice:alice-key-1,alice:alice-key-2,bob:b0b-secret"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = FixtureServer()
-    yield server
-    server.stop()
 
 
 def client(upstream, **env: str) -> Client:
     environ = {"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "key-auth",
                "GATEWAY_KEYAUTH_KEYS": KEYS, **env}
-    settings = load(Settings, environ)
-    return Client(Gateway(settings, build_filters(settings, environ)))
+    return in_process(environ)
 
 
 def seen_upstream(response) -> tuple[str, dict[str, str]]:

@@ -8,24 +8,14 @@ from urllib.parse import quote
 import pytest
 from werkzeug.test import Client
 
-from gateway.app import Gateway
-from gateway.config import ConfigError, Settings, load
-from gateway.filters import build_filters
+from gateway.config import ConfigError, load
 from gateway.filters.proxy_cache import Entry, ProxyCacheConfig, media_type_allowed
-from tests.support import FixtureServer, closed_port_url
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = FixtureServer()
-    yield server
-    server.stop()
+from tests.support import closed_port_url, in_process
 
 
 def client(upstream, **env: str) -> Client:
     environ = {"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "proxy-cache", **env}
-    settings = load(Settings, environ)
-    return Client(Gateway(settings, build_filters(settings, environ)), use_cookies=False)
+    return in_process(environ, use_cookies=False)
 
 
 def fetch(c: Client, target: str, method: str = "GET", **kwargs):

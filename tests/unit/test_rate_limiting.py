@@ -20,13 +20,6 @@ from tests.support import FixtureServer, closed_port_url
 NOON = 1_700_000_000 - 1_700_000_000 % 86400 + 36000 + 30
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    server = FixtureServer()
-    yield server
-    server.stop()
-
-
 class Setup:
     """An in-process gateway with rate-limiting (and maybe key-auth) and a clock the test moves."""
 

@@ -7,26 +7,16 @@ import io
 import pytest
 from werkzeug.test import Client
 
-from gateway.app import Gateway
-from gateway.config import ConfigError, Settings, byte_size, load
+from gateway.config import ConfigError, byte_size, load
 from gateway.errors import GatewayError
-from gateway.filters import build_filters
 from gateway.filters.request_size_limiting import LimitedInput, RequestSizeLimitingConfig
-from tests.support import FixtureServer
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = FixtureServer()
-    yield server
-    server.stop()
+from tests.support import in_process
 
 
 def client(upstream, **env: str) -> Client:
     environ = {"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "request-size-limiting",
                "GATEWAY_MAX_BODY_SIZE": "1k", **env}
-    settings = load(Settings, environ)
-    return Client(Gateway(settings, build_filters(settings, environ)))
+    return in_process(environ)
 
 
 def chunked(c: Client, size: int):
