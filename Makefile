@@ -2,7 +2,7 @@
 #              when GATEWAY_UPSTREAM_URL is unset)
 # make test  - set up and run the whole test suite (installs nginx, redis-server, wrk)
 # make bench - the load benchmark (bench/)
-# make profile - where a gateway worker spends its CPU under load (py-spy; ARGS=--enrichment)
+# make profile - where a gateway worker spends its CPU under load (py-spy; ARGS='--enrichment hits')
 
 PYTHON ?= python3
 VENV := .venv

@@ -1,7 +1,7 @@
 """`make profile`: where one gateway worker spends its CPU under load.
 
 Starts the benchmark's nginx upstream (and third party), one gateway worker
-(plain proxy, or with enrichment via ``--enrichment``), loads it with wrk
+(plain proxy, or with enrichment: ``--enrichment hits|calls``), loads it with wrk
 while py-spy samples the worker, then prints the functions with the largest
 share of samples, inclusive (the function and what it called) and self.
 
@@ -72,7 +72,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=int, default=10, help="seconds sampled under load")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--top", type=int, default=25, help="functions listed per table")
-    p.add_argument("--enrichment", action="store_true", help="enrichment on, cache off")
+    p.add_argument("--enrichment", choices=("off", "hits", "calls"), default="off",
+                   help="enrichment off, on with cache hits, or on calling every time")
     p.add_argument("--source", type=Path, default=ROOT, help="gateway checkout to profile")
     return p.parse_args()
 
@@ -85,8 +86,9 @@ def main() -> None:
                         third_party_body=THIRD_PARTY_BODY)
     env = {"GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
            "PYTHONPATH": str(args.source.resolve())}
-    if args.enrichment:
-        env.update(enrichment_env(f"http://127.0.0.1:{third_port}", 0))
+    if args.enrichment != "off":
+        ttl = 300 if args.enrichment == "hits" else 0
+        env.update(enrichment_env(f"http://127.0.0.1:{third_port}", ttl))
     gateway = Gateway(env, root=args.source.resolve())
     try:
         wrk(gateway.url + PATH, 2, args.connections, 2)  # warm up
