@@ -63,8 +63,12 @@ class Exchange:
 
     @cached_property
     def request(self) -> Request:
-        """The Werkzeug request, built on first use (the body stream is left unread)."""
-        return Request(self.environ)
+        """The Werkzeug request, built on first use (the body stream is left unread).
+
+        Not stored in the environ (``populate_request``): that would be a reference
+        cycle, leaving every request's objects to the cyclic garbage collector.
+        """
+        return Request(self.environ, populate_request=False)
 
     @property
     def method(self) -> str:
