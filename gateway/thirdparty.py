@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from gateway.pools import pool_manager
+
 #: urllib3's "<...Connection object at 0x...>: " and "HTTPConnection(host=..., port=...): ".
 _REPR = re.compile(r"^(<[^>]*>|\w+\(host=[^)]*\)): ")
 #: Bytes read from the third party at once.
@@ -46,7 +48,7 @@ class ThirdPartyClient:
     def pool(self) -> urllib3.PoolManager:
         """The worker's PoolManager, built lazily so it is made after gevent patched the worker."""
         if self._pool is None:
-            self._pool = urllib3.PoolManager(
+            self._pool = pool_manager(
                 num_pools=16, maxsize=self.pool_size, retries=False,
                 cert_reqs="CERT_NONE" if self.insecure else "CERT_REQUIRED",
                 ca_certs=self.ca_bundle)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import select
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +18,6 @@ from typing import IO
 from urllib.parse import urlsplit
 
 import urllib3
-from gevent import monkey
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -32,6 +29,7 @@ from werkzeug.datastructures import Headers
 
 from gateway.config import Settings
 from gateway.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
+from gateway.pools import pool_manager
 
 log = logging.getLogger("gateway.upstream")
 # Past GATEWAY_POOL_SIZE concurrent requests urllib3 opens extra connections and
@@ -44,39 +42,6 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _SKIPPABLE = {"User-Agent": SKIP_HEADER, "Accept-Encoding": SKIP_HEADER}
 # Bytes per send() when streaming a request body upstream.
 BLOCKSIZE = 64 * 1024
-# The standard library's poll(), even after gevent patched the select module.
-_poll = monkey.get_original("select", "poll")
-
-
-class _IdleCheck:
-    """urllib3's "did the server close this pooled connection?" check, without the hub.
-
-    Before reusing a connection urllib3 polls its socket with a zero timeout.
-    gevent's poll turns that into a Timeout raised through the hub: a greenlet
-    switch and an exception on every request. The standard poll() never blocks
-    with a zero timeout, so asking it directly gives the same answer for less.
-    """
-
-    sock: object
-
-    @property
-    def is_connected(self) -> bool:
-        if self.sock is None:
-            return False
-        poller = _poll()
-        poller.register(self.sock, select.POLLIN)
-        return not poller.poll(0)
-
-
-class _HTTPConnection(_IdleCheck, HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_IdleCheck, HTTPSConnection):
-    pass
-
-
-_CONNECTION_CLASSES = {HTTPConnection: _HTTPConnection, HTTPSConnection: _HTTPSConnection}
 
 
 @dataclass
@@ -111,7 +76,7 @@ class Upstream:
         if self._manager is None:
             timeout = urllib3.Timeout(connect=self.settings.connect_timeout,
                                       read=self.settings.read_timeout)
-            self._manager = urllib3.PoolManager(
+            self._manager = pool_manager(
                 num_pools=max(10, len(self.targets)), maxsize=self.settings.pool_size,
                 timeout=timeout, retries=False, blocksize=BLOCKSIZE)
         return self._manager
@@ -155,7 +120,6 @@ class Upstream:
         pool = self._pools.get(target.url)
         if pool is None:
             pool = self._pools[target.url] = self.manager.connection_from_url(target.url)
-            pool.ConnectionCls = _CONNECTION_CLASSES.get(pool.ConnectionCls, pool.ConnectionCls)
         return pool.urlopen(
             method, target.base_path + path, body=body, headers=self._outgoing(target, headers),
             chunked=chunked, retries=False, redirect=False, assert_same_host=False,

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.integration.test_key_auth import wait_for_log
-from tests.support import call, closed_port_url, first_piece
+from tests.support import FixtureServer, call, closed_port_url, first_piece
 
 TIMEOUT = 1.5
 ACCESS = "Error when trying to access 3rd party service: "
@@ -200,3 +200,15 @@ def test_the_upstream_body_streams_while_enriched(enriched):
     assert response.getheader("X-MyPlugin") == "/third/ok/drip"
     assert (first, rest) == (b"ddddd", b"d" * 10)
     assert first_at < 0.35 < 0.8 < total
+
+
+def test_third_party_connections_are_kept_alive(enriched):
+    third = FixtureServer()
+    try:
+        gw = enriched("fail", url=third.url + "/third/ok{path}")
+        statuses = [timed(gw.url, f"/echo/{n}")[0].status for n in range(10)]
+        assert statuses == [200] * 10
+        assert sum(third.hits.values()) == 10
+        assert third.connections == 1  # ten calls, one pooled connection
+    finally:
+        third.stop()
