@@ -73,22 +73,8 @@ class Gateway:
         ex = Exchange(environ, _request_id(environ))
         REQUEST_ID.set(ex.request_id)
         metrics.IN_FLIGHT.inc()
-        try:
-            for f in self.request_filters:
-                f.on_request(ex)
-                if ex.answered:
-                    break
-            else:
-                self.proxy(ex)
-            for f in self.response_filters:
-                f.on_response(ex)
-        except GatewayError as exc:
-            if exc.kind:
-                ex.outcomes["upstream"] = exc.kind
-            ex.error(exc.status, exc.message)
-        except Exception:
-            log.exception("request %s failed inside the gateway", ex.request_id)
-            ex.error(500, UNEXPECTED)
+        self._guarded(ex, self._request_phase)
+        self._guarded(ex, self._response_phase)
         self._stamp(ex)
         try:
             start_response(status_line(ex.status), ex.headers.to_wsgi_list())
@@ -96,6 +82,40 @@ class Gateway:
             self.finish(ex, 0)
             raise
         return ResponseBody(ex, self)
+
+    def _request_phase(self, ex: Exchange) -> None:
+        for f in self.request_filters:
+            f.on_request(ex)
+            if ex.answered:
+                return
+        self.proxy(ex)
+
+    def _response_phase(self, ex: Exchange) -> None:
+        """Every response, the gateway's own errors included (CORS and rate-limit headers).
+
+        A filter that answers here (enrichment's 500) replaces the response, so the
+        filters that ran before it run again on the new one, as Kong's header_filter
+        runs after its response phase.
+        """
+        for index, f in enumerate(self.response_filters):
+            body = ex.body
+            f.on_response(ex)
+            if ex.body is not body:
+                for earlier in self.response_filters[:index]:
+                    earlier.on_response(ex)
+
+    @staticmethod
+    def _guarded(ex: Exchange, phase: Callable[[Exchange], None]) -> None:
+        """Run a phase; a GatewayError becomes its answer, any other exception a logged 500."""
+        try:
+            phase(ex)
+        except GatewayError as exc:
+            if exc.kind:
+                ex.outcomes["upstream"] = exc.kind
+            ex.error(exc.status, exc.message)
+        except Exception:
+            log.exception("request %s failed inside the gateway", ex.request_id)
+            ex.error(500, UNEXPECTED)
 
     def proxy(self, ex: Exchange) -> None:
         """Send the request upstream and take its status and headers; GatewayError on failure."""

@@ -7,7 +7,7 @@ from werkzeug.test import Client
 
 from gateway.config import ConfigError, load
 from gateway.filters.cors import CorsConfig, normalize_origin
-from tests.support import in_process
+from tests.support import closed_port_url, in_process
 
 PREFLIGHT = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT"}
 
@@ -138,3 +138,20 @@ def test_normalize_origin():
 def test_bad_settings_name_the_variable(env, value):
     with pytest.raises(ConfigError, match=env):
         load(CorsConfig, {env: value})
+
+
+@pytest.mark.parametrize("failure, status", [
+    ({"GATEWAY_UPSTREAM_URL": closed_port_url(), "GATEWAY_RETRIES": "0"}, 502),
+    ({"GATEWAY_FILTERS": "cors,enrichment",
+      "GATEWAY_ENRICH_URL": closed_port_url() + "/anything"}, 500),
+])
+def test_the_gateways_own_errors_carry_cors_headers(upstream, failure, status):
+    """A browser can read the error: the upstream's 502 raised out of the request phase, and
+    enrichment's 500 answered in the response phase after cors had run."""
+    response = in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "cors",
+                           "GATEWAY_CORS_ORIGINS": "https://app.example.com", **failure}).get(
+        "/echo", headers={"Origin": "https://app.example.com"})
+    assert response.status_code == status
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert response.headers["Vary"] == "Origin"
+    assert response.json["request_id"] == response.headers["X-Request-ID"]
