@@ -32,6 +32,8 @@ from gateway.status import StatusEndpoints
 from gateway.upstream import Upstream
 
 log = logging.getLogger("gateway")
+#: The answer to a request body the client did not send whole or well-formed.
+BAD_BODY = "Bad request body"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 # Largest piece read from the upstream and written to the client at once;
@@ -234,19 +236,27 @@ class RequestBody:
 
     A malformed chunked body or a client that leaves mid-upload is the client's
     fault (400), not the upstream's (502), so read errors become a GatewayError,
-    which urllib3 lets through instead of wrapping.
+    which urllib3 lets through instead of wrapping. gunicorn ends a body shorter
+    than its Content-Length quietly, so ``length`` bytes are counted: stopping
+    short would leave the upstream waiting for the rest until it times out.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], length: int | None = None) -> None:
         self.stream = stream
+        self.missing = length
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self.stream.read(size)
+            data = self.stream.read(size)
         except GatewayError:
             raise  # a filter's own answer from a wrapped stream (request-size-limiting's 413)
         except Exception as exc:
-            raise GatewayError(400, "Bad request body") from exc
+            raise GatewayError(400, BAD_BODY) from exc
+        if self.missing is not None:
+            self.missing -= len(data)
+            if not data and size != 0 and self.missing > 0:
+                raise GatewayError(400, BAD_BODY)
+        return data
 
 
 def _request_body(environ: Mapping[str, Any]) -> tuple[RequestBody | None, bool]:
@@ -254,7 +264,7 @@ def _request_body(environ: Mapping[str, Any]) -> tuple[RequestBody | None, bool]
     if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
         return RequestBody(environ["wsgi.input"]), True
     if environ.get("CONTENT_LENGTH", "0") not in ("", "0"):
-        return RequestBody(environ["wsgi.input"]), False
+        return RequestBody(environ["wsgi.input"], int(environ["CONTENT_LENGTH"])), False
     return None, False
 
 

@@ -25,6 +25,10 @@ class ConfigError(ValueError):
     """A setting is missing, unknown or has a bad value; str() is one line for the operator."""
 
 
+class SecretInValue(ValueError):
+    """A parser's error about a value that holds a secret: the value is not echoed."""
+
+
 def setting(
     env: str,
     parse: Parser,
@@ -58,7 +62,7 @@ def load(cls: type[T], environ: Mapping[str, str]) -> T:
         try:
             values[field.name] = meta["parse"](raw)
         except ValueError as exc:
-            shown = "<hidden>" if meta["secret"] else repr(raw)
+            shown = "<hidden>" if meta["secret"] or isinstance(exc, SecretInValue) else repr(raw)
             raise ConfigError(f"{meta['env']}={shown}: {exc}") from None
     return cls(**values)
 
@@ -155,6 +159,9 @@ def http_urls(raw: str) -> tuple[str, ...]:
     urls = names(raw)
     for url in urls:
         parts = urlsplit(url)
+        if "@" in parts.netloc:
+            raise SecretInValue("a URL with a user or password is not supported (it would not "
+                                "be sent); pass credentials as a header")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
         try:

@@ -60,6 +60,8 @@ JOIN_GRACE = 0.5
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SOURCE = re.compile(r"path|(query|header)\.([^{}.\s][^{}\s]*)")
+#: Path segments a client could use to climb out of the third-party URL's path.
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def url_template(raw: str) -> str:
@@ -214,13 +216,18 @@ def render_url(template: str, ex: Exchange) -> str:
     def fill(match: re.Match[str]) -> str:
         source = match.group(1)
         if source == "path":
+            if _DOT_SEGMENTS & set(ex.path.split("/")):
+                raise GatewayError(400, "A path with . or .. segments cannot fill the "
+                                   "enrichment URL")
             return quote(ex.path, safe="/")
         kind, _, name = source.partition(".")
         value = (ex.request.args.get(name) if kind == "query"
                  else ex.request.headers.get(name))
+        what = "query parameter" if kind == "query" else "header"
         if value is None:
-            what = "query parameter" if kind == "query" else "header"
             raise GatewayError(400, f"Missing {what} {name!r} needed by the enrichment URL")
+        if value in _DOT_SEGMENTS:
+            raise GatewayError(400, f"The {what} {name!r} cannot be . or .. in the enrichment URL")
         return quote(value, safe="")
 
     return _PLACEHOLDER.sub(fill, template)

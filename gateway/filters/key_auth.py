@@ -202,10 +202,10 @@ class KeyAuth(Filter):
         self.challenge = f'Key realm="{config.realm}"'
 
     def on_request(self, ex: Exchange) -> None:
+        for name in CONSUMER_HEADERS:  # first: the upstream can always trust them
+            ex.upstream_headers.remove(name)
         if ex.method == "OPTIONS" and not self.config.run_on_preflight:
             return
-        for name in CONSUMER_HEADERS:
-            ex.upstream_headers.remove(name)
         key, duplicate = self.find_key(ex)
         if self.config.hide_credentials:
             self.hide_key(ex)

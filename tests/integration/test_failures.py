@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 
 import pytest
@@ -106,3 +107,19 @@ def test_retries_zero_means_one_attempt(gateway, fixture_server):
     gw = gateway({"GATEWAY_UPSTREAM_URL": f"{closed_port_url()},{fixture_server.url}",
                   "GATEWAY_RETRIES": "0"}, fresh=True)
     assert call(gw.url, "GET", "/echo")[0].status == 502
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400_at_once(gateway, fixture_server):
+    """The client stops sending (half-closes) 3 bytes into a 10-byte body: the gateway answers
+    400 instead of leaving the upstream waiting for the rest until the read timeout."""
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url})
+    host, port = gw.url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"Bad request body" in answer
+    assert time.monotonic() - started < 5
+

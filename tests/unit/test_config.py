@@ -63,6 +63,13 @@ def test_bad_values_name_variable_value_and_rule(name, value, message):
     assert "\n" not in str(caught.value)
 
 
+def test_urls_with_credentials_are_refused_without_echoing_them():
+    with pytest.raises(ConfigError) as caught:
+        load(Settings, {**BASE, "GATEWAY_UPSTREAM_URL": "http://a:1,http://bob:s3cret@b:2"})
+    assert str(caught.value).startswith("GATEWAY_UPSTREAM_URL=<hidden>: a URL with a user")
+    assert "s3cret" not in str(caught.value)
+
+
 def test_secret_values_never_appear_in_errors():
     @dataclass(frozen=True)
     class WithSecret:

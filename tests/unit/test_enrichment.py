@@ -136,3 +136,16 @@ def test_a_missing_value_is_a_400(template, missing):
         render_url(template, exchange("/orders"))
     assert caught.value.status == 400
     assert missing in caught.value.message
+
+
+@pytest.mark.parametrize("target, template", [
+    ("/orders/../../internal/secrets", "http://third/v1/lookup{path}"),
+    ("/orders/./x", "http://third/v1/lookup{path}"),
+    ("/orders?id=..", "http://third/v1/users/{query.id}/profile"),
+])
+def test_a_client_cannot_climb_out_of_the_third_party_path(target, template):
+    """The third party gets the gateway's secret headers: the client must not pick its path."""
+    with pytest.raises(GatewayError) as caught:
+        render_url(template, exchange(target))
+    assert caught.value.status == 400
+    assert "cannot" in caught.value.message
