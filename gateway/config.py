@@ -232,7 +232,8 @@ class Settings:
 
     upstream_urls: tuple[str, ...] = setting(
         "GATEWAY_UPSTREAM_URL", http_urls, None,
-        "Upstream base URL, or several comma-separated (round-robin). A path is a prefix.",
+        "Upstream base URL, or several comma-separated (round-robin). A path is a prefix; "
+        "no user or password in it (send credentials as a header).",
         required=True)
     filters: tuple[str, ...] = setting(
         "GATEWAY_FILTERS", names, "", "Comma-separated filter names to enable.")

@@ -39,6 +39,9 @@ NOT_CACHED = "The response is not in the cache"  # answer to only-if-cached on a
 ENTRY_VERSION = 1
 _CTX = "proxy-cache"
 _METHODS = ("GET", "HEAD", "POST", "PATCH", "PUT")  # the ones Kong allows
+#: Request headers that identify a user, as (WSGI variable, name): a request carrying one is
+#: cached only when the header is part of the key (GATEWAY_CACHE_VARY_HEADERS).
+_PERSONAL = (("HTTP_AUTHORIZATION", "authorization"), ("HTTP_COOKIE", "cookie"))
 
 
 def methods(raw: str) -> tuple[str, ...]:
@@ -83,7 +86,7 @@ class ProxyCacheConfig:
     cache_control: bool = setting(
         "GATEWAY_CACHE_CONTROL", boolean, "false",
         "proxy-cache: obey Cache-Control as Kong's cache_control: clients' no-cache/no-store/"
-        "max-age/min-fresh/only-if-cached and Authorization; upstreams' private/no-store/"
+        "max-age/min-fresh/only-if-cached; upstreams' private/no-store/"
         "no-cache, with the TTL from s-maxage/max-age/Expires.")
     vary_headers: tuple[str, ...] = setting(
         "GATEWAY_CACHE_VARY_HEADERS", names, "",
@@ -201,10 +204,10 @@ class ProxyCache(Filter):
     def cacheable_request(self, ex: Exchange, control: RequestCacheControl | None) -> bool:
         if ex.method not in self.config.methods:
             return False
-        if control is None:
-            return True
-        return not (control.no_store or control.no_cache
-                    or ex.environ.get("HTTP_AUTHORIZATION"))
+        if any(ex.environ.get(variable) and name not in self.vary
+               for variable, name in _PERSONAL):
+            return False  # one user's answer must not be served to another
+        return control is None or not (control.no_store or control.no_cache)
 
     def too_old(self, entry: Entry, control: RequestCacheControl | None, now: float) -> bool:
         """True when the client (or the TTL) does not accept this entry: Kong's Refresh."""

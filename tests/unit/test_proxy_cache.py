@@ -136,6 +136,17 @@ def test_cache_control_from_the_upstream(upstream):
     assert statuses(c, f"/respond/up?Expires={past}") == ["Bypass", "Bypass"]
 
 
+@pytest.mark.parametrize("header", ["Authorization", "Cookie"])
+def test_personal_requests_are_cached_only_when_keyed_by_that_header(upstream, header):
+    """Whatever GATEWAY_CACHE_CONTROL says: one user's answer must never reach another."""
+    alice, bob = {header: "alice-secret"}, {header: "bob-secret"}
+    target = f"/respond/personal-{header}"
+    assert statuses(client(upstream), target, headers=alice) == ["Bypass", "Bypass"]
+    keyed = client(upstream, GATEWAY_CACHE_VARY_HEADERS=header)
+    assert statuses(keyed, target, headers=alice) == ["Miss", "Hit"]
+    assert statuses(keyed, target, headers=bob) == ["Miss", "Hit"]
+
+
 def test_cache_control_from_the_client(upstream):
     c = client(upstream, GATEWAY_CACHE_CONTROL="true")
     target = "/respond/client?Cache-Control=max-age=60"
