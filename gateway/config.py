@@ -175,6 +175,24 @@ def http_urls(raw: str) -> tuple[str, ...]:
     return urls
 
 
+def redis_url(raw: str) -> str:
+    """A redis://, rediss:// or unix:// URL as redis-py reads it: host, port, database number."""
+    parts = urlsplit(raw)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("unix:// needs a socket path")
+        return raw
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("has a bad port") from None
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ValueError("the path must be a database number, e.g. redis://host:6379/0")
+    return raw
+
+
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
@@ -261,7 +279,7 @@ class Settings:
         "Idle keep-alive connections kept per upstream target (and per third-party host "
         "of the enrichment filter) per worker.")
     redis_url: str | None = setting(
-        "GATEWAY_REDIS_URL", text, None,
+        "GATEWAY_REDIS_URL", redis_url, None,
         "redis:// URL for state shared by workers and instances; unset: in-process memory.",
         secret=True)
     log_level: str = setting(

@@ -63,6 +63,25 @@ def test_bad_values_name_variable_value_and_rule(name, value, message):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("url, message", [
+    ("localhost:6379", "must be a redis://, rediss:// or unix:// URL"),
+    ("redis://:pa#ss@host", "must be a redis://, rediss:// or unix:// URL"),
+    ("redis://host:63x79/0", "has a bad port"),
+    ("redis://host:6379/cache", "the path must be a database number"),
+])
+def test_bad_redis_urls_stop_the_start_without_the_password(url, message):
+    with pytest.raises(ConfigError) as caught:
+        load(Settings, {**BASE, "GATEWAY_REDIS_URL": url})
+    assert str(caught.value).startswith(f"GATEWAY_REDIS_URL=<hidden>: {message}")
+    assert url not in str(caught.value)
+
+
+def test_good_redis_urls_load():
+    for url in ("redis://127.0.0.1:6379/0", "rediss://:secret@cache.internal:6380",
+                "unix:///run/redis.sock"):
+        assert load(Settings, {**BASE, "GATEWAY_REDIS_URL": url}).redis_url == url
+
+
 def test_urls_with_credentials_are_refused_without_echoing_them():
     with pytest.raises(ConfigError) as caught:
         load(Settings, {**BASE, "GATEWAY_UPSTREAM_URL": "http://a:1,http://bob:s3cret@b:2"})
