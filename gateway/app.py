@@ -34,6 +34,8 @@ from gateway.upstream import Upstream
 log = logging.getLogger("gateway")
 #: The answer to a request body the client did not send whole or well-formed.
 BAD_BODY = "Bad request body"
+#: The answer to a path with . or .. segments, which the gateway does not resolve.
+BAD_PATH = "Bad request path: . and .. segments are not allowed"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 # Largest piece read from the upstream and written to the client at once;
@@ -121,6 +123,8 @@ class Gateway:
 
     def proxy(self, ex: Exchange) -> None:
         """Send the request upstream and take its status and headers; GatewayError on failure."""
+        if ex.has_dot_segments:  # e.g. /../admin past GATEWAY_UPSTREAM_URL's path prefix
+            raise GatewayError(400, BAD_PATH)
         headers = ex.upstream_headers
         add_forwarding(headers, ex.environ)
         headers["X-Request-ID"] = ex.request_id

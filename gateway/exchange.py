@@ -18,6 +18,9 @@ from werkzeug.wrappers import Request
 from gateway.errors import error_body
 from gateway.headers import request_headers
 
+#: Path segments that climb up a path (RFC 3986 dot segments).
+DOT_SEGMENTS = frozenset({".", ".."})
+
 
 class Exchange:
     """Per-request state shared by the app and the filters."""
@@ -78,6 +81,12 @@ class Exchange:
     def path(self) -> str:
         """The request path, percent-decoded (WSGI PATH_INFO)."""
         return self.environ.get("PATH_INFO", "")
+
+    @property
+    def has_dot_segments(self) -> bool:
+        """True when the decoded path has a . or .. segment, which could climb out of a
+        path prefix (the upstream's, or the enrichment URL's)."""
+        return not DOT_SEGMENTS.isdisjoint(self.path.split("/"))
 
     @property
     def client_ip(self) -> str:

@@ -39,7 +39,7 @@ from gateway.config import (
     setting,
 )
 from gateway.errors import GatewayError
-from gateway.exchange import Exchange
+from gateway.exchange import DOT_SEGMENTS, Exchange
 from gateway.filters.base import Filter
 from gateway.headers import is_safe_value
 from gateway.jsoncodec import decode_json, encode_json
@@ -60,8 +60,6 @@ JOIN_GRACE = 0.5
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SOURCE = re.compile(r"path|(query|header)\.([^{}.\s][^{}\s]*)")
-#: Path segments a client could use to climb out of the third-party URL's path.
-_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def url_template(raw: str) -> str:
@@ -216,7 +214,7 @@ def render_url(template: str, ex: Exchange) -> str:
     def fill(match: re.Match[str]) -> str:
         source = match.group(1)
         if source == "path":
-            if _DOT_SEGMENTS & set(ex.path.split("/")):
+            if ex.has_dot_segments:
                 raise GatewayError(400, "A path with . or .. segments cannot fill the "
                                    "enrichment URL")
             return quote(ex.path, safe="/")
@@ -226,7 +224,7 @@ def render_url(template: str, ex: Exchange) -> str:
         what = "query parameter" if kind == "query" else "header"
         if value is None:
             raise GatewayError(400, f"Missing {what} {name!r} needed by the enrichment URL")
-        if value in _DOT_SEGMENTS:
+        if value in DOT_SEGMENTS:
             raise GatewayError(400, f"The {what} {name!r} cannot be . or .. in the enrichment URL")
         return quote(value, safe="")
 

@@ -216,3 +216,14 @@ def test_round_robin_over_targets(gateway):
     finally:
         first.stop()
         second.stop()
+
+
+@pytest.mark.parametrize("target", ["/api/../admin", "/api/%2e%2e/admin", "/./admin"])
+def test_dot_segments_are_refused_not_passed_on(gateway, fixture_server, target):
+    """With GATEWAY_UPSTREAM_URL=http://svc/api, /../admin must not reach /admin upstream."""
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url + "/api"})
+    before = sum(fixture_server.hits.values())
+    response, body = call(gw.url, target=target)
+    assert response.status == 400
+    assert json.loads(body)["message"].startswith("Bad request path")
+    assert sum(fixture_server.hits.values()) == before
