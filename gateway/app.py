@@ -34,6 +34,8 @@ from gateway.upstream import Upstream
 log = logging.getLogger("gateway")
 #: The answer to a request body the client did not send whole or well-formed.
 BAD_BODY = "Bad request body"
+#: The answer to a request body in a transfer coding other than plain chunked.
+UNSUPPORTED_CODING = "Transfer-Encoding other than chunked is not supported"
 #: The answer to a path with . or .. segments, which the gateway does not resolve.
 BAD_PATH = "Bad request path: . and .. segments are not allowed"
 
@@ -265,8 +267,11 @@ class RequestBody:
 
 def _request_body(environ: Mapping[str, Any]) -> tuple[RequestBody | None, bool]:
     """(stream, chunked) for the request body: streamed, never read whole."""
-    if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+    coding = environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if coding == "chunked":
         return RequestBody(environ["wsgi.input"]), True
+    if coding:  # e.g. "gzip, chunked": not forwarded decoded nor as sent (RFC 9112 6.1)
+        raise GatewayError(501, UNSUPPORTED_CODING)
     if environ.get("CONTENT_LENGTH", "0") not in ("", "0"):
         return RequestBody(environ["wsgi.input"], int(environ["CONTENT_LENGTH"])), False
     return None, False

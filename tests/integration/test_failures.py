@@ -123,3 +123,16 @@ def test_a_body_shorter_than_its_content_length_is_a_400_at_once(gateway, fixtur
     assert b"Bad request body" in answer
     assert time.monotonic() - started < 5
 
+
+
+def test_a_transfer_coding_other_than_chunked_is_a_501(gateway, fixture_server):
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url})
+    host, port = gw.url.removeprefix("http://").split(":")
+    before = sum(fixture_server.hits.values())
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n"
+                     b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 501 "), answer[:200]
+    assert b"Transfer-Encoding other than chunked is not supported" in answer
+    assert sum(fixture_server.hits.values()) == before  # the body never went upstream
