@@ -118,9 +118,11 @@ def settled(url: str) -> dict[str, float]:
 
 
 def test_metrics_add_up_across_two_workers(gateway, fixture_server, metrics_dir):
+    # At most 5 connections per worker: with 20 concurrent slow requests both workers take
+    # some (one gevent worker would otherwise accept them all).
     gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url, "GATEWAY_READ_TIMEOUT": "1",
-                  "GATEWAY_METRICS_DIR": metrics_dir}, workers=2, fresh=True)
-    # Concurrent slow requests: both workers take some.
+                  "GATEWAY_METRICS_DIR": metrics_dir, "GATEWAY_WORKER_CONNECTIONS": "5"},
+                 workers=2, fresh=True)
     with ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(lambda _: call(gw.url, "/delay?ms=150")[0], range(40)))
     assert statuses == [200] * 40
