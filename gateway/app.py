@@ -147,8 +147,8 @@ class Gateway:
         headers = ex.headers
         headers["X-Request-ID"] = ex.request_id
         append_value(headers, "Via", VIA)
-        if ex.upstream_latency_ms is not None:
-            headers["X-Gateway-Upstream-Latency"] = str(ex.upstream_latency_ms)
+        if ex.upstream_seconds is not None:
+            headers["X-Gateway-Upstream-Latency"] = str(round(ex.upstream_seconds * 1000))
         headers["X-Gateway-Proxy-Latency"] = str(ex.proxy_latency_ms)
 
     def finish(self, ex: Exchange, sent: int) -> None:

@@ -2,7 +2,7 @@
 
 Filters that cache (enrichment, proxy-cache) get one from :func:`make_cache`.
 The stores only keep bytes; what a value means, single-flight and serving stale
-values belong to the caller. A Redis failure raises :class:`CacheUnavailable`
+values belong to the caller. A Redis failure raises :class:`~gateway.shared.RedisUnavailable`
 so the caller can fall back (call the origin) and log it.
 """
 
@@ -13,14 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-import redis
-
 from gateway.config import Settings
-from gateway.shared import redis_client
-
-
-class CacheUnavailable(Exception):
-    """The shared cache (Redis) could not be reached or answered an error."""
+from gateway.shared import redis_client, redis_errors
 
 
 class Cache(Protocol):
@@ -30,10 +24,10 @@ class Cache(Protocol):
     local: bool
 
     def get(self, key: str) -> bytes | None:
-        """The value, or None when absent or expired; CacheUnavailable if the store is down."""
+        """The value, or None when absent or expired; RedisUnavailable if the store is down."""
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Keep ``value`` for ``ttl`` seconds; CacheUnavailable if the store is down."""
+        """Keep ``value`` for ``ttl`` seconds; RedisUnavailable if the store is down."""
 
 
 class MemoryCache:
@@ -88,19 +82,15 @@ class RedisCache:
         self.prefix = prefix
 
     def get(self, key: str) -> bytes | None:
-        try:
+        with redis_errors():
             return redis_client(self.url).get(self.prefix + key)
-        except redis.RedisError as exc:
-            raise CacheUnavailable(str(exc)) from exc
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         milliseconds = int(ttl * 1000)
         if milliseconds <= 0:
             return
-        try:
+        with redis_errors():
             redis_client(self.url).set(self.prefix + key, value, px=milliseconds)
-        except redis.RedisError as exc:
-            raise CacheUnavailable(str(exc)) from exc
 
 
 def make_cache(settings: Settings, prefix: str, max_bytes: int) -> Cache:

@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 PREFIX = "GATEWAY_"
 T = TypeVar("T")
@@ -154,6 +154,15 @@ def pairs(separator: str) -> Parser:
     return parse
 
 
+def _port_ok(parts: SplitResult) -> bool:
+    """False when the URL's port is not a number in 0-65535 (urlsplit checks on access)."""
+    try:
+        parts.port  # noqa: B018
+    except ValueError:
+        return False
+    return True
+
+
 def http_urls(raw: str) -> tuple[str, ...]:
     """A comma-separated list of http:// or https:// URLs with a host."""
     urls = names(raw)
@@ -164,10 +173,8 @@ def http_urls(raw: str) -> tuple[str, ...]:
                                 "be sent); pass credentials as a header")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            raise ValueError(f"{url!r} has a bad port") from None
+        if not _port_ok(parts):
+            raise ValueError(f"{url!r} has a bad port")
         if parts.query or parts.fragment:
             raise ValueError(f"{url!r} must not have a query or fragment")
     if not urls:
@@ -184,10 +191,8 @@ def redis_url(raw: str) -> str:
         return raw
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise ValueError("must be a redis://, rediss:// or unix:// URL with a host")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError("has a bad port") from None
+    if not _port_ok(parts):
+        raise ValueError("has a bad port")
     if parts.path.strip("/") and not parts.path.strip("/").isdigit():
         raise ValueError("the path must be a database number, e.g. redis://host:6379/0")
     return raw

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import redis
 
-from gateway.shared import redis_client
+from gateway.shared import redis_client, redis_errors
 
 #: Window names and lengths in seconds, shortest first (Kong's periods, month and year aside).
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -46,10 +46,6 @@ class Count:
 
     allowed: bool
     used: tuple[int, ...]
-
-
-class StoreUnavailable(Exception):
-    """The shared counter store (Redis) could not be reached or answered an error."""
 
 
 class LocalCounters:
@@ -123,15 +119,13 @@ class RedisCounters:
         self._script = None
 
     def take(self, identifier: str, now: float) -> Count:
-        """Count one request of ``identifier`` unless a window is full; StoreUnavailable if
+        """Count one request of ``identifier`` unless a window is full; RedisUnavailable if
         Redis fails."""
         # One hash tag per client keeps its keys in one Redis Cluster slot.
         keys = [f"{self.prefix}:{{{identifier}}}:{w.period}:{w.start(now)}" for w in self.windows]
         args = [w.limit for w in self.windows] + [w.seconds + 1 for w in self.windows]
-        try:
+        with redis_errors():
             answer = self._take_script()(keys=keys, args=args)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return Count(bool(answer[0]), tuple(int(n) for n in answer[1:]))
 
     def _take_script(self) -> redis.commands.core.Script:

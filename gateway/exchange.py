@@ -122,11 +122,11 @@ class Exchange:
         self.respond(status, body, headers, content_type)
 
     @property
-    def upstream_latency_ms(self) -> int | None:
-        """Milliseconds from sending the request upstream to its response headers."""
+    def upstream_seconds(self) -> float | None:
+        """Seconds from sending the request upstream to its response headers (None: not sent)."""
         if self.upstream_started is None or self.upstream_finished is None:
             return None
-        return round((self.upstream_finished - self.upstream_started) * 1000)
+        return self.upstream_finished - self.upstream_started
 
     @property
     def proxy_latency_ms(self) -> int:

@@ -20,11 +20,18 @@ VIA = "1.1 gateway"
 # CR, LF, NUL and other controls would let a value start a new header line.
 _SAFE_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+# A field name is a token (RFC 9110 5.1).
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 def is_safe_value(value: str) -> bool:
     """True if ``value`` can be written as a header value without injection."""
     return _SAFE_VALUE.fullmatch(value) is not None
+
+
+def is_header_name(value: str) -> bool:
+    """True if ``value`` is a valid header field name (an RFC 9110 token)."""
+    return _TOKEN.fullmatch(value) is not None
 
 
 def is_valid_request_id(value: str) -> bool:

@@ -97,8 +97,8 @@ def observe(ex: Exchange, total: float) -> None:
     source = "upstream" if ex.body is None else "gateway"
     REQUESTS.labels(f"{(ex.status or 0) // 100}xx", source).inc()
     REQUEST_DURATION.observe(total)
-    if ex.upstream_started is not None and ex.upstream_finished is not None:
-        UPSTREAM_DURATION.observe(ex.upstream_finished - ex.upstream_started)
+    if ex.upstream_seconds is not None:
+        UPSTREAM_DURATION.observe(ex.upstream_seconds)
     for name, outcome in ex.outcomes.items():
         if name == "upstream":
             UPSTREAM_ERRORS.labels(outcome).inc()

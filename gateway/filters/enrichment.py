@@ -26,7 +26,7 @@ from gevent import Greenlet
 from gevent.event import AsyncResult
 
 from gateway.breaker import Breaker
-from gateway.cache import CacheUnavailable, make_cache
+from gateway.cache import make_cache
 from gateway.config import (
     ConfigError,
     Settings,
@@ -41,8 +41,9 @@ from gateway.config import (
 from gateway.errors import GatewayError
 from gateway.exchange import DOT_SEGMENTS, Exchange
 from gateway.filters.base import Filter
-from gateway.headers import is_safe_value
+from gateway.headers import is_header_name, is_safe_value
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.shared import OutageWarning, RedisUnavailable
 from gateway.singleflight import SingleFlight
 from gateway.thirdparty import CallFailed, ThirdPartyClient
 
@@ -52,12 +53,9 @@ log = logging.getLogger("gateway.enrichment")
 ACCESS_ERROR = "Error when trying to access 3rd party service: "
 DECODE_ERROR = "Error when decoding 3rd party service response: "
 LATENCY_HEADER = "X-Gateway-Enrichment-Latency"
-#: Seconds between two warnings that the shared cache is down.
-WARN_EVERY = 10.0
 #: Extra seconds a request waits for a call past its deadline (the call enforces the deadline).
 JOIN_GRACE = 0.5
 
-_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SOURCE = re.compile(r"path|(query|header)\.([^{}.\s][^{}\s]*)")
 
@@ -83,7 +81,7 @@ def field_path(raw: str) -> tuple[str, ...]:
 
 
 def header_name(raw: str) -> str:
-    if not _HEADER_NAME.fullmatch(raw):
+    if not is_header_name(raw):
         raise ValueError("must be a header name (letters, digits, - and the like)")
     return raw
 
@@ -261,7 +259,8 @@ class Enrichment(Filter):
         self.flights = SingleFlight()
         #: Wall clock for cache ages (shared through Redis between instances).
         self.clock: Callable[[], float] = time.time
-        self._warned_at = float("-inf")
+        self.cache_outage = OutageWarning(
+            log, "enrichment cache (Redis) unavailable, calling the third party: %s")
         if config.insecure:
             log.warning("GATEWAY_ENRICH_INSECURE=true: TLS certificates of the third party "
                         "are NOT verified")
@@ -377,8 +376,8 @@ class Enrichment(Filter):
             return None
         try:
             raw = self.cache.get(key)
-        except CacheUnavailable as exc:
-            self._cache_failed(exc)
+        except RedisUnavailable as exc:
+            self.cache_outage(exc)
             return None
         if raw is None:
             return None
@@ -390,11 +389,5 @@ class Enrichment(Filter):
             return
         try:
             self.cache.set(key, encode_json({"at": self.clock(), "values": values}), self.keep)
-        except CacheUnavailable as exc:
-            self._cache_failed(exc)
-
-    def _cache_failed(self, exc: CacheUnavailable) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= WARN_EVERY:
-            self._warned_at = now
-            log.warning("enrichment cache (Redis) unavailable, calling the third party: %s", exc)
+        except RedisUnavailable as exc:
+            self.cache_outage(exc)

@@ -11,7 +11,6 @@ sent upstream as X-Consumer-Username (Kong's headers) and left in
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -21,7 +20,7 @@ from werkzeug.datastructures import Headers
 from gateway.config import ConfigError, Settings, boolean, names, setting
 from gateway.exchange import Exchange
 from gateway.filters.base import Filter
-from gateway.headers import is_safe_value
+from gateway.headers import is_header_name, is_safe_value
 
 NO_KEY = "No API key found in request"
 INVALID_KEY = "Unauthorized"  # Kong 3.x; Kong 2.x said "Invalid authentication credentials"
@@ -31,7 +30,6 @@ CONSUMER_HEADERS = ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Usernam
                     "X-Credential-Identifier", "X-Anonymous-Consumer")
 # Namespace of the stable UUIDs standing in for Kong's consumer and credential ids.
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://gateway.invalid/key-auth")
-_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ def keys_from_file(path: str) -> KeyTable:
 def key_names(raw: str) -> tuple[str, ...]:
     """Comma-separated header / query parameter names."""
     parsed = names(raw)
-    if not parsed or not all(_TOKEN.fullmatch(name) for name in parsed):
+    if not parsed or not all(is_header_name(name) for name in parsed):
         raise ValueError("must be comma-separated names made of letters, digits and -_.")
     return parsed
 

@@ -25,12 +25,13 @@ from urllib.parse import parse_qsl, urlencode
 from werkzeug.datastructures import Headers, RequestCacheControl, ResponseCacheControl
 from werkzeug.http import parse_cache_control_header, parse_date
 
-from gateway.cache import Cache, CacheUnavailable, make_cache
+from gateway.cache import Cache, make_cache
 from gateway.config import Settings, boolean, byte_size, names, number, setting
 from gateway.exchange import Exchange
 from gateway.filters.base import Filter
 from gateway.headers import response_headers
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.shared import RedisUnavailable
 
 log = logging.getLogger("gateway.proxy_cache")
 
@@ -184,7 +185,7 @@ class ProxyCache(Filter):
         key = cache_key(ex, self.config.vary_headers)
         try:
             found = self.store.get(key)
-        except CacheUnavailable as exc:
+        except RedisUnavailable as exc:
             log.warning("proxy-cache: cache unavailable, request %s not cached: %s",
                         ex.request_id, exc)
             ex.ctx[_CTX] = Lookup("Bypass")
@@ -299,5 +300,5 @@ class ProxyCache(Filter):
         entry = Entry(status, list(headers), b"".join(kept), time.time(), ttl)
         try:
             self.store.set(key, entry.encode(), ttl)
-        except CacheUnavailable as exc:
+        except RedisUnavailable as exc:
             log.warning("proxy-cache: cache unavailable, response not stored: %s", exc)

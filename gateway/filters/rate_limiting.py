@@ -11,7 +11,6 @@ with Retry-After.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from itertools import pairwise
@@ -19,16 +18,15 @@ from itertools import pairwise
 from werkzeug.datastructures import Headers
 
 from gateway.config import ConfigError, Settings, boolean, choice, number, setting, text
-from gateway.counters import PERIODS, Count, LocalCounters, RedisCounters, StoreUnavailable, Window
+from gateway.counters import PERIODS, Count, LocalCounters, RedisCounters, Window
 from gateway.errors import UNEXPECTED, GatewayError
 from gateway.exchange import Exchange
 from gateway.filters.base import Filter
+from gateway.headers import is_header_name
+from gateway.shared import OutageWarning, RedisUnavailable
 
 log = logging.getLogger("gateway.rate-limiting")
 
-_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-#: Seconds between two warnings that Redis is down, so an outage does not flood the log.
-WARN_EVERY = 10.0
 
 
 def limit_by(raw: str) -> tuple[str, str | None]:
@@ -37,7 +35,7 @@ def limit_by(raw: str) -> tuple[str, str | None]:
     kind = kind.strip().lower()
     if not sep and kind in ("consumer", "ip", "path"):
         return kind, None
-    if kind == "header" and _HEADER_NAME.fullmatch(name.strip()):
+    if kind == "header" and is_header_name(name.strip()):
         return kind, name.strip()
     raise ValueError("must be consumer, ip, path or header:NAME")
 
@@ -139,15 +137,16 @@ class RateLimiting(Filter):
             self.counters = LocalCounters(config.windows)
         #: The clock, in epoch seconds (tests move it).
         self.clock = time.time
-        self._warned_at = float("-inf")
+        self.outage = OutageWarning(
+            log, "rate-limiting: Redis failed, letting requests through unlimited: %s")
 
     def on_request(self, ex: Exchange) -> None:
         now = self.clock()
         try:
             count = self.counters.take(self.identify(ex), now)
-        except StoreUnavailable as exc:
+        except RedisUnavailable as exc:
             ex.outcomes[self.NAME] = "unavailable"
-            self._store_failed(exc, now)
+            self._store_failed(exc)
             return
         headers, reset = rate_headers(self.config.windows, count, now)
         if self.config.hide_client_headers:
@@ -177,11 +176,9 @@ class RateLimiting(Filter):
             value = None
         return f"{kind}:{value}" if value else f"ip:{ex.client_ip}"
 
-    def _store_failed(self, exc: StoreUnavailable, now: float) -> None:
-        """Redis failed: pass the request (warning at most every WARN_EVERY s) or answer 500."""
+    def _store_failed(self, exc: RedisUnavailable) -> None:
+        """Redis failed: pass the request (an occasional warning) or answer 500."""
         if not self.config.fault_tolerant:
             log.error("rate-limiting: Redis failed, answering 500 (not fault tolerant): %s", exc)
             raise GatewayError(500, UNEXPECTED)
-        if now - self._warned_at >= WARN_EVERY:
-            self._warned_at = now
-            log.warning("rate-limiting: Redis failed, letting requests through unlimited: %s", exc)
+        self.outage(exc)
