@@ -27,10 +27,6 @@ class SingleFlight:
             gevent.spawn(self._run, key, flight, call)
         return flight
 
-    @property
-    def running(self) -> int:
-        return len(self._flights)
-
     def _run(self, key: str, flight: AsyncResult, call: Callable[[], Any]) -> None:
         try:
             flight.set(call())
