@@ -20,9 +20,9 @@ import os
 import subprocess
 import sys
 
-from gateway import metricsdir
 from gateway.config import ConfigError, ServerSettings, load
-from gateway.logjson import logging_config
+from gateway.ops import metricsdir
+from gateway.ops.logjson import logging_config
 
 # Set by on_starting: this file is being re-read by a running master (SIGHUP).
 _MASTER = "_GATEWAY_MASTER_PID"
@@ -66,7 +66,7 @@ secure_scheme_headers = {}
 # other log line, gunicorn's included, is JSON on stderr.
 accesslog = None
 logconfig_dict = logging_config()
-logger_class = "gateway.logjson.GunicornLogger"
+logger_class = "gateway.ops.logjson.GunicornLogger"
 
 
 def on_starting(server):

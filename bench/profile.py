@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.apps import BODY  # noqa: E402
 from bench.run import PATH, THIRD_PARTY_BODY, enrichment_env, start_nginx, wrk  # noqa: E402
-from tests.support import VENV_BIN, Gateway, free_port  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.processes import VENV_BIN, Gateway  # noqa: E402
 
 
 def sample(pid: int, seconds: int, output: Path) -> None:

@@ -37,15 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.apps import BODY, PREFIX  # noqa: E402
 from gateway.filters import REGISTRY  # noqa: E402
-from tests.support import (  # noqa: E402
-    VENV_BIN,
-    Gateway,
-    Process,
-    free_port,
-    reset_peak_rss,
-    rss_kib,
-    wait_for_port,
-)
+from tests.support.net import free_port, wait_for_port  # noqa: E402
+from tests.support.processes import VENV_BIN, Gateway, Process, reset_peak_rss, rss_kib  # noqa: E402
 
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results" / "latest.md"

@@ -33,7 +33,7 @@ def readme_with_table(readme: str) -> str:
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "check":
-        from gateway.app import create_app
+        from gateway.proxy.app import create_app
 
         try:
             create_app()

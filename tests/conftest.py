@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support import FixtureServer, Gateway, Process, start_httpbin, start_redis
+from tests.support.fixture_server import FixtureServer
+from tests.support.processes import Gateway, Process, start_httpbin, start_redis
 
 _gateways: dict[tuple, Gateway] = {}
 

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from gateway.config import ConfigError, Settings, load
 from gateway.filters.base import Filter
 from gateway.filters.cors import Cors
-from gateway.filters.enrichment import Enrichment
+from gateway.filters.enrichment.handler import Enrichment
 from gateway.filters.key_auth import KeyAuth
 from gateway.filters.proxy_cache import ProxyCache
-from gateway.filters.rate_limiting import RateLimiting
+from gateway.filters.rate_limiting.handler import RateLimiting
 from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
 from gateway.filters.response_headers import ResponseHeaders
@@ -22,7 +22,7 @@ REGISTRY: dict[str, type[Filter]] = {
 
 
 def build_filters(settings: Settings, environ: Mapping[str, str]) -> list[Filter]:
-    """Instantiate the enabled filters, highest PRIORITY first; ConfigError on unknown names."""
+    """Instantiate the enabled filters in GATEWAY_FILTERS order; ConfigError on unknown names."""
     enabled = []
     for name in dict.fromkeys(settings.filters):
         cls = REGISTRY.get(name)
@@ -32,4 +32,4 @@ def build_filters(settings: Settings, environ: Mapping[str, str]) -> list[Filter
             raise ConfigError(
                 f"GATEWAY_FILTERS={value!r}: unknown filter {name!r}; known: {known}")
         enabled.append(cls(load(cls.Config, environ), settings))
-    return sorted(enabled, key=lambda f: f.PRIORITY, reverse=True)
+    return enabled

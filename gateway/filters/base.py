@@ -5,15 +5,36 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from gateway.config import Settings
-from gateway.exchange import Exchange
+from gateway.proxy.exchange import Exchange
 
 
 class Filter:
     """A filter enabled through GATEWAY_FILTERS; override only the phases it needs.
 
-    Request phase runs highest PRIORITY first (Kong's order), and stops at the
-    first filter that answers; response and log phases run for every enabled
-    filter in the same order.
+    Order: every phase runs highest PRIORITY first (Kong's order). The request
+    phase stops at the first filter that answers (``ex.respond``/``ex.error``);
+    the response and log phases run for every enabled filter, on the gateway's
+    own answers (401, 429, 502, 504...) too.
+
+    Response-phase re-run: a filter whose ``on_response`` replaces the response
+    (calls ``ex.respond`` or ``ex.error``) makes the filters before it run their
+    ``on_response`` again on the new answer, so it still gets their headers
+    (CORS, rate-limit). ``on_response`` must therefore be safe to run twice on
+    one request: set headers rather than append, pop from ``ex.ctx`` once.
+
+    Body phase: the upstream body streams through after ``on_response``. A
+    filter that needs to see it appends a wrapper to ``ex.body_wrappers`` in
+    ``on_response``: a function taking the iterator of body chunks and returning
+    one (yield each chunk on; never hold the whole body). Wrappers apply in the
+    order added; one whose iterator ends normally saw the whole body, and one
+    cut short (client gone, upstream failed) is closed early. Bodies the gateway
+    answers itself (``ex.body`` set) are not wrapped.
+
+    Contracts between filters are typed attributes of the Exchange, not ``ctx``
+    keys: ``ex.consumer`` (set by authentication, read by rate limiting and
+    caching), ``ex.upstream_query`` (the query string that goes upstream) and
+    ``ex.upstream_response_headers`` (the upstream's headers as received).
+    ``ex.ctx`` is the filter's own per-request space, keyed by its NAME.
     """
 
     #: The name used in GATEWAY_FILTERS.

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 from werkzeug.datastructures import Headers
 
 from gateway.config import Settings, boolean, names, number, setting
-from gateway.exchange import Exchange
 from gateway.filters.base import Filter
-from gateway.headers import is_safe_value
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.headers import is_safe_value
 
 # Kong's default Access-Control-Allow-Methods.
 DEFAULT_METHODS = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", "CONNECT")

@@ -5,7 +5,7 @@ when a worker starts, so a SIGHUP (gunicorn's reload starts new workers)
 picks up a changed file. The key is looked up in the headers and query
 parameters named by GATEWAY_KEYAUTH_KEY_NAMES. The consumer it belongs to is
 sent upstream as X-Consumer-Username (Kong's headers) and left in
-``ex.ctx["consumer"]`` for later filters (rate-limiting by consumer).
+``ex.consumer`` for later filters (rate-limiting by consumer).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from urllib.parse import unquote_plus
 from werkzeug.datastructures import Headers
 
 from gateway.config import ConfigError, Settings, boolean, names, setting
-from gateway.exchange import Exchange
 from gateway.filters.base import Filter
-from gateway.headers import is_header_name, is_safe_value
+from gateway.proxy.exchange import Consumer, Exchange
+from gateway.proxy.headers import is_header_name, is_safe_value
 
 NO_KEY = "No API key found in request"
 INVALID_KEY = "Unauthorized"  # Kong 3.x; Kong 2.x said "Invalid authentication credentials"
@@ -231,21 +231,19 @@ class KeyAuth(Filter):
         for name in self.config.key_names:
             ex.upstream_headers.remove(name)
         query = ex.upstream_query
-        if query is None:
-            query = ex.environ.get("QUERY_STRING", "")
         if query:
             ex.upstream_query = strip_query(query, self.config.key_names)
 
     def authenticate(self, ex: Exchange, consumer: str, credential: str | None) -> None:
         """Tell the upstream and later filters who the client is (Kong's set_consumer)."""
+        ex.consumer = Consumer(consumer, consumer_id(consumer), credential)
         headers = ex.upstream_headers
-        headers["X-Consumer-ID"] = consumer_id(consumer)
+        headers["X-Consumer-ID"] = ex.consumer.id
         headers["X-Consumer-Username"] = consumer
         if credential is None:
             headers["X-Anonymous-Consumer"] = "true"
         else:
             headers["X-Credential-Identifier"] = credential
-        ex.ctx["consumer"] = consumer
         ex.outcomes[self.NAME] = "anonymous" if credential is None else "authenticated"
 
     def refuse(self, ex: Exchange, message: str) -> None:

@@ -25,13 +25,12 @@ from urllib.parse import parse_qsl, urlencode
 from werkzeug.datastructures import Headers, RequestCacheControl, ResponseCacheControl
 from werkzeug.http import parse_cache_control_header, parse_date
 
-from gateway.cache import Cache, make_cache
 from gateway.config import Settings, boolean, byte_size, names, number, setting
-from gateway.exchange import Exchange
 from gateway.filters.base import Filter
-from gateway.headers import response_headers
 from gateway.jsoncodec import decode_json, encode_json
-from gateway.shared import RedisUnavailable
+from gateway.proxy.exchange import Exchange
+from gateway.store.cache import Cache, make_cache
+from gateway.store.redis import RedisUnavailable
 
 log = logging.getLogger("gateway.proxy_cache")
 
@@ -145,11 +144,9 @@ def cache_key(ex: Exchange, vary_headers: tuple[str, ...]) -> str:
     """MD5 (as Kong) of consumer, method, host, raw path, sorted query and varied headers."""
     raw = ex.environ.get("RAW_URI") or ""
     path = raw.partition("?")[0] if raw.startswith("/") else ex.path
-    query = ex.upstream_query
-    if query is None:
-        query = ex.environ.get("QUERY_STRING", "")
-    parts = [ex.ctx.get("consumer") or "", ex.method, ex.environ.get("HTTP_HOST", ""), path,
-             urlencode(sorted(parse_qsl(query, keep_blank_values=True)))]
+    consumer = ex.consumer.username if ex.consumer else ""
+    parts = [consumer, ex.method, ex.environ.get("HTTP_HOST", ""), path,
+             urlencode(sorted(parse_qsl(ex.upstream_query, keep_blank_values=True)))]
     parts += [f"{name.lower()}={ex.upstream_headers.get(name, '')}" for name in vary_headers]
     return hashlib.md5("\n".join(parts).encode(), usedforsecurity=False).hexdigest()
 
@@ -256,10 +253,7 @@ class ProxyCache(Filter):
     def upstream_headers(ex: Exchange) -> Headers | None:
         """The upstream's own response headers (not those other filters added), or None
         when the gateway answered instead (an error, another filter's response)."""
-        upstream = ex.upstream_response
-        if ex.body is not None or upstream is None:
-            return None
-        return response_headers(upstream.headers.items(), upstream.headers.get("Connection"))
+        return None if ex.body is not None else ex.upstream_response_headers
 
     def response_ttl(self, status: int | None, headers: Headers) -> float | None:
         """Seconds to keep a response with ``status`` and ``headers``; None: do not store it."""

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from gateway.config import boolean, byte_size, setting
-from gateway.errors import GatewayError
-from gateway.exchange import Exchange
 from gateway.filters.base import Filter
+from gateway.proxy.errors import GatewayError
+from gateway.proxy.exchange import Exchange
 
 LIMIT_EXCEEDED = "Request size limit exceeded"
 LENGTH_REQUIRED = "A valid Content-Length header is required"

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import number, setting, text
-from gateway.exchange import Exchange
 from gateway.filters.base import Filter
+from gateway.proxy.exchange import Exchange
 
 
 @dataclass(frozen=True)

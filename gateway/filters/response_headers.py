@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import names, pairs, setting
-from gateway.exchange import Exchange
 from gateway.filters.base import Filter
-from gateway.headers import is_safe_value
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.headers import is_safe_value
 
 
 def _safe_pairs(raw: str) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 
-from tests.support import ROOT, call, free_port, wait_for_port
+from tests.support.net import call, free_port, wait_for_port
+from tests.support.processes import ROOT
 
 
 def test_demo_serves_httpbin_through_the_gateway_and_stops_on_ctrl_c():

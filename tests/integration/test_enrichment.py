@@ -1,7 +1,7 @@
 """enrichment under real gunicorn gevent workers: the seed's test against real httpbin, the
 fault matrix for fail and continue, the overlap of the two calls, and header injection.
 
-The third party is the fixture server's /third/<kind> route (see tests/support.py); the
+The third party is the fixture server's /third/<kind> route (tests/support/fixture_server.py); the
 gateway's URL template appends the client's path, so each test counts its own calls in
 ``fixture_server.hits`` and caches under its own key.
 """
@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.integration.test_key_auth import wait_for_log
-from tests.support import FixtureServer, call, closed_port_url, first_piece
+from tests.support.fixture_server import FixtureServer, closed_port_url
+from tests.support.net import call, first_piece
 
 TIMEOUT = 1.5
 ACCESS = "Error when trying to access 3rd party service: "

@@ -21,7 +21,7 @@ import redis
 
 from tests.integration.test_enrichment import TIMEOUT, access_line, third_party, timed
 from tests.integration.test_key_auth import wait_for_log
-from tests.support import call, free_port
+from tests.support.net import call, free_port
 
 
 def tagged(prefix: str) -> str:

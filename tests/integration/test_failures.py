@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.support import BlackHole, call, closed_port_url
+from tests.support.fixture_server import BlackHole, closed_port_url
+from tests.support.net import call
 
 BAD_GATEWAY = "An invalid response was received from the upstream server"
 TIMING_OUT = "The upstream server is timing out"

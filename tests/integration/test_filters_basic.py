@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.support import call
+from tests.support.net import call
 
 
 def test_response_headers_adds_and_removes(gateway, fixture_server):

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from tests.integration.test_ops_reload import wait_for_new_workers
-from tests.support import ROOT, VENV_BIN, call, free_port
+from tests.support.net import call, free_port
+from tests.support.processes import ROOT, VENV_BIN
 
 KEYS = "alice:alice-0f3c-s3cret,bob:bob-77d1-s3cret"
 

@@ -20,16 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    ROOT,
-    Gateway,
-    Process,
-    call,
-    free_port,
-    reset_peak_rss,
-    rss_kib,
-    wait_for_port,
-)
+from tests.support.net import call, free_port, wait_for_port
+from tests.support.processes import ROOT, Gateway, Process, reset_peak_rss, rss_kib
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MiB = 1 << 20

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, VENV_BIN, closed_port_url
+from tests.support.fixture_server import closed_port_url
+from tests.support.processes import ROOT, VENV_BIN
 
 
 def call(url: str, target: str, headers: dict | None = None) -> tuple[int, dict, bytes]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ServerSettings, Settings, load
-from tests.support import ROOT, Process, free_port, wait_for_port
+from tests.support.net import free_port, wait_for_port
+from tests.support.processes import ROOT, Process
 
 
 def instructions() -> list[tuple[str, str]]:

@@ -17,7 +17,8 @@ import signal
 import threading
 import time
 
-from tests.support import ROOT, VENV_BIN, Gateway, Process, free_port, wait_for_port
+from tests.support.net import free_port, wait_for_port
+from tests.support.processes import ROOT, VENV_BIN, Gateway, Process
 
 # Threads of the load loop and the pause each makes between requests: a steady
 # load well below what two workers serve on this machine (about half).

@@ -9,7 +9,9 @@ import re
 
 import pytest
 
-from tests.support import FixtureServer, call, first_piece, reset_peak_rss, rss_kib
+from tests.support.fixture_server import FixtureServer
+from tests.support.net import call, first_piece
+from tests.support.processes import reset_peak_rss, rss_kib
 
 MiB = 1 << 20
 

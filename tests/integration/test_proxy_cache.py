@@ -6,7 +6,7 @@ import pytest
 import redis
 import urllib3
 
-from tests.support import reset_peak_rss, rss_kib
+from tests.support.processes import reset_peak_rss, rss_kib
 
 MiB = 1 << 20
 

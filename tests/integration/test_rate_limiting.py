@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.test_key_auth import wait_for_log
-from tests.support import call, closed_port_url
+from tests.support.fixture_server import closed_port_url
+from tests.support.net import call
 
 
 def call_from(url: str, source: str, headers: dict | None = None

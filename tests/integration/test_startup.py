@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.support import ROOT, VENV_BIN, free_port
+from tests.support.net import free_port
+from tests.support.processes import ROOT, VENV_BIN
 
 
 def start(env: dict[str, str]) -> subprocess.CompletedProcess:

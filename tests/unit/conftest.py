@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import FixtureServer
+from tests.support.fixture_server import FixtureServer
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,15 @@ import sys
 
 import pytest
 from prometheus_client import REGISTRY
-from werkzeug.test import Client
 
-from gateway.accesslog import access_entry
-from gateway.app import Gateway
 from gateway.config import ConfigError, Settings, load
-from gateway.exchange import Exchange
 from gateway.jsoncodec import encode_json
-from gateway.logjson import REQUEST_ID, JsonFormatter
-from gateway.status import StatusEndpoints
-from tests.support import FixtureServer
+from gateway.ops.accesslog import access_entry
+from gateway.ops.logjson import REQUEST_ID, JsonFormatter
+from gateway.ops.status import StatusEndpoints
+from gateway.proxy.exchange import Exchange
+from tests.support.app import in_process
+from tests.support.fixture_server import FixtureServer
 
 
 def exchange(**environ: str) -> Exchange:
@@ -89,9 +88,8 @@ def sample(name: str, **labels: str) -> float:
 def test_requests_are_counted_and_in_flight_returns_to_zero():
     upstream = FixtureServer()
     try:
-        settings = load(Settings, {"GATEWAY_UPSTREAM_URL": upstream.url,
-                                   "GATEWAY_ACCESS_LOG": "off"})
-        client = Client(Gateway(settings, []))
+        client = in_process({"GATEWAY_UPSTREAM_URL": upstream.url,
+                             "GATEWAY_ACCESS_LOG": "off"})
         ok = sample("gateway_http_requests_total", status_class="2xx", source="upstream")
         resets = sample("gateway_upstream_errors_total", kind="reset")
         client.get("/echo").close()

@@ -6,10 +6,8 @@ import json
 
 from werkzeug.test import Client
 
-from gateway.app import Gateway
-from gateway.config import Settings, load
-from gateway.filters import build_filters
 from gateway.filters.base import Filter
+from tests.support.app import gateway_of, in_process
 
 
 def make_filter(name: str, priority: int, calls: list, **behaviour) -> Filter:
@@ -38,9 +36,7 @@ def make_filter(name: str, priority: int, calls: list, **behaviour) -> Filter:
 
 
 def client(upstream, filters) -> Client:
-    settings = load(Settings, {"GATEWAY_UPSTREAM_URL": upstream.url})
-    ordered = sorted(filters, key=lambda f: f.PRIORITY, reverse=True)
-    return Client(Gateway(settings, ordered))
+    return in_process({"GATEWAY_UPSTREAM_URL": upstream.url}, filters)
 
 
 def test_phases_run_highest_priority_first(upstream):
@@ -82,8 +78,8 @@ def test_a_failing_filter_is_a_500_not_a_crash(upstream):
     assert json.loads(response.get_data())["message"] == "An unexpected error occurred"
 
 
-def test_registry_sorts_by_priority_whatever_the_listed_order():
-    settings = load(Settings, {"GATEWAY_UPSTREAM_URL": "http://a:1",
-                               "GATEWAY_FILTERS": "request-termination,response-headers"})
-    names = [f.NAME for f in build_filters(settings, {})]
+def test_gateway_sorts_by_priority_whatever_the_listed_order():
+    c = in_process({"GATEWAY_UPSTREAM_URL": "http://a:1",
+                    "GATEWAY_FILTERS": "request-termination,response-headers"})
+    names = [f.NAME for f in gateway_of(c).filters]
     assert names == ["response-headers", "request-termination"]

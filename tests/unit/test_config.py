@@ -7,7 +7,6 @@ from dataclasses import FrozenInstanceError, dataclass
 import pytest
 
 from gateway.__main__ import README, readme_with_table
-from gateway.app import create_app
 from gateway.config import (
     ConfigError,
     ServerSettings,
@@ -18,6 +17,7 @@ from gateway.config import (
     reject_unknown,
     setting,
 )
+from gateway.proxy.app import create_app
 
 BASE = {"GATEWAY_UPSTREAM_URL": "http://orders:8080"}
 

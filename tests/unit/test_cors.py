@@ -7,7 +7,8 @@ from werkzeug.test import Client
 
 from gateway.config import ConfigError, load
 from gateway.filters.cors import CorsConfig, normalize_origin
-from tests.support import closed_port_url, in_process
+from tests.support.app import in_process
+from tests.support.fixture_server import closed_port_url
 
 PREFLIGHT = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT"}
 

@@ -6,7 +6,7 @@ import configparser
 import re
 
 from gateway.config import ServerSettings, load
-from tests.support import ROOT
+from tests.support.processes import ROOT
 
 
 def unit() -> configparser.ConfigParser:

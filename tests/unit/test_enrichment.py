@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from prometheus_client import REGISTRY
 from werkzeug.test import EnvironBuilder
 
 from gateway.config import ConfigError, load
-from gateway.errors import GatewayError
-from gateway.exchange import Exchange
-from gateway.filters.enrichment import BadAnswer, EnrichmentConfig, extract, render_url
+from gateway.filters.enrichment.handler import BadAnswer, EnrichmentConfig, extract, render_url
+from gateway.proxy.errors import GatewayError
+from gateway.proxy.exchange import Exchange
+from tests.support.app import in_process
 
 
 def config(**env: str) -> EnrichmentConfig:
@@ -149,3 +153,28 @@ def test_a_client_cannot_climb_out_of_the_third_party_path(target, template):
         render_url(template, exchange(target))
     assert caught.value.status == 400
     assert "cannot" in caught.value.message
+
+
+# ---------------------------------------------------------------- breaker metric and log
+
+def test_breaker_gauge_follows_the_breaker_not_each_request(upstream, caplog):
+    client = in_process({
+        "GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "enrichment",
+        "GATEWAY_ACCESS_LOG": "off",
+        "GATEWAY_ENRICH_URL": upstream.url + "/third/{query.kind}{path}",
+        "GATEWAY_ENRICH_CACHE_TTL": "60", "GATEWAY_ENRICH_BREAKER_FAILURES": "2",
+        "GATEWAY_ENRICH_BREAKER_RESET": "0.3"})
+    gauge = "gateway_enrichment_breaker_open"
+    assert client.get("/echo?kind=ok").status_code == 200  # cached for 60 s
+    for _ in range(2):
+        assert client.get("/echo?kind=error").status_code == 500
+    assert REGISTRY.get_sample_value(gauge) == 1
+    assert "enrichment circuit breaker open: 2 failed calls in a row" in caplog.text
+    for _ in range(3):  # cache hits never consult the breaker, and leave the gauge alone
+        response = client.get("/echo?kind=ok")
+        assert response.headers["X-Gateway-Enrichment-Latency"] == "cache"
+    assert REGISTRY.get_sample_value(gauge) == 1
+    time.sleep(0.35)  # half-open: the trial call succeeds and closes the breaker
+    assert client.get("/other?kind=ok").status_code == 200  # a new key: a call
+    assert REGISTRY.get_sample_value(gauge) == 0
+    assert "enrichment circuit breaker closed" in caplog.text

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from gateway.app import create_app
-from tests.support import FixtureServer
+from gateway.proxy.app import create_app
+from tests.support.fixture_server import FixtureServer
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from werkzeug.datastructures import Headers
 
-from gateway.headers import (
+from gateway.proxy.headers import (
     add_forwarding,
     is_safe_value,
     is_valid_request_id,

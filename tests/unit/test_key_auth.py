@@ -7,12 +7,10 @@ import uuid
 import pytest
 from werkzeug.test import Client
 
-from gateway.app import Gateway
-from gateway.config import ConfigError, Settings, load
-from gateway.filters import build_filters
+from gateway.config import ConfigError, load
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyAuthConfig, KeyTable, keys_from_env, strip_query
-from tests.support import in_process
+from tests.support.app import in_process
 
 KEYS = "alice:alice-key-1,alice:alice-key-2,bob:b0b-secret"
 
@@ -222,17 +220,15 @@ def test_preflight_needs_a_key_unless_told_otherwise(upstream):
 def test_consumer_and_outcome_are_left_for_later_filters(upstream):
     environ = {"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "key-auth",
                "GATEWAY_KEYAUTH_KEYS": KEYS}
-    settings = load(Settings, environ)
-    (key_auth,) = build_filters(settings, environ)
     seen = []
 
     class Later(Filter):
         NAME, PRIORITY, VERSION, Config = "later", 900, "0", object
 
         def on_request(self, ex):
-            seen.append((ex.ctx.get("consumer"), dict(ex.outcomes)))
+            seen.append((ex.consumer.username, dict(ex.outcomes)))
 
-    c = Client(Gateway(settings, [key_auth, Later(None, settings)]))
+    c = in_process(environ, [Later(None, None)])
     c.get("/echo", headers={"apikey": "alice-key-1"})
     assert seen == [("alice", {"key-auth": "authenticated"})]
 

@@ -10,7 +10,8 @@ from werkzeug.test import Client
 
 from gateway.config import ConfigError, load
 from gateway.filters.proxy_cache import Entry, ProxyCacheConfig, media_type_allowed
-from tests.support import closed_port_url, in_process
+from tests.support.app import in_process
+from tests.support.fixture_server import closed_port_url
 
 
 def client(upstream, **env: str) -> Client:

@@ -6,15 +6,18 @@ import logging
 
 import pytest
 import redis
-from werkzeug.test import Client
 
-from gateway.app import Gateway
-from gateway.config import ConfigError, Settings, load
-from gateway.counters import Count, LocalCounters, RedisCounters, Window
-from gateway.filters import build_filters
+from gateway.config import ConfigError, load
 from gateway.filters.base import Filter
-from gateway.filters.rate_limiting import RateLimiting, RateLimitingConfig, limit_by, rate_headers
-from tests.support import FixtureServer, closed_port_url
+from gateway.filters.rate_limiting.counters import Count, LocalCounters, RedisCounters, Window
+from gateway.filters.rate_limiting.handler import (
+    RateLimiting,
+    RateLimitingConfig,
+    limit_by,
+    rate_headers,
+)
+from tests.support.app import gateway_of, in_process
+from tests.support.fixture_server import FixtureServer, closed_port_url
 
 # 10:00:30 UTC on some day: 30 s into a minute, 30 min 30 s into an hour.
 NOON = 1_700_000_000 - 1_700_000_000 % 86400 + 36000 + 30
@@ -26,12 +29,11 @@ class Setup:
     def __init__(self, upstream: FixtureServer, extra: tuple[Filter, ...] = (), **env: str) -> None:
         environ = {"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "rate-limiting",
                    **env}
-        settings = load(Settings, environ)
-        filters = build_filters(settings, environ) + list(extra)
-        self.limiter = next(f for f in filters if isinstance(f, RateLimiting))
+        self.client = in_process(environ, extra)
+        self.limiter = next(f for f in gateway_of(self.client).filters
+                            if isinstance(f, RateLimiting))
         self.now = float(NOON)
         self.limiter.clock = lambda: self.now
-        self.client = Client(Gateway(settings, filters))
 
     def get(self, path: str = "/echo", ip: str = "10.0.0.1", **headers: str):
         return self.client.get(path, headers=headers, environ_overrides={"REMOTE_ADDR": ip})

@@ -8,9 +8,9 @@ import pytest
 from werkzeug.test import Client
 
 from gateway.config import ConfigError, byte_size, load
-from gateway.errors import GatewayError
 from gateway.filters.request_size_limiting import LimitedInput, RequestSizeLimitingConfig
-from tests.support import in_process
+from gateway.proxy.errors import GatewayError
+from tests.support.app import in_process
 
 
 def client(upstream, **env: str) -> Client:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from gateway.pools import pool_manager
+from gateway.proxy.pools import pool_manager
 
 #: urllib3's "<...Connection object at 0x...>: " and "HTTPConnection(host=..., port=...): ".
 _REPR = re.compile(r"^(<[^>]*>|\w+\(host=[^)]*\)): ")

@@ -2,7 +2,7 @@
 
 Filters that cache (enrichment, proxy-cache) get one from :func:`make_cache`.
 The stores only keep bytes; what a value means, single-flight and serving stale
-values belong to the caller. A Redis failure raises :class:`~gateway.shared.RedisUnavailable`
+values belong to the caller. A Redis failure raises :class:`~gateway.store.redis.RedisUnavailable`
 so the caller can fall back (call the origin) and log it.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gateway.config import Settings
-from gateway.shared import redis_client, redis_errors
+from gateway.store.redis import redis_client, redis_errors
 
 
 class Cache(Protocol):

@@ -28,10 +28,10 @@ from urllib3.util import SKIP_HEADER
 from werkzeug.datastructures import Headers
 
 from gateway.config import Settings
-from gateway.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
-from gateway.pools import pool_manager
+from gateway.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
+from gateway.proxy.pools import pool_manager
 
-log = logging.getLogger("gateway.upstream")
+log = logging.getLogger("gateway.proxy.upstream")
 # Past GATEWAY_POOL_SIZE concurrent requests urllib3 opens extra connections and
 # warns once per request when it discards them; that is expected here, not news.
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
@@ -67,6 +67,8 @@ class Upstream:
         self.settings = settings
         self.targets = [Target.from_url(url) for url in settings.upstream_urls]
         self._turn = itertools.count()
+        #: perf_counter() time a target last answered a request (the readiness probe reads it).
+        self.answered_at = float("-inf")
         self._manager: urllib3.PoolManager | None = None
         self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
 
@@ -99,7 +101,7 @@ class Upstream:
         failure: GatewayError | None = None
         for target in self.candidates(attempts):
             try:
-                return target, self._urlopen(target, method, path, headers, body, chunked)
+                response = self._urlopen(target, method, path, headers, body, chunked)
             except NewConnectionError as exc:  # refused, DNS failure: before ConnectTimeoutError
                 self._mark_down(target, exc)
                 failure = GatewayError(502, BAD_GATEWAY, "refused")
@@ -112,6 +114,9 @@ class Upstream:
             except (HTTPError, OSError) as exc:
                 log.warning("upstream %s failed: %s", target.url, exc)
                 raise GatewayError(502, BAD_GATEWAY, "reset") from exc
+            else:
+                self.answered_at = time.perf_counter()
+                return target, response
         assert failure is not None
         raise failure
 

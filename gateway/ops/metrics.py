@@ -5,8 +5,10 @@ in ``PROMETHEUS_MULTIPROC_DIR`` (set by gunicorn.conf.py in the master before
 the workers fork), and a scrape served by any worker reads them all. Without
 that variable (tests, ``python -m gateway check``) the values stay in-process.
 
-Filters report through ``ex.outcomes`` and ``ex.latencies``, read generically
-here, so a filter needs no metrics code of its own.
+Generic figures only: requests, latencies, upstream failures, and each
+filter's outcomes and time as it reports them in ``ex.outcomes`` and
+``ex.latencies``. A filter that needs a metric of its own (enrichment's
+breaker, rate-limiting's rejections) declares it in its own module.
 """
 
 from __future__ import annotations
@@ -24,12 +26,10 @@ from prometheus_client import (
     multiprocess,
 )
 
-from gateway.exchange import Exchange
-from gateway.upstream import Upstream
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.upstream import Upstream
 
 LATENCY_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
-# Outcomes a filter records when it turned the request away itself.
-REJECTED = "rejected"
 # Seconds between two refreshes of the pool gauges by one worker.
 POOL_REFRESH = 1.0
 
@@ -42,25 +42,14 @@ REQUEST_DURATION = Histogram(
 UPSTREAM_DURATION = Histogram(
     "gateway_upstream_duration_seconds", "Time from request sent upstream to its response "
     "headers.", buckets=LATENCY_BUCKETS)
-ENRICHMENT_DURATION = Histogram(
-    "gateway_enrichment_duration_seconds", "Time the enrichment filter spent per request.",
-    buckets=LATENCY_BUCKETS)
 UPSTREAM_ERRORS = Counter(
     "gateway_upstream_errors", "Upstream failures by kind: refused, timeout, reset.", ["kind"])
 FILTER_OUTCOMES = Counter(
     "gateway_filter_outcomes", "What each filter did, as it reports it (e.g. hit, miss, "
     "error, rejected).", ["filter", "outcome"])
-ENRICHMENT_CALLS = Counter(
-    "gateway_enrichment_calls", "Enrichment lookups by outcome.", ["outcome"])
-ENRICHMENT_CACHE_HITS = Counter(
-    "gateway_enrichment_cache_hits", "Enrichment values served from the cache.")
-ENRICHMENT_CACHE_MISSES = Counter(
-    "gateway_enrichment_cache_misses", "Enrichment values not in the cache.")
-ENRICHMENT_BREAKER_OPEN = Gauge(
-    "gateway_enrichment_breaker_open", "1 while a worker's enrichment circuit breaker is open.",
-    multiprocess_mode="livemax")
-RATELIMIT_REJECTIONS = Counter(
-    "gateway_ratelimit_rejections", "Requests answered 429 by the rate-limiting filter.")
+FILTER_DURATION = Histogram(
+    "gateway_filter_duration_seconds", "Time each filter reports it spent on a request "
+    "(e.g. enrichment's third-party lookup).", ["filter"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge(
     "gateway_requests_in_flight", "Requests being handled now.", multiprocess_mode="livesum")
 POOL_IDLE = Gauge(
@@ -69,9 +58,6 @@ POOL_IDLE = Gauge(
 POOL_OPENED = Counter(
     "gateway_upstream_connections_opened", "Connections opened to each upstream target.",
     ["target"])
-
-# The enrichment outcome when its breaker short-circuited the call.
-BREAKER_OPEN = "breaker-open"
 
 
 class PoolGauges:
@@ -104,22 +90,8 @@ def observe(ex: Exchange, total: float) -> None:
             UPSTREAM_ERRORS.labels(outcome).inc()
         else:
             FILTER_OUTCOMES.labels(name, outcome).inc()
-    enrichment = ex.outcomes.get("enrichment")
-    if enrichment is not None:
-        _observe_enrichment(enrichment, ex.latencies.get("enrichment"))
-    if ex.outcomes.get("rate-limiting") == REJECTED:
-        RATELIMIT_REJECTIONS.inc()
-
-
-def _observe_enrichment(outcome: str, seconds: float | None) -> None:
-    ENRICHMENT_CALLS.labels(outcome).inc()
-    if outcome == "hit":
-        ENRICHMENT_CACHE_HITS.inc()
-    elif outcome == "miss":
-        ENRICHMENT_CACHE_MISSES.inc()
-    ENRICHMENT_BREAKER_OPEN.set(1 if outcome == BREAKER_OPEN else 0)
-    if seconds is not None:
-        ENRICHMENT_DURATION.observe(seconds)
+    for name, seconds in ex.latencies.items():
+        FILTER_DURATION.labels(name).observe(seconds)
 
 
 #: The Content-Type of exposition().

@@ -13,9 +13,9 @@ import os
 import time
 from typing import Any
 
-from gateway.exchange import Exchange
 from gateway.jsoncodec import encode_json
-from gateway.logjson import utc_timestamp
+from gateway.ops.logjson import utc_timestamp
+from gateway.proxy.exchange import Exchange
 
 # This worker's pid (the module is imported after the fork), to tell workers apart.
 PID = os.getpid()

@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
 def logging_config() -> dict[str, Any]:
     """gunicorn's ``logconfig_dict``: every log line JSON on stderr; gunicorn's access log off.
 
-    The access log is the gateway's own (gateway.accesslog, on stdout).
+    The access log is the gateway's own (gateway.ops.accesslog, on stdout).
     """
     return {
         "version": 1,
@@ -61,7 +61,7 @@ def logging_config() -> dict[str, Any]:
 
 
 class GunicornLogger(Logger):
-    """gunicorn's logger minus its access log, which the gateway replaces (gateway.accesslog).
+    """gunicorn's logger minus its access log, which the gateway replaces (gateway.ops.accesslog).
 
     With ``logconfig_dict`` set, gunicorn builds every request's access-log
     fields even though nothing logs them (about 5% of a worker's CPU under load).

@@ -11,31 +11,33 @@ import errno
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter
-from typing import IO, Any
-from urllib.parse import quote, urlsplit
+from typing import Any
 
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import metrics
-from gateway.accesslog import write_access_line
 from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
-from gateway.errors import UNEXPECTED, GatewayError, status_line
-from gateway.exchange import Exchange
 from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
-from gateway.headers import VIA, add_forwarding, append_value, is_valid_request_id, response_headers
-from gateway.logjson import REQUEST_ID
-from gateway.status import StatusEndpoints
-from gateway.upstream import Upstream
+from gateway.ops import metrics
+from gateway.ops.accesslog import write_access_line
+from gateway.ops.logjson import REQUEST_ID
+from gateway.ops.status import StatusEndpoints
+from gateway.proxy.errors import UNEXPECTED, GatewayError, status_line
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.headers import (
+    VIA,
+    add_forwarding,
+    append_value,
+    is_valid_request_id,
+    response_headers,
+)
+from gateway.proxy.request import request_body, request_target
+from gateway.proxy.upstream import Upstream
 
 log = logging.getLogger("gateway")
-#: The answer to a request body the client did not send whole or well-formed.
-BAD_BODY = "Bad request body"
-#: The answer to a request body in a transfer coding other than plain chunked.
-UNSUPPORTED_CODING = "Transfer-Encoding other than chunked is not supported"
 #: The answer to a path with . or .. segments, which the gateway does not resolve.
 BAD_PATH = "Bad request path: . and .. segments are not allowed"
 
@@ -60,12 +62,14 @@ class BodyAborted(ConnectionResetError):
 class Gateway:
     """The gateway as a WSGI application."""
 
-    def __init__(self, settings: Settings, filters: list[Filter]) -> None:
+    def __init__(self, settings: Settings, filters: Sequence[Filter]) -> None:
         self.settings = settings
+        #: The enabled filters, highest PRIORITY first (Kong's order).
+        self.filters = sorted(filters, key=lambda f: f.PRIORITY, reverse=True)
         self.upstream = Upstream(settings)
-        self.request_filters = [f for f in filters if f.implements("on_request")]
-        self.response_filters = [f for f in filters if f.implements("on_response")]
-        self.log_filters = [f for f in filters if f.implements("on_log")]
+        self.request_filters = [f for f in self.filters if f.implements("on_request")]
+        self.response_filters = [f for f in self.filters if f.implements("on_response")]
+        self.log_filters = [f for f in self.filters if f.implements("on_log")]
         self.pools = metrics.PoolGauges(self.upstream)
         self.status: StatusEndpoints | None = None
         if settings.status_path:
@@ -130,17 +134,18 @@ class Gateway:
         headers = ex.upstream_headers
         add_forwarding(headers, ex.environ)
         headers["X-Request-ID"] = ex.request_id
-        body, chunked = _request_body(ex.environ)
+        body, chunked = request_body(ex.environ)
         ex.upstream_started = perf_counter()
+        query = ex.upstream_query if ex.query_replaced else None
         target, response = self.upstream.send(
-            ex.method, _request_target(ex.environ, ex.upstream_query), headers, body, chunked)
+            ex.method, request_target(ex.environ, query), headers, body, chunked)
         ex.upstream_finished = perf_counter()
-        if self.status is not None:
-            self.status.upstream_seen = ex.upstream_finished
         ex.target = target.url
         ex.upstream_response = response
         ex.status = ex.upstream_status = response.status
-        ex.headers = response_headers(response.headers.items(), response.headers.get("Connection"))
+        received = response_headers(response.headers.items(), response.headers.get("Connection"))
+        ex.upstream_response_headers = received
+        ex.headers = received.copy()
 
     def _stamp(self, ex: Exchange) -> None:
         """Headers every response carries: request id, Via, Kong-style latencies."""
@@ -221,69 +226,17 @@ def _request_id(environ: Mapping[str, Any]) -> str:
     return given if given and is_valid_request_id(given) else str(uuid.uuid4())
 
 
-def _request_target(environ: Mapping[str, Any], query: str | None = None) -> str:
-    """Path and query exactly as the client sent them (gunicorn's RAW_URI), not re-encoded;
-    ``query``, when not None, replaces the client's query string."""
-    if query is not None:
-        path = _request_target(environ).partition("?")[0]
-        return f"{path}?{query}" if query else path
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw and raw.startswith("/"):
-        return raw
-    if raw and "://" in raw:  # absolute-form request target
-        parts = urlsplit(raw)
-        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    query = environ.get("QUERY_STRING")
-    return quote(environ.get("PATH_INFO", "") or "/") + (f"?{query}" if query else "")
+def create_app(environ: Mapping[str, str] = os.environ,
+               extra_filters: Sequence[Filter] = ()) -> WSGIApp:
+    """Build the app from GATEWAY_* settings; ConfigError names the first bad variable.
 
-
-class RequestBody:
-    """The client's body stream as urllib3 reads it, with client-side failures told apart.
-
-    A malformed chunked body or a client that leaves mid-upload is the client's
-    fault (400), not the upstream's (502), so read errors become a GatewayError,
-    which urllib3 lets through instead of wrapping. gunicorn ends a body shorter
-    than its Content-Length quietly, so ``length`` bytes are counted: stopping
-    short would leave the upstream waiting for the rest until it times out.
+    ``extra_filters`` are filter instances run beside the configured ones (tests).
     """
-
-    def __init__(self, stream: IO[bytes], length: int | None = None) -> None:
-        self.stream = stream
-        self.missing = length
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self.stream.read(size)
-        except GatewayError:
-            raise  # a filter's own answer from a wrapped stream (request-size-limiting's 413)
-        except Exception as exc:
-            raise GatewayError(400, BAD_BODY) from exc
-        if self.missing is not None:
-            self.missing -= len(data)
-            if not data and size != 0 and self.missing > 0:
-                raise GatewayError(400, BAD_BODY)
-        return data
-
-
-def _request_body(environ: Mapping[str, Any]) -> tuple[RequestBody | None, bool]:
-    """(stream, chunked) for the request body: streamed, never read whole."""
-    coding = environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if coding == "chunked":
-        return RequestBody(environ["wsgi.input"]), True
-    if coding:  # e.g. "gzip, chunked": not forwarded decoded nor as sent (RFC 9112 6.1)
-        raise GatewayError(501, UNSUPPORTED_CODING)
-    if environ.get("CONTENT_LENGTH", "0") not in ("", "0"):
-        return RequestBody(environ["wsgi.input"], int(environ["CONTENT_LENGTH"])), False
-    return None, False
-
-
-def create_app(environ: Mapping[str, str] = os.environ) -> WSGIApp:
-    """Build the app from GATEWAY_* settings; ConfigError names the first bad variable."""
     settings = load(Settings, environ)
     configs = [cls.Config for cls in REGISTRY.values()]
     reject_unknown(environ, env_names([Settings, ServerSettings, *configs]))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())
-    app: WSGIApp = Gateway(settings, build_filters(settings, environ))
+    app: WSGIApp = Gateway(settings, [*build_filters(settings, environ), *extra_filters])
     hops = settings.trusted_proxies
     if hops:
         app = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

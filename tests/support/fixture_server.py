@@ -1,191 +1,24 @@
-"""Real processes and fixture servers for the integration tests.
+"""The fixture server: an upstream and third party for what httpbin cannot do.
 
-Everything listens on loopback ports picked at run time. The gateway and
-httpbin run under real gunicorn; the fixture server below stands in only for
-what httpbin cannot do (count connections, stall, stream 200 MiB, cut a body).
+It counts connections and hits per path, stalls, streams 200 MiB, cuts a body,
+and answers as the enrichment tests' third party (``/third/<kind>``). Also a
+port that never accepts (connect timeouts) and one that refuses.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from werkzeug.test import Client
+from tests.support.net import free_port
 
-from gateway.app import Gateway as GatewayApp
-from gateway.config import Settings, load
-from gateway.filters import build_filters
-
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-HTTPBIN_BIN = Path(os.environ.get("HTTPBIN_VENV", ROOT / ".venv-httpbin")) / "bin"
-
-
-def call(url: str, method: str = "GET", target: str = "/", headers: dict | None = None,
-         body: Any = None, source: str | None = None) -> tuple[http.client.HTTPResponse, bytes]:
-    """One raw request with http.client, the target sent exactly as given (from the loopback
-    address ``source`` when given); (response, body)."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30,
-                                      source_address=(source, 0) if source else None)
-    conn.request(method, target, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response, data
-
-
-def first_piece(url: str, target: str) -> tuple[http.client.HTTPResponse, bytes, float, bytes,
-                                                 float]:
-    """GET ``target`` reading the body as it comes: (response, first piece, its arrival in
-    seconds, the rest, the whole time), to show a body streams rather than arrives at once."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    started = time.monotonic()
-    conn.request("GET", target)
-    response = conn.getresponse()
-    first = response.read1(100)
-    first_at = time.monotonic() - started
-    rest = response.read()
-    conn.close()
-    return response, first, first_at, rest, time.monotonic() - started
-
-
-def in_process(environ: dict[str, str], use_cookies: bool = True) -> Client:
-    """The gateway app built from ``environ`` in this process, behind werkzeug's test Client."""
-    settings = load(Settings, environ)
-    return Client(GatewayApp(settings, build_filters(settings, environ)), use_cookies=use_cookies)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 15) -> None:
-    """Block until something accepts on ``port``; fail early if ``process`` died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
-
-
-class Process:
-    """A child process with its stdout and stderr kept in files, for logs on failure."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-                 cwd: str | Path | None = None) -> None:
-        self.name = name
-        self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
-        self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._log.close()
-        return self.popen.returncode
-
-
-class Gateway(Process):
-    """The gateway under gunicorn with gevent workers, as a user runs it (from the checkout
-    ``root``: this one unless a benchmark compares another)."""
-
-    def __init__(self, env: dict[str, str], workers: int = 1, root: Path = ROOT) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        full_env.update({"GATEWAY_BIND": f"127.0.0.1:{self.port}",
-                         "GATEWAY_WORKERS": str(workers), **env})
-        argv = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "gateway.wsgi:app"]
-        super().__init__("gateway", argv, env=full_env, cwd=root)
-        wait_for_port(self.port, self.popen)
-        self.wait_for_workers(workers)
-
-    def worker_pids(self) -> list[int]:
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        return [int(pid) for pid in children]
-
-    def wait_for_workers(self, count: int, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.logs().count("Booting worker") < count or len(self.worker_pids()) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{count} workers did not boot:\n{self.logs()}")
-            time.sleep(0.05)
-
-
-def start_httpbin() -> tuple[Process, str]:
-    """httpbin (the seed's third-party service) under its own gunicorn and venv."""
-    port = free_port()
-    argv = [str(HTTPBIN_BIN / "gunicorn"), "-b", f"127.0.0.1:{port}", "-k", "gthread",
-            "--threads", "16", "-w", "2", "--no-control-socket", "httpbin:app"]
-    # Run outside the repository so this gunicorn does not read our gunicorn.conf.py.
-    process = Process("httpbin", argv, cwd=tempfile.gettempdir())
-    wait_for_port(port, process.popen)
-    return process, f"http://127.0.0.1:{port}"
-
-
-def start_redis() -> tuple[Process, str]:
-    """A real redis-server on a free loopback port, no persistence."""
-    port = free_port()
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no"]
-    process = Process("redis", argv, cwd=tempfile.gettempdir())
-    wait_for_port(port, process.popen)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    """Resident memory of ``pid`` in KiB (VmHWM: the peak since the last reset)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def reset_peak_rss(pid: int) -> None:
-    """Reset VmHWM to the current RSS (Linux clear_refs 5)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-# ---------------------------------------------------------------- fixture server
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -195,9 +28,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def handle_one_request(self) -> None:
+        """Clients that leave or send a cut body are expected here: end quietly, no traceback."""
         try:
             super().handle_one_request()
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError, ValueError):
             self.close_connection = True
 
     def do_any(self) -> None:

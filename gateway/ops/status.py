@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway import metrics
-from gateway.errors import error_body, status_line
 from gateway.jsoncodec import encode_json
-from gateway.upstream import Upstream
+from gateway.ops import metrics
+from gateway.proxy.errors import error_body, status_line
+from gateway.proxy.upstream import Upstream
 
 # Longest a readiness probe waits for the upstream to accept a connection.
 PROBE_TIMEOUT = 2.0
@@ -33,8 +33,8 @@ class StatusEndpoints:
         self.upstream = upstream
         self.ready_window = ready_window
         self.pools = pools
-        #: perf_counter() time the upstream last answered (a response or an accepted probe).
-        self.upstream_seen = float("-inf")
+        #: perf_counter() time a probe last found a target accepting connections.
+        self.probed_at = float("-inf")
 
     def matches(self, path: str) -> bool:
         """True for the prefix itself and anything under it."""
@@ -63,11 +63,11 @@ class StatusEndpoints:
     def ready(self) -> tuple[int, str, bytes]:
         """200 if the upstream answered within the window or accepts a connection now, else 503."""
         now = time.perf_counter()
-        if now - self.upstream_seen <= self.ready_window:
+        if now - max(self.upstream.answered_at, self.probed_at) <= self.ready_window:
             return 200, _JSON, encode_json({"status": "ready", "upstream": "answered recently"})
         reached = self.probe()
         if reached:
-            self.upstream_seen = time.perf_counter()
+            self.probed_at = time.perf_counter()
             return 200, _JSON, encode_json({"status": "ready", "upstream": f"{reached} accepts"})
         return 503, _JSON, encode_json({"status": "not ready",
                                         "upstream": "no target accepts connections"})

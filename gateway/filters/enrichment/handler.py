@@ -24,9 +24,8 @@ from urllib.parse import quote
 import gevent
 from gevent import Greenlet
 from gevent.event import AsyncResult
+from prometheus_client import Counter, Gauge, Histogram
 
-from gateway.breaker import Breaker
-from gateway.cache import make_cache
 from gateway.config import (
     ConfigError,
     Settings,
@@ -38,16 +37,30 @@ from gateway.config import (
     pairs,
     setting,
 )
-from gateway.errors import GatewayError
-from gateway.exchange import DOT_SEGMENTS, Exchange
 from gateway.filters.base import Filter
-from gateway.headers import is_header_name, is_safe_value
+from gateway.filters.enrichment.breaker import Breaker
+from gateway.filters.enrichment.client import CallFailed, ThirdPartyClient
+from gateway.filters.enrichment.singleflight import SingleFlight
 from gateway.jsoncodec import decode_json, encode_json
-from gateway.shared import OutageWarning, RedisUnavailable
-from gateway.singleflight import SingleFlight
-from gateway.thirdparty import CallFailed, ThirdPartyClient
+from gateway.proxy.errors import GatewayError
+from gateway.proxy.exchange import DOT_SEGMENTS, Exchange
+from gateway.proxy.headers import is_header_name, is_safe_value
+from gateway.store.cache import make_cache
+from gateway.store.redis import OutageWarning, RedisUnavailable
 
 log = logging.getLogger("gateway.enrichment")
+
+CALLS = Counter("gateway_enrichment_calls", "Enrichment lookups by outcome.", ["outcome"])
+CACHE_HITS = Counter(
+    "gateway_enrichment_cache_hits", "Enrichment values served from the cache.")
+CACHE_MISSES = Counter(
+    "gateway_enrichment_cache_misses", "Enrichment values not in the cache.")
+DURATION = Histogram(
+    "gateway_enrichment_duration_seconds", "Time the enrichment filter spent per request.",
+    buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+BREAKER_OPEN = Gauge(
+    "gateway_enrichment_breaker_open", "1 while a worker's enrichment circuit breaker is open "
+    "(or half-open, trying one call).", multiprocess_mode="livemax")
 
 #: The seed plugin's error prefixes.
 ACCESS_ERROR = "Error when trying to access 3rd party service: "
@@ -252,7 +265,8 @@ class Enrichment(Filter):
         self.client = ThirdPartyClient(config.timeout, config.max_bytes, config.ca_bundle,
                                        config.insecure, settings.pool_size)
         self.headers_out = dict(config.headers_out)
-        self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
+        self.breaker = Breaker(config.breaker_failures, config.breaker_reset,
+                               on_change=self._breaker_changed)
         #: Seconds an answer is kept: fresh for cache_ttl, then usable when a refresh fails.
         self.keep = config.cache_ttl + config.stale_if_error
         self.cache = make_cache(settings, "gateway:enrichment:", config.cache_max_bytes)
@@ -293,6 +307,20 @@ class Enrichment(Filter):
         pending = ex.ctx.pop(self.NAME, None)
         if pending is not None:  # the upstream failed, so on_response never ran
             self._abandon(ex, pending)
+        outcome = ex.outcomes.get(self.NAME)
+        if outcome is not None:
+            _count(outcome, ex.latencies.get(self.NAME))
+
+    def _breaker_changed(self, opened: bool) -> None:
+        """The breaker opened or closed: the gauge follows, and the log says so."""
+        BREAKER_OPEN.set(1 if opened else 0)
+        host = self.config.url.partition("://")[2].partition("/")[0]
+        if opened:
+            log.warning("enrichment circuit breaker open: %d failed calls in a row to %s; "
+                        "not calling it for %gs", self.breaker.failed, host,
+                        self.config.breaker_reset)
+        else:
+            log.info("enrichment circuit breaker closed: %s answered again", host)
 
     def _abandon(self, ex: Exchange, pending: Result | Greenlet | AsyncResult) -> None:
         ex.outcomes[self.NAME] = "skipped"
@@ -391,3 +419,14 @@ class Enrichment(Filter):
             self.cache.set(key, encode_json({"at": self.clock(), "values": values}), self.keep)
         except RedisUnavailable as exc:
             self.cache_outage(exc)
+
+
+def _count(outcome: str, seconds: float | None) -> None:
+    """The lookup's outcome in the enrichment metrics."""
+    CALLS.labels(outcome).inc()
+    if outcome == "hit":
+        CACHE_HITS.inc()
+    elif outcome == "miss":
+        CACHE_MISSES.inc()
+    if seconds is not None:
+        DURATION.observe(seconds)

@@ -15,17 +15,27 @@ import time
 from dataclasses import dataclass
 from itertools import pairwise
 
+from prometheus_client import Counter
 from werkzeug.datastructures import Headers
 
 from gateway.config import ConfigError, Settings, boolean, choice, number, setting, text
-from gateway.counters import PERIODS, Count, LocalCounters, RedisCounters, Window
-from gateway.errors import UNEXPECTED, GatewayError
-from gateway.exchange import Exchange
 from gateway.filters.base import Filter
-from gateway.headers import is_header_name
-from gateway.shared import OutageWarning, RedisUnavailable
+from gateway.filters.rate_limiting.counters import (
+    PERIODS,
+    Count,
+    LocalCounters,
+    RedisCounters,
+    Window,
+)
+from gateway.proxy.errors import UNEXPECTED, GatewayError
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.headers import is_header_name
+from gateway.store.redis import OutageWarning, RedisUnavailable
 
 log = logging.getLogger("gateway.rate-limiting")
+
+REJECTIONS = Counter(
+    "gateway_ratelimit_rejections", "Requests answered 429 by the rate-limiting filter.")
 
 
 
@@ -156,6 +166,7 @@ class RateLimiting(Filter):
             ex.outcomes[self.NAME] = "allowed"
             return
         ex.outcomes[self.NAME] = "rejected"
+        REJECTIONS.inc()
         ex.error(self.config.error_code, self.config.error_message,
                  Headers([("Retry-After", str(reset))]))
 
@@ -167,7 +178,7 @@ class RateLimiting(Filter):
         """The client a request is counted for, as ``kind:value``; the IP when there is none."""
         kind, header = self.config.limit_by
         if kind == "consumer":
-            value = ex.ctx.get("consumer")
+            value = ex.consumer.username if ex.consumer else None
         elif kind == "header":
             value = ex.environ.get("HTTP_" + header.upper().replace("-", "_"))
         elif kind == "path":

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import redis
 
-from gateway.shared import redis_client, redis_errors
+from gateway.store.redis import redis_client, redis_errors
 
 #: Window names and lengths in seconds, shortest first (Kong's periods, month and year aside).
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

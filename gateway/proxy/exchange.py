@@ -9,17 +9,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request
 
-from gateway.errors import error_body
-from gateway.headers import request_headers
+from gateway.proxy.errors import error_body
+from gateway.proxy.headers import request_headers
 
 #: Path segments that climb up a path (RFC 3986 dot segments).
 DOT_SEGMENTS = frozenset({".", ".."})
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """Who the client is, as an authentication filter found it (Kong's consumer)."""
+
+    #: The consumer's name: the key in rate limits and cache keys by consumer.
+    username: str
+    #: A stable id for the upstream (X-Consumer-ID).
+    id: str
+    #: The credential that identified it; None for the anonymous consumer.
+    credential: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.credential is None
 
 
 class Exchange:
@@ -32,9 +49,9 @@ class Exchange:
         self.ctx: dict[str, Any] = {}
         #: Headers sent to the upstream; request-phase filters may edit them.
         self.upstream_headers: Headers = request_headers(environ)
-        #: Raw query string sent upstream in place of the client's (None: the client's own);
-        #: request-phase filters set it to drop or add parameters.
-        self.upstream_query: str | None = None
+        #: Who the client is, once an authentication filter (key-auth) identified it.
+        self.consumer: Consumer | None = None
+        self._upstream_query: str | None = None
         #: Response status; None until the upstream or a filter answered.
         self.status: int | None = None
         #: Response headers sent to the client; response-phase filters may edit them.
@@ -54,6 +71,9 @@ class Exchange:
         self.target: str | None = None
         #: The urllib3 response being streamed; the app releases it.
         self.upstream_response: Any = None
+        #: The upstream's end-to-end response headers as received (before any filter edited
+        #: ``headers``); None when the upstream was not reached.
+        self.upstream_response_headers: Headers | None = None
         #: The message of an error the gateway answered, for the log phase.
         self.error_message: str | None = None
         #: Per-filter outcome for logs and metrics, e.g. {"enrichment": "hit"}.
@@ -81,6 +101,25 @@ class Exchange:
     def path(self) -> str:
         """The request path, percent-decoded (WSGI PATH_INFO)."""
         return self.environ.get("PATH_INFO", "")
+
+    @property
+    def upstream_query(self) -> str:
+        """The raw query string that goes upstream: the client's, unless a filter set one.
+
+        Request-phase filters assign it to drop or add parameters (key-auth hides keys).
+        """
+        if self._upstream_query is None:
+            return self.environ.get("QUERY_STRING", "")
+        return self._upstream_query
+
+    @upstream_query.setter
+    def upstream_query(self, query: str) -> None:
+        self._upstream_query = query
+
+    @property
+    def query_replaced(self) -> bool:
+        """True when a filter set ``upstream_query`` (else the client's target goes as sent)."""
+        return self._upstream_query is not None
 
     @property
     def has_dot_segments(self) -> bool:

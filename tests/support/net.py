@@ -1,0 +1,60 @@
+"""Raw HTTP from the test side: free ports, waiting for a listener, one-shot requests."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import time
+from typing import Any
+
+
+def call(url: str, method: str = "GET", target: str = "/", headers: dict | None = None,
+         body: Any = None, source: str | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+    """One raw request with http.client, the target sent exactly as given (from the loopback
+    address ``source`` when given); (response, body)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30,
+                                      source_address=(source, 0) if source else None)
+    conn.request(method, target, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response, data
+
+
+def first_piece(url: str, target: str) -> tuple[http.client.HTTPResponse, bytes, float, bytes,
+                                                 float]:
+    """GET ``target`` reading the body as it comes: (response, first piece, its arrival in
+    seconds, the rest, the whole time), to show a body streams rather than arrives at once."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    started = time.monotonic()
+    conn.request("GET", target)
+    response = conn.getresponse()
+    first = response.read1(100)
+    first_at = time.monotonic() - started
+    rest = response.read()
+    conn.close()
+    return response, first, first_at, rest, time.monotonic() - started
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 15) -> None:
+    """Block until something accepts on ``port``; fail early if ``process`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
