@@ -3,22 +3,39 @@ the settings table in Markdown; ``readme`` rewrites that table in README.md."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, ServerSettings, Settings, describe
+from gateway.config import ConfigError, ServerSettings, Settings, describe, names
+
+if TYPE_CHECKING:
+    from gateway.filters.base import Filter
 
 
-def settings_table() -> str:
-    """Every GATEWAY_* variable with its default and meaning, as a Markdown table."""
-    from gateway.filters import REGISTRY
+def settings_table(custom: Sequence[type[Filter]] = ()) -> str:
+    """Every GATEWAY_* variable with its default and meaning, as a Markdown table: the
+    gateway's, the built-in filters', then the filters ``custom`` (not built in)."""
+    from gateway.filters import REGISTRY, scope
 
+    tables = [(Settings, None), (ServerSettings, None),
+              *((f.Config, None) for f in REGISTRY.values()),
+              *((f.Config, scope(f)) for f in custom if scope(f) is not None)]
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    for cls in (Settings, ServerSettings, *(f.Config for f in REGISTRY.values())):
+    for cls, name in tables:
         rows += [f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | | {doc} |"
-                 for env, default, doc in describe(cls)]
+                 for env, default, doc in describe(cls, name)]
     return "\n".join(rows)
+
+
+def enabled_custom_filters() -> list[type[Filter]]:
+    """The filter classes os.environ's GATEWAY_FILTERS names (ConfigError if one is bad)."""
+    from gateway.filters import enabled_classes
+
+    return enabled_classes(names(os.environ.get("GATEWAY_FILTERS", "")))
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -42,7 +59,11 @@ def main(argv: list[str]) -> int:
             return 2
         return 0
     if command == "settings":
-        print(settings_table())
+        try:
+            print(settings_table(enabled_custom_filters()))
+        except ConfigError as exc:
+            print(f"gateway: configuration error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if command == "readme":
         README.write_text(readme_with_table(README.read_text()))

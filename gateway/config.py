@@ -30,10 +30,10 @@ class SecretInValue(ValueError):
 
 
 def setting(
-    env: str,
-    parse: Parser,
-    default: str | None,
-    doc: str,
+    env: str | None = None,
+    parse: Parser | None = None,
+    default: str | None = None,
+    doc: str = "",
     *,
     required: bool = False,
     secret: bool = False,
@@ -41,35 +41,63 @@ def setting(
     """Declare a dataclass field read from the variable ``env``.
 
     ``default`` is the text used when the variable is unset or empty (None: the
-    field is None). ``secret`` keeps the value out of error messages.
+    field is None). ``secret`` keeps the value out of error messages. ``parse``
+    defaults to :func:`text`. ``env`` may be left out in a filter that is not
+    built in: its variable is derived from the filter's NAME and the field's
+    name (:func:`variable`).
     """
-    meta = {"env": env, "parse": parse, "default": default, "doc": doc,
+    meta = {"env": env, "parse": parse or text, "default": default, "doc": doc,
             "required": required, "secret": secret}
     return dataclasses.field(metadata=meta)
 
 
-def load(cls: type[T], environ: Mapping[str, str]) -> T:
-    """Build the frozen dataclass ``cls`` from ``environ``; raise ConfigError on bad input."""
+def variable(field: dataclasses.Field, scope: str | None = None) -> str:
+    """The variable a setting is read from.
+
+    Built-in settings (``scope`` None) name it in ``setting(env, ...)``. A filter
+    that is not built in has ``scope`` = its NAME, and every field reads
+    ``GATEWAY_<NAME>_<FIELD>``, upper-cased, ``-`` becoming ``_``.
+    """
+    if "parse" not in field.metadata:
+        raise ConfigError(f"field {field.name!r} is not declared with setting(...)")
+    declared = field.metadata["env"]
+    if scope is None:
+        if not declared:
+            raise ConfigError(f"setting {field.name!r} names no variable")
+        return declared
+    derived = f"{PREFIX}{scope}_{field.name}".upper().replace("-", "_")
+    if declared and declared != derived:
+        raise ConfigError(f"filter {scope!r}: setting {field.name!r} declares {declared}; "
+                          f"a filter that is not built in reads {derived}")
+    return derived
+
+
+def load(cls: type[T], environ: Mapping[str, str], scope: str | None = None) -> T:
+    """Build the frozen dataclass ``cls`` from ``environ``; raise ConfigError on bad input.
+
+    ``scope``: the NAME of a filter that is not built in (see :func:`variable`).
+    """
     values = {}
     for field in dataclasses.fields(cls):
         meta = field.metadata
-        raw = environ.get(meta["env"], "").strip() or meta["default"]
+        env = variable(field, scope)
+        raw = environ.get(env, "").strip() or meta["default"]
         if raw is None:
             if meta["required"]:
-                raise ConfigError(f"{meta['env']} is required: {meta['doc']}")
+                raise ConfigError(f"{env} is required: {meta['doc']}")
             values[field.name] = None
             continue
         try:
             values[field.name] = meta["parse"](raw)
         except ValueError as exc:
             shown = "<hidden>" if meta["secret"] or isinstance(exc, SecretInValue) else repr(raw)
-            raise ConfigError(f"{meta['env']}={shown}: {exc}") from None
+            raise ConfigError(f"{env}={shown}: {exc}") from None
     return cls(**values)
 
 
-def env_names(classes: Iterable[type]) -> set[str]:
-    """The variable names the setting dataclasses ``classes`` declare."""
-    return {f.metadata["env"] for cls in classes for f in dataclasses.fields(cls)}
+def env_names(classes: Iterable[type], scope: str | None = None) -> set[str]:
+    """The variable names the setting dataclasses ``classes`` declare (``scope``: see load)."""
+    return {variable(f, scope) for cls in classes for f in dataclasses.fields(cls)}
 
 
 def reject_unknown(environ: Mapping[str, str], known: set[str]) -> None:
@@ -81,9 +109,9 @@ def reject_unknown(environ: Mapping[str, str], known: set[str]) -> None:
             raise ConfigError(f"{name}: unknown setting{hint}; see the README's table")
 
 
-def describe(cls: type) -> list[tuple[str, str, str]]:
+def describe(cls: type, scope: str | None = None) -> list[tuple[str, str, str]]:
     """(variable, default, doc) for each setting of ``cls``: the README table rows."""
-    return [(f.metadata["env"], f.metadata["default"] or "", f.metadata["doc"])
+    return [(variable(f, scope), f.metadata["default"] or "", f.metadata["doc"])
             for f in dataclasses.fields(cls)]
 
 

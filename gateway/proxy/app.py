@@ -19,7 +19,7 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
-from gateway.filters import REGISTRY, build_filters
+from gateway.filters import build_filters, enabled_classes, known_variables
 from gateway.filters.base import Filter
 from gateway.ops import metrics
 from gateway.ops.accesslog import write_access_line
@@ -233,10 +233,11 @@ def create_app(environ: Mapping[str, str] = os.environ,
     ``extra_filters`` are filter instances run beside the configured ones (tests).
     """
     settings = load(Settings, environ)
-    configs = [cls.Config for cls in REGISTRY.values()]
-    reject_unknown(environ, env_names([Settings, ServerSettings, *configs]))
+    classes = enabled_classes(settings.filters)
+    reject_unknown(environ, env_names([Settings, ServerSettings]) | known_variables(classes))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())
-    app: WSGIApp = Gateway(settings, [*build_filters(settings, environ), *extra_filters])
+    filters = build_filters(settings, environ, classes)
+    app: WSGIApp = Gateway(settings, [*filters, *extra_filters])
     hops = settings.trusted_proxies
     if hops:
         app = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

@@ -34,6 +34,13 @@ def is_header_name(value: str) -> bool:
     return _TOKEN.fullmatch(value) is not None
 
 
+def header_name(raw: str) -> str:
+    """A setting's parser: a valid header name, else ValueError saying what is allowed."""
+    if not is_header_name(raw):
+        raise ValueError("must be a header name (letters, digits, - and the like)")
+    return raw
+
+
 def is_valid_request_id(value: str) -> bool:
     """True for a client-sent X-Request-ID worth keeping (short, no odd characters)."""
     return _REQUEST_ID.fullmatch(value) is not None

@@ -13,17 +13,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter
 from typing import Any
 from urllib.parse import quote
 
-import gevent
-from gevent import Greenlet
-from gevent.event import AsyncResult
 from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.config import (
@@ -38,15 +32,11 @@ from gateway.config import (
     setting,
 )
 from gateway.filters.base import Filter
-from gateway.filters.enrichment.breaker import Breaker
-from gateway.filters.enrichment.client import CallFailed, ThirdPartyClient
-from gateway.filters.enrichment.singleflight import SingleFlight
-from gateway.jsoncodec import decode_json, encode_json
+from gateway.jsoncodec import encode_json
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import DOT_SEGMENTS, Exchange
-from gateway.proxy.headers import is_header_name, is_safe_value
-from gateway.store.cache import make_cache
-from gateway.store.redis import OutageWarning, RedisUnavailable
+from gateway.proxy.headers import header_name, is_safe_value
+from gateway.services import Answer, BadAnswer, Pending, Result, Service, ServiceOptions, json_body
 
 log = logging.getLogger("gateway.enrichment")
 
@@ -66,8 +56,6 @@ BREAKER_OPEN = Gauge(
 ACCESS_ERROR = "Error when trying to access 3rd party service: "
 DECODE_ERROR = "Error when decoding 3rd party service response: "
 LATENCY_HEADER = "X-Gateway-Enrichment-Latency"
-#: Extra seconds a request waits for a call past its deadline (the call enforces the deadline).
-JOIN_GRACE = 0.5
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SOURCE = re.compile(r"path|(query|header)\.([^{}.\s][^{}\s]*)")
@@ -91,12 +79,6 @@ def field_path(raw: str) -> tuple[str, ...]:
     if not all(parts):
         raise ValueError("must be a dotted path like url, headers.Host or items.0.id")
     return parts
-
-
-def header_name(raw: str) -> str:
-    if not is_header_name(raw):
-        raise ValueError("must be a header name (letters, digits, - and the like)")
-    return raw
 
 
 def mappings(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -195,10 +177,6 @@ class EnrichmentConfig:
         return self.map or ((self.header, self.field),)
 
 
-class BadAnswer(ValueError):
-    """The answer is not JSON, or has no usable value at a field path; str() says which."""
-
-
 def extract(document: Any, path: tuple[str, ...]) -> str:
     """The header value at ``path``: strings as they are, numbers and booleans as JSON text."""
     value, name = document, ".".join(path)
@@ -242,16 +220,6 @@ def render_url(template: str, ex: Exchange) -> str:
     return _PLACEHOLDER.sub(fill, template)
 
 
-@dataclass(frozen=True)
-class Result:
-    """What a lookup gave: header values, or the error message to apply ON_ERROR with."""
-
-    outcome: str  # hit, miss, stale, error, breaker-open
-    seconds: float
-    values: tuple[tuple[str, str], ...] = ()
-    error: str | None = None
-
-
 class Enrichment(Filter):
     """Starts the lookup in the request phase; joins it and sets headers in the response phase."""
 
@@ -262,31 +230,17 @@ class Enrichment(Filter):
 
     def __init__(self, config: EnrichmentConfig, settings: Settings) -> None:
         super().__init__(config, settings)
-        self.client = ThirdPartyClient(config.timeout, config.max_bytes, config.ca_bundle,
-                                       config.insecure, settings.pool_size)
-        self.headers_out = dict(config.headers_out)
-        self.breaker = Breaker(config.breaker_failures, config.breaker_reset,
-                               on_change=self._breaker_changed)
-        #: Seconds an answer is kept: fresh for cache_ttl, then usable when a refresh fails.
-        self.keep = config.cache_ttl + config.stale_if_error
-        self.cache = make_cache(settings, "gateway:enrichment:", config.cache_max_bytes)
-        self.flights = SingleFlight()
-        #: Wall clock for cache ages (shared through Redis between instances).
-        self.clock: Callable[[], float] = time.time
-        self.cache_outage = OutageWarning(
-            log, "enrichment cache (Redis) unavailable, calling the third party: %s")
-        if config.insecure:
-            log.warning("GATEWAY_ENRICH_INSECURE=true: TLS certificates of the third party "
-                        "are NOT verified")
+        options = ServiceOptions(
+            timeout=config.timeout, max_bytes=config.max_bytes, headers=dict(config.headers_out),
+            ca_bundle=config.ca_bundle, insecure=config.insecure, cache_ttl=config.cache_ttl,
+            cache_max_bytes=config.cache_max_bytes, stale_if_error=config.stale_if_error,
+            breaker_failures=config.breaker_failures, breaker_reset=config.breaker_reset)
+        self.service = Service(self.NAME, settings, options,
+                               on_breaker_change=lambda opened: BREAKER_OPEN.set(int(opened)))
 
     def on_request(self, ex: Exchange) -> None:
-        key = f"{self.config.method.upper()} {render_url(self.config.url, ex)}"
-        if self.config.cache_ttl <= 0:
-            ex.ctx[self.NAME] = gevent.spawn(self.lookup, key)
-        elif self.cache.local and (cached := self._cached(key)) and self._fresh(cached):
-            ex.ctx[self.NAME] = Result("hit", 0.0, cached[1])  # in memory: no greenlet needed
-        else:
-            ex.ctx[self.NAME] = self.flights.start(key, lambda: self.lookup(key))
+        url = render_url(self.config.url, ex)
+        ex.ctx[self.NAME] = self.service.start(self.config.method, url, self.values)
 
     def on_response(self, ex: Exchange) -> None:
         pending = ex.ctx.pop(self.NAME, None)
@@ -295,13 +249,7 @@ class Enrichment(Filter):
         if not ex.upstream_answer:
             self._abandon(ex, pending)  # nothing to enrich: a filter or error answered
             return
-        try:
-            result = pending if isinstance(pending, Result) else pending.get(
-                timeout=self.config.timeout + JOIN_GRACE)
-        except gevent.Timeout:
-            result = Result("error", self.config.timeout,
-                            error=f"{ACCESS_ERROR}timed out after {self.config.timeout:g}s")
-        self._apply(ex, result)
+        self._apply(ex, pending.result())
 
     def on_log(self, ex: Exchange) -> None:
         pending = ex.ctx.pop(self.NAME, None)
@@ -311,114 +259,29 @@ class Enrichment(Filter):
         if outcome is not None:
             _count(outcome, ex.latencies.get(self.NAME))
 
-    def _breaker_changed(self, opened: bool) -> None:
-        """The breaker opened or closed: the gauge follows, and the log says so."""
-        BREAKER_OPEN.set(1 if opened else 0)
-        host = self.config.url.partition("://")[2].partition("/")[0]
-        if opened:
-            log.warning("enrichment circuit breaker open: %d failed calls in a row to %s; "
-                        "not calling it for %gs", self.breaker.failed, host,
-                        self.config.breaker_reset)
-        else:
-            log.info("enrichment circuit breaker closed: %s answered again", host)
+    def values(self, answer: Answer) -> list[tuple[str, str]]:
+        """The (header, value) pairs the JSON answer gives (what the cache keeps)."""
+        document = json_body(answer)
+        return [(name, extract(document, path)) for name, path in self.config.targets]
 
-    def _abandon(self, ex: Exchange, pending: Result | Greenlet | AsyncResult) -> None:
+    def _abandon(self, ex: Exchange, pending: Pending) -> None:
         ex.outcomes[self.NAME] = "skipped"
-        if isinstance(pending, Greenlet):
-            pending.kill(block=False)  # a shared flight (AsyncResult) serves other requests
+        pending.cancel()
 
     def _apply(self, ex: Exchange, result: Result) -> None:
         ex.outcomes[self.NAME] = result.outcome
         ex.latencies[self.NAME] = result.seconds
         if result.error is not None:
+            prefix = DECODE_ERROR if isinstance(result.error, BadAnswer) else ACCESS_ERROR
             if self.config.on_error == "fail":
-                ex.error(500, result.error)
+                ex.error(500, f"{prefix}{result.error}")
             else:
-                log.warning("request %s: enrichment left out: %s", ex.request_id, result.error)
-        for name, value in result.values:
+                log.warning("request %s: enrichment left out: %s%s", ex.request_id, prefix,
+                            result.error)
+        for name, value in result.value or ():
             ex.headers[name] = value
         ex.headers[LATENCY_HEADER] = ("cache" if result.outcome == "hit"
                                       else str(round(result.seconds * 1000)))
-
-    # -- the lookup, run in its own greenlet
-
-    def lookup(self, key: str) -> Result:
-        """Cached values, else a call to the third party (stale values if it fails)."""
-        started = perf_counter()
-        cached = self._cached(key)
-        if cached is not None and self._fresh(cached):
-            return Result("hit", perf_counter() - started, cached[1])
-        return self._refresh(key, cached, started)
-
-    def _fresh(self, cached: tuple[float, tuple]) -> bool:
-        """True when cached values are younger than the TTL."""
-        return self.clock() - cached[0] < self.config.cache_ttl
-
-    def _refresh(self, key: str, cached: tuple[float, tuple] | None, started: float) -> Result:
-        """A call to the third party; the cached values if it fails and stale ones are allowed."""
-        if not self.breaker.allow():
-            message = (f"{ACCESS_ERROR}circuit breaker open after {self.breaker.failures} "
-                       "failed calls")
-            return self._fallback(cached, message, "breaker-open", started)
-        left = self.config.timeout - (perf_counter() - started)
-        try:
-            with gevent.Timeout(left, CallFailed(f"timed out after {self.config.timeout:g}s")):
-                values = self._call(key)
-        except CallFailed as exc:
-            self.breaker.failed_call()
-            return self._fallback(cached, f"{ACCESS_ERROR}{exc}", "error", started)
-        except BadAnswer as exc:
-            self.breaker.succeeded()  # the service answered; its answer is the problem
-            return self._fallback(cached, f"{DECODE_ERROR}{exc}", "error", started)
-        except BaseException:
-            self.breaker.cancelled()  # killed: neither a success nor a failure
-            raise
-        self.breaker.succeeded()
-        self._store(key, values)
-        return Result("miss", perf_counter() - started, values)
-
-    def _call(self, key: str) -> tuple[tuple[str, str], ...]:
-        method, _, url = key.partition(" ")
-        answer = self.client.call(method, url, self.headers_out)
-        if not 200 <= answer.status < 300:
-            raise CallFailed(f"status {answer.status}")
-        try:
-            document = decode_json(answer.body)
-        except ValueError as exc:
-            raise BadAnswer(str(exc) or "not JSON") from None
-        return tuple((name, extract(document, path)) for name, path in self.config.targets)
-
-    def _fallback(self, cached: tuple[float, tuple] | None, message: str, outcome: str,
-                  started: float) -> Result:
-        """Stale values when allowed and young enough, else the error."""
-        seconds = perf_counter() - started
-        if cached is not None and self.config.stale_if_error > 0 \
-                and self.clock() - cached[0] <= self.keep:
-            return Result("stale", seconds, cached[1])
-        return Result(outcome, seconds, error=message)
-
-    # -- the cache: {"at": epoch seconds fetched, "values": [[header, value], ...]}
-
-    def _cached(self, key: str) -> tuple[float, tuple] | None:
-        if self.keep <= 0:
-            return None
-        try:
-            raw = self.cache.get(key)
-        except RedisUnavailable as exc:
-            self.cache_outage(exc)
-            return None
-        if raw is None:
-            return None
-        entry = decode_json(raw)
-        return entry["at"], tuple(tuple(pair) for pair in entry["values"])
-
-    def _store(self, key: str, values: tuple[tuple[str, str], ...]) -> None:
-        if self.keep <= 0:
-            return
-        try:
-            self.cache.set(key, encode_json({"at": self.clock(), "values": values}), self.keep)
-        except RedisUnavailable as exc:
-            self.cache_outage(exc)
 
 
 def _count(outcome: str, seconds: float | None) -> None:

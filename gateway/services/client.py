@@ -1,43 +1,46 @@
-"""The HTTP client for third-party services called by filters (enrichment).
+"""The HTTP client for external services called by filters.
 
 Its own pooled urllib3 PoolManager per worker, made on first use (after the
 fork and gevent's patching): keep-alive reuse, no retries, no redirects, TLS
 verified against the system's CAs or a given bundle. Bodies are read in
 pieces and refused past a size limit, so a huge answer is never held whole.
+Errors name what failed without urllib3's object reprs.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import urllib3
 from urllib3.exceptions import HTTPError
 
 from gateway.proxy.pools import pool_manager
+from gateway.services.errors import CallFailed
 
 #: urllib3's "<...Connection object at 0x...>: " and "HTTPConnection(host=..., port=...): ".
 _REPR = re.compile(r"^(<[^>]*>|\w+\(host=[^)]*\)): ")
-#: Bytes read from the third party at once.
+#: Bytes read from the service at once.
 PIECE = 64 * 1024
-
-
-class CallFailed(Exception):
-    """The third party could not be reached or did not answer usably; str() is the reason."""
 
 
 @dataclass(frozen=True)
 class Answer:
+    """A service's answer, read whole (at most the client's max_bytes)."""
+
     status: int
+    headers: Mapping[str, str]
     body: bytes
 
 
-class ThirdPartyClient:
-    """Calls one kind of third-party service; ``timeout`` bounds each connect and read."""
+class HttpClient:
+    """Calls external services; ``connect`` and ``read`` bound each connect and each read."""
 
-    def __init__(self, timeout: float, max_bytes: int, ca_bundle: str | None = None,
-                 insecure: bool = False, pool_size: int = 100) -> None:
-        self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
+    def __init__(self, connect: float, read: float, max_bytes: int,
+                 ca_bundle: str | None = None, insecure: bool = False,
+                 pool_size: int = 100) -> None:
+        self.timeout = urllib3.Timeout(connect=connect, read=read)
         self.max_bytes = max_bytes
         self.ca_bundle = ca_bundle
         self.insecure = insecure
@@ -54,15 +57,17 @@ class ThirdPartyClient:
                 ca_certs=self.ca_bundle)
         return self._pool
 
-    def call(self, method: str, url: str, headers: dict[str, str]) -> Answer:
+    def call(self, method: str, url: str, headers: Mapping[str, str],
+             body: bytes | None = None) -> Answer:
         """Send the request and read the whole answer (at most max_bytes); CallFailed otherwise."""
         try:
-            response = self.pool.request(method, url, headers=headers, preload_content=False,
-                                         redirect=False, retries=False, timeout=self.timeout)
+            response = self.pool.request(method, url, headers=dict(headers), body=body,
+                                         preload_content=False, redirect=False, retries=False,
+                                         timeout=self.timeout)
         except HTTPError as exc:
             raise CallFailed(_reason(exc)) from None
         try:
-            return Answer(response.status, self._read(response))
+            return Answer(response.status, response.headers, self._read(response))
         except HTTPError as exc:
             raise CallFailed(_reason(exc)) from None
         finally:
