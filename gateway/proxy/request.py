@@ -2,12 +2,14 @@
 
 The target is sent as the client wrote it (no re-encoding); the body is
 streamed, never read whole, with client-side faults (a cut or malformed body)
-told apart from upstream ones.
+told apart from upstream ones. A filter may ask for the body up to a size
+(:func:`read_body`): it is then read once and replayed upstream unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import io
+from collections.abc import Mapping, MutableMapping
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
@@ -17,6 +19,10 @@ from gateway.proxy.errors import GatewayError
 BAD_BODY = "Bad request body"
 #: The answer to a request body in a transfer coding other than plain chunked.
 UNSUPPORTED_CODING = "Transfer-Encoding other than chunked is not supported"
+#: The answer to a body larger than a filter can read (Kong's request-size-limiting words).
+BODY_TOO_LARGE = "Request size limit exceeded"
+#: The environ key keeping a body read by a filter, for the next filter that asks.
+_READ_BODY = "gateway.request_body"
 
 
 def request_target(environ: Mapping[str, Any], query: str | None = None) -> str:
@@ -73,3 +79,35 @@ def request_body(environ: Mapping[str, Any]) -> tuple[RequestBody | None, bool]:
     if environ.get("CONTENT_LENGTH", "0") not in ("", "0"):
         return RequestBody(environ["wsgi.input"], int(environ["CONTENT_LENGTH"])), False
     return None, False
+
+
+def read_body(environ: MutableMapping[str, Any], max_bytes: int) -> bytes:
+    """The whole request body, read once for the filters that ask (Kong's get_body).
+
+    More than ``max_bytes`` is a 413 GatewayError (a declared Content-Length is
+    refused before reading); a cut body a 400. The bytes read replace
+    ``wsgi.input``, so the body still goes upstream whole, in the client's framing.
+    """
+    body = environ.get(_READ_BODY)
+    if body is None:
+        stream, _ = request_body(environ)
+        declared = environ.get("CONTENT_LENGTH", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise GatewayError(413, BODY_TOO_LARGE)
+        body = _read_at_most(stream, max_bytes) if stream is not None else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ[_READ_BODY] = body
+    if len(body) > max_bytes:
+        raise GatewayError(413, BODY_TOO_LARGE)
+    return body
+
+
+def _read_at_most(stream: RequestBody, max_bytes: int) -> bytes:
+    """The stream's bytes until its end; GatewayError 413 once past ``max_bytes``."""
+    pieces, size = [], 0
+    while piece := stream.read(min(max_bytes - size + 1, 64 * 1024)):
+        pieces.append(piece)
+        size += len(piece)
+        if size > max_bytes:
+            raise GatewayError(413, BODY_TOO_LARGE)
+    return b"".join(pieces)

@@ -1,20 +1,13 @@
-"""The gateway in this process, built the production way (``create_app``)."""
+"""The gateway in this process, built the production way (the kit's ``in_process``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from werkzeug.test import Client
 
-from gateway.filters.base import Filter
-from gateway.proxy.app import Gateway, create_app
+from gateway.proxy.app import Gateway
+from gateway.testing import in_process
 
-
-def in_process(environ: dict[str, str], extra_filters: Sequence[Filter] = (),
-               use_cookies: bool = True) -> Client:
-    """The app ``create_app`` builds from ``environ`` (unknown variables refused, ProxyFix
-    when trusted proxies are set), plus ``extra_filters``, behind werkzeug's test Client."""
-    return Client(create_app(environ, extra_filters), use_cookies=use_cookies)
+__all__ = ["gateway_of", "in_process"]
 
 
 def gateway_of(client: Client) -> Gateway:

@@ -1,12 +1,15 @@
-"""Raw HTTP from the test side: free ports, waiting for a listener, one-shot requests."""
+"""Raw HTTP from the test side: one-shot requests (free ports and waiting for a listener come
+from the kit, gateway.testing)."""
 
 from __future__ import annotations
 
 import http.client
-import socket
-import subprocess
 import time
 from typing import Any
+
+from gateway.testing.servers import free_port, wait_for_port
+
+__all__ = ["call", "first_piece", "free_port", "wait_for_port"]
 
 
 def call(url: str, method: str = "GET", target: str = "/", headers: dict | None = None,
@@ -37,24 +40,3 @@ def first_piece(url: str, target: str) -> tuple[http.client.HTTPResponse, bytes,
     rest = response.read()
     conn.close()
     return response, first, first_at, rest, time.monotonic() - started
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 15) -> None:
-    """Block until something accepts on ``port``; fail early if ``process`` died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
