@@ -210,6 +210,18 @@ def http_urls(raw: str) -> tuple[str, ...]:
     return urls
 
 
+def http_url(raw: str) -> str:
+    """One http:// or https:// URL with a host (a query is allowed: it is a service's URL)."""
+    parts = urlsplit(raw)
+    if "@" in parts.netloc:
+        raise SecretInValue("a URL with a user or password is not supported; pass credentials "
+                            "as a header")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _port_ok(parts) \
+            or any(c.isspace() for c in raw):
+        raise ValueError("must be one http:// or https:// URL with a host (and a good port)")
+    return raw
+
+
 def redis_url(raw: str) -> str:
     """A redis://, rediss:// or unix:// URL as redis-py reads it: host, port, database number."""
     parts = urlsplit(raw)

@@ -164,9 +164,11 @@ class Exchange:
         self.body = (body,)
 
     def error(self, status: int, message: str, headers: Headers | None = None) -> None:
-        """Answer an error in the contract's shape (JSON, HTML or text by Accept)."""
+        """Answer an error in the contract's shape: JSON, HTML or text by the client's Accept,
+        or by a Content-Type in ``headers`` (as Kong's kong.response.error)."""
+        wanted = headers.get("Content-Type") if headers is not None else None
         content_type, body = error_body(status, message, self.request_id,
-                                        self.environ.get("HTTP_ACCEPT"))
+                                        wanted or self.environ.get("HTTP_ACCEPT"))
         self.error_message = message
         self.respond(status, body, headers, content_type)
 

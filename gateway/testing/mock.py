@@ -124,7 +124,7 @@ class MockService(ThreadingHTTPServer):
         self.routes: dict[str, Route] = {}
         self.requests: list[Recorded] = []
         self.stopping = threading.Event()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
 
     def route(self, path: str, status: int = 200, json: Any = None, body: bytes = b"",
               headers: dict[str, str] | None = None, delay: float = 0.0,

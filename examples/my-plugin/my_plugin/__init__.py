@@ -1,0 +1,1 @@
+"""my-plugin: Kong's "Consume External Services" guide plugin as a gateway filter."""
