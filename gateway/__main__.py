@@ -1,5 +1,7 @@
 """Command line: ``python -m gateway check`` validates the environment; ``settings`` prints
-the settings table in Markdown; ``readme`` rewrites that table in README.md."""
+the settings table in Markdown (with the filters GATEWAY_FILTERS names that are not built
+in); ``readme`` rewrites that table in README.md; ``new-filter NAME DIR`` writes a filter
+package."""
 
 from __future__ import annotations
 
@@ -47,8 +49,26 @@ def readme_with_table(readme: str) -> str:
     return _TABLE.sub(lambda m: m.group(1) + settings_table() + "\n" + m.group(2), readme)
 
 
+def new_filter_command(args: list[str]) -> int:
+    """``new-filter NAME DIR``: write a filter package (see gateway.scaffold)."""
+    from gateway.scaffold import new_filter
+
+    if len(args) != 2:
+        print("usage: python -m gateway new-filter NAME DIR", file=sys.stderr)
+        return 64
+    try:
+        written = new_filter(args[0], Path(args[1]))
+    except ValueError as exc:
+        print(f"gateway: new-filter: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
+    if command == "new-filter":
+        return new_filter_command(argv[1:])
     if command == "check":
         from gateway.proxy.app import create_app
 
@@ -68,7 +88,7 @@ def main(argv: list[str]) -> int:
     if command == "readme":
         README.write_text(readme_with_table(README.read_text()))
         return 0
-    print("usage: python -m gateway check|settings|readme", file=sys.stderr)
+    print("usage: python -m gateway check|settings|readme|new-filter", file=sys.stderr)
     return 64
 
 
