@@ -4,7 +4,6 @@ the example reads like the guide (issue 11)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
