@@ -207,11 +207,7 @@ class Service:
         cached = self._cached(key)
         if cached is not None and self._fresh(cached):
             return self._record(Result("hit", perf_counter() - started, cached[1]))
-        result = self._refresh(key, cached, started, decode, body, headers)
-        if result.error is not None:
-            log.warning("service %s: call for request %s failed: %s", self.name,
-                        REQUEST_ID.get(), result.error)
-        return self._record(result)
+        return self._record(self._refresh(key, cached, started, decode, body, headers))
 
     def _refresh(self, key: str, cached: tuple[float, Any] | None, started: float,
                  decode: Decoder, body: bytes | None, headers: Mapping[str, str]) -> Result:
@@ -225,10 +221,12 @@ class Service:
                                 CallFailed(f"timed out after {deadline:g}s")):
                 value = self._call(key, decode, body, headers)
         except CallFailed as exc:
+            self._failed(exc)
             if breaker is not None:
                 breaker.failed_call()
             return self._fallback(cached, exc, "error", started)
         except BadAnswer as exc:
+            self._failed(exc)
             if breaker is not None:
                 breaker.succeeded()  # the service answered; its answer is the problem
             return self._fallback(cached, exc, "error", started)
@@ -249,6 +247,11 @@ class Service:
         if not 200 <= answer.status < 300:
             raise CallFailed(f"status {answer.status}")
         return decode(answer)
+
+    def _failed(self, error: ServiceError) -> None:
+        """A call went out and failed (not a refusal by the open breaker, logged once)."""
+        log.warning("service %s: call for request %s failed: %s", self.name, REQUEST_ID.get(),
+                    error)
 
     def _fallback(self, cached: tuple[float, Any] | None, error: ServiceError, outcome: str,
                   started: float) -> Result:

@@ -27,7 +27,8 @@ def entry_points(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gateway-teapot\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[gateway.filters]\nteapot = tests.support.pdk_filters:Teapot\n"
-        "broken = tests.support.no_such_module:Teapot\n")
+        "broken = tests.support.no_such_module:Teapot\n"
+        "misnamed = tests.support.pdk_filters:Late\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
 
@@ -48,7 +49,7 @@ def test_a_pdk_filter_loads_by_module_class_or_entry_point(entry_points, upstrea
 
 
 def test_entry_points_are_listed_as_installed(entry_points):
-    assert {"teapot", "broken"} <= set(installed())
+    assert {"teapot", "broken", "misnamed"} <= set(installed())
 
 
 def test_custom_filters_run_by_priority_among_built_in_ones(upstream):
@@ -67,7 +68,7 @@ def test_an_unknown_name_lists_built_in_and_installed_filters(entry_points):
     assert "\n" not in message
     assert "unknown filter 'nope'" in message
     assert "built in cors, enrichment" in message
-    assert "installed broken, teapot" in message
+    assert "installed broken, misnamed, teapot" in message
 
 
 @pytest.mark.parametrize("name, error", [
@@ -75,6 +76,8 @@ def test_an_unknown_name_lists_built_in_and_installed_filters(entry_points):
                "'tests.support.no_such_module'"),
     ("tests.support.pdk_filters:Gone", "filter 'tests.support.pdk_filters:Gone' failed to "
                                        "import: AttributeError"),
+    ("misnamed", "entry point 'misnamed' loads a filter whose NAME is 'late'; the two must "
+                 "match"),
     ("tests.support.pdk_filters:NotAFilter", "is not a subclass of gateway.pdk.Filter"),
     ("tests.support.pdk_filters:NoPriority", "(NoPriority) needs PRIORITY (int)"),
     ("tests.support.pdk_filters:NoConfig", "(NoConfig) needs Config, a dataclass"),

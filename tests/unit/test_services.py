@@ -108,6 +108,7 @@ def test_the_breaker_opens_and_its_gauge_follows(mock_service, caplog):
     assert "svc-breaker circuit breaker open: 2 failed calls in a row to 127.0.0.1" in caplog.text
     with pytest.raises(CallFailed, match="circuit breaker open after 2 failed calls"):
         svc.get_json(url)
+    assert caplog.text.count("service svc-breaker: call for request") == 2  # refusals: no line
 
 
 def test_failures_are_logged_with_the_request_id(mock_service, caplog):
