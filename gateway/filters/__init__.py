@@ -60,7 +60,7 @@ def resolve(name: str) -> type[Filter]:
         raise ConfigError(f"GATEWAY_FILTERS: filter {name!r} failed to import: "
                           f"{type(exc).__name__}: {exc}") from None
     _check_class(name, cls)
-    if entry_point is not None and cls.NAME != name:
+    if entry_point is not None and name != cls.NAME:
         raise ConfigError(f"GATEWAY_FILTERS: entry point {name!r} loads a filter whose NAME is "
                           f"{cls.NAME!r}; the two must match")
     return cls
