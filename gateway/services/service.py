@@ -48,6 +48,8 @@ BREAKER_OPEN = Gauge(
     "gateway_service_breaker_open", "1 while a worker's circuit breaker for the service is "
     "open (or half-open, trying one call).", ["service"], multiprocess_mode="livemax")
 
+#: What a lookup can give (see Result.outcome).
+OUTCOMES = ("hit", "miss", "stale", "error", "breaker-open")
 #: Extra seconds ``result()`` waits past the deadline (the call enforces the deadline itself).
 JOIN_GRACE = 0.5
 
@@ -81,7 +83,8 @@ class ServiceOptions:
     #: True turns TLS certificate checks off (logged as a warning).
     insecure: bool = False
     #: Seconds a value is reused for the same method and URL (0: no cache); in Redis when
-    #: GATEWAY_REDIS_URL is set. Concurrent lookups of one key then share one call.
+    #: GATEWAY_REDIS_URL is set. Concurrent lookups of one method and URL then share one
+    #: call, so cache only calls whose answer depends on nothing else (no body).
     cache_ttl: float = 0
     #: Memory the in-process cache may use per worker.
     cache_max_bytes: int = 16 << 20
@@ -165,6 +168,8 @@ class Service:
             log, f"{name} cache (Redis) unavailable, calling the third party: %s")
         #: host:port of the last call, for the breaker's log lines.
         self.last_host = ""
+        self._calls = {outcome: CALLS.labels(name, outcome) for outcome in OUTCOMES}
+        self._duration = DURATION.labels(name)
         if options.insecure:
             log.warning("service %s: TLS certificates of the third party are NOT verified "
                         "(insecure)", name)
@@ -263,9 +268,10 @@ class Service:
         return Result(outcome, seconds, error=error)
 
     def _record(self, result: Result) -> Result:
-        CALLS.labels(self.name, result.outcome).inc()
+        """Count the lookup in the service's metrics."""
+        self._calls[result.outcome].inc()
         if result.outcome not in ("hit", "breaker-open"):
-            DURATION.labels(self.name).observe(result.seconds)
+            self._duration.observe(result.seconds)
         return result
 
     def _breaker_changed(self, opened: bool) -> None:
