@@ -18,8 +18,11 @@ from typing import IO
 import httptools
 from gevent import monkey
 
-#: Largest piece read from the socket at once (and sent of a request body).
-CHUNK = 64 * 1024
+#: Largest piece of an answer read from the socket at once.
+CHUNK = 256 * 1024
+#: Largest piece of a request body read at once: gunicorn's body reader reads ahead up
+#: to 1 MiB and copies what is left on every read, so smaller reads cost copies.
+BODY_BLOCK = 1024 * 1024
 #: Methods whose request has a body by definition: an empty one is sent as Content-Length: 0.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: Statuses that never have a body (RFC 9112 6.3), whatever the headers say.
@@ -74,7 +77,7 @@ def send_request(sock: socket.socket, head: bytes, body: IO[bytes] | bytes | Non
     sock.sendall(head)
     if body is None:
         return
-    while piece := body.read(CHUNK):
+    while piece := body.read(BODY_BLOCK):
         sock.sendall(_chunk(piece) if chunked else piece)
     if chunked:
         sock.sendall(b"0\r\n\r\n")
