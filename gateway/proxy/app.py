@@ -29,9 +29,9 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import (
     VIA,
     add_forwarding,
-    append_value,
     is_valid_request_id,
     response_headers,
+    set_fields,
 )
 from gateway.proxy.request import request_body, request_target
 from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE, Upstream
@@ -130,8 +130,7 @@ class Gateway:
         if ex.has_dot_segments:  # e.g. /../admin past GATEWAY_UPSTREAM_URL's path prefix
             raise GatewayError(400, BAD_PATH)
         headers = ex.upstream_headers
-        add_forwarding(headers, ex.environ)
-        headers["X-Request-ID"] = ex.request_id
+        add_forwarding(headers, ex.environ, ex.request_id)
         body, chunked = request_body(ex.environ)
         ex.upstream_started = perf_counter()
         query = ex.upstream_query if ex.query_replaced else None
@@ -148,12 +147,12 @@ class Gateway:
 
     def _stamp(self, ex: Exchange) -> None:
         """Headers every response carries: request id, Via, Kong-style latencies."""
-        headers = ex.headers
-        headers["X-Request-ID"] = ex.request_id
-        append_value(headers, "Via", VIA)
-        if ex.upstream_seconds is not None:
-            headers["X-Gateway-Upstream-Latency"] = str(round(ex.upstream_seconds * 1000))
-        headers["X-Gateway-Proxy-Latency"] = str(ex.proxy_latency_ms)
+        stamps = [("X-Request-ID", ex.request_id),
+                  ("X-Gateway-Proxy-Latency", str(ex.proxy_latency_ms))]
+        upstream_seconds = ex.upstream_seconds
+        if upstream_seconds is not None:
+            stamps.append(("X-Gateway-Upstream-Latency", str(round(upstream_seconds * 1000))))
+        set_fields(ex.headers, stamps, [("Via", VIA)])
 
     def finish(self, ex: Exchange, sent: int) -> None:
         """The request is over (``sent`` body bytes out): metrics and the access-log line."""
