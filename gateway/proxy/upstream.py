@@ -131,6 +131,8 @@ class Upstream:
 
     def candidates(self, attempts: int) -> Iterator[Target]:
         """Up to ``attempts`` targets, round-robin, healthy ones before cooling-down ones."""
+        if len(self.targets) == 1:
+            return iter(self.targets)
         start = next(self._turn) % len(self.targets)
         ring = self.targets[start:] + self.targets[:start]
         now = time.monotonic()

@@ -191,7 +191,7 @@ class Response:
         """Read until the final answer's head is in: at most ``timeout`` seconds between
         two pieces (TimeoutError). With ``client_gone``, asked every ``check_every``
         seconds of waiting, ClientGone when it says the client left. The socket keeps
-        ``timeout`` for the body."""
+        ``timeout`` for the rest of the body, if any."""
         watch = client_gone is not None and (timeout is None or timeout > check_every)
         self.sock.settimeout(check_every if watch else timeout)
         while self._in_head:
@@ -199,7 +199,7 @@ class Response:
             if not data:
                 raise ClosedEarly("the upstream closed the connection before answering")
             self._feed(data)
-        if watch:
+        if watch and not self.complete:
             self.sock.settimeout(timeout)
 
     def _recv_watching(self, timeout: float | None, client_gone: Callable[[], bool]) -> bytes:
