@@ -5,17 +5,15 @@
 - ``peer``: werkzeug's own ``ProxyMiddleware`` in front of ``BENCH_UPSTREAM_URL``;
 - ``fixture``: a gevent upstream / third party for the scenarios: it sleeps
   ``BENCH_DELAY_MS`` before answering (latency overlap), counts the calls it
-  answered (third-party calls, read at ``/_count``), streams ``/big?n=`` bytes
-  and swallows uploads at ``/sink`` (streaming memory).
+  answered (third-party calls, read at ``/_count``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
 
 import gevent
 from werkzeug.middleware.http_proxy import ProxyMiddleware
@@ -24,7 +22,6 @@ from werkzeug.middleware.http_proxy import ProxyMiddleware
 BODY = b'{"id": 42, "name": "widget", "price": 9.99, "url": "https://example.com/widgets/42"}'
 # ProxyMiddleware never matches a "/" mount, so every row is loaded on this prefix.
 PREFIX = "/bench/"
-CHUNK = 64 * 1024
 StartResponse = Callable[..., Any]
 
 
@@ -59,27 +56,10 @@ class _Fixture:
         path = environ["PATH_INFO"]
         if path == "/_count":
             return _json(start_response, json.dumps({"calls": self.calls}).encode())
-        if path == "/big":
-            size = int(parse_qs(environ["QUERY_STRING"])["n"][0])
-            start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                      ("Content-Length", str(size))])
-            return _zeros(size)
-        if path == "/sink":
-            stream, received = environ["wsgi.input"], 0
-            while piece := stream.read(CHUNK):
-                received += len(piece)
-            return _json(start_response, json.dumps({"received": received}).encode())
         self.calls += 1
         if self.delay:
             gevent.sleep(self.delay)
         return _json(start_response, BODY)
-
-
-def _zeros(size: int) -> Iterator[bytes]:
-    block = bytes(CHUNK)
-    while size > 0:
-        yield block[:size]
-        size -= CHUNK
 
 
 fixture = _Fixture(int(os.environ.get("BENCH_DELAY_MS", "0")))

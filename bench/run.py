@@ -46,6 +46,8 @@ LUA = BENCH / "wrk" / "report.lua"
 PATH = PREFIX + "item?id=42"
 THIRD_PARTY_BODY = '{"tier": "gold", "url": "https://example.com/customers/42"}'
 MIB = 1024 * 1024
+# MiB/s a response and an upload should reach through one worker (issue 12).
+STREAM_SPEED_TARGETS = {"response": 1024, "upload": 400}
 # Concurrent clients in the latency-overlap scenario (a latency figure, not a load test).
 OVERLAP_CONNECTIONS = 5
 
@@ -214,21 +216,33 @@ class Figure:
 
 
 def scenario_streaming(args: argparse.Namespace) -> list[Figure]:
+    """Peak RSS growth and speed of one worker streaming a response and an upload, from
+    and to nginx (a Python upstream would be the bottleneck), after warm-up requests."""
     size = args.stream_mib * MIB
-    fixture, fixture_url = start_app("fixture")
-    gateway = Gateway({"GATEWAY_UPSTREAM_URL": fixture_url, "GATEWAY_ACCESS_LOG": "off"})
+    root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    with (root / "big").open("wb") as big:
+        big.truncate(size)  # sparse: no disk used
+    upstream_url = f"http://127.0.0.1:{free_port()}"
+    upstream = start_nginx("stream.conf", port=upstream_url.rpartition(":")[2], root=root)
+    gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream_url, "GATEWAY_ACCESS_LOG": "off"})
     try:
+        _transfer(upstream_url, "GET", "/big", size)  # the file's pages into the page cache
+        _transfer(gateway.url, "POST", "/sink", 1)  # the worker loads the app on first use
         figures = []
-        for what, method, target in (("response", "GET", f"/big?n={size}"),
-                                     ("upload", "POST", "/sink")):
+        for what, method, target in (("response", "GET", "/big"), ("upload", "POST", "/sink")):
             growth, speed = streaming_growth(gateway, method, target, size)
             figures.append(Figure(
                 f"streaming: {args.stream_mib} MiB {what}, worker peak RSS growth",
-                f"{growth:.1f} MiB ({speed:,.0f} MiB/s)", "< 50 MiB", growth < 50))
+                f"{growth:.1f} MiB", "< 50 MiB", growth < 50))
+            goal = STREAM_SPEED_TARGETS[what]
+            figures.append(Figure(f"streaming: {args.stream_mib} MiB {what}, speed through "
+                                  "one worker", f"{speed:,.0f} MiB/s", f">= {goal:,} MiB/s",
+                                  speed >= goal))
         return figures
     finally:
         gateway.stop()
-        fixture.stop()
+        upstream.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def scenario_paced(gateway_url: str, max_rps: float, args: argparse.Namespace) -> Figure:
@@ -276,17 +290,25 @@ def scenario_third_party(upstream_url: str, args: argparse.Namespace) -> Figure:
         third.stop()
 
 
-# Row label -> the least share of the ceiling's throughput it should reach.
-RATIO_TARGETS = {"gateway, plain proxy": 0.60, "gateway + enrichment, cache on (hits)": 0.50,
+# Row label -> the least share of the ceiling's throughput it should reach (issue 12).
+RATIO_TARGETS = {"gateway, plain proxy": 0.50, "gateway + enrichment, cache on (hits)": 0.45,
                  "gateway + enrichment, cache off": 0.30}
+# The plain proxy's throughput over werkzeug's ProxyMiddleware's, at least.
+PEER_FACTOR = 1.8
 
 
 def ratio_targets(rows: list[Row]) -> list[Figure]:
-    """The throughput targets: rows' ratios to the ceiling, measured in the same rounds."""
-    return [Figure(f"{row.label} vs ceiling", f"{ratios(row, rows[0]):.0%}",
-                   f">= {RATIO_TARGETS[row.label]:.0%}",
-                   ratios(row, rows[0]) >= RATIO_TARGETS[row.label])
-            for row in rows if row.label in RATIO_TARGETS]
+    """The throughput targets: rows' ratios to the ceiling, and the plain proxy's to the
+    peer, measured in the same rounds."""
+    figures = [Figure(f"{row.label} vs ceiling", f"{ratios(row, rows[0]):.0%}",
+                      f">= {RATIO_TARGETS[row.label]:.0%}",
+                      ratios(row, rows[0]) >= RATIO_TARGETS[row.label])
+               for row in rows if row.label in RATIO_TARGETS]
+    peer, plain = rows[1], rows[2]
+    factor = ratios(plain, peer)
+    figures.append(Figure(f"{plain.label} vs {peer.label}", f"{factor:.2f}x",
+                          f">= {PEER_FACTOR}x", factor >= PEER_FACTOR))
+    return figures
 
 
 def figures_table(figures: list[Figure]) -> list[str]:

@@ -7,6 +7,7 @@ the current greenlet (a context variable) goes into every error-log line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from contextvars import ContextVar
@@ -20,10 +21,14 @@ from gateway.jsoncodec import encode_json
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def utc_timestamp(seconds: float) -> str:
-    """``2026-11-25T06:30:00.123Z`` for a time.time() value."""
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{whole}.{int(seconds % 1 * 1000):03d}Z"
+    """``2026-11-25T06:30:00.123Z`` for a time.time() value (the second formatted once)."""
+    return f"{_utc_second(int(seconds))}.{int(seconds % 1 * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

@@ -13,7 +13,9 @@ breaker, rate-limiting's rejections) declares it in its own module.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -78,10 +80,15 @@ class PoolGauges:
             self.opened[url] = opened
 
 
+@functools.cache
+def _requests(status_class: int, source: str) -> Any:
+    """The REQUESTS child for a status class and source (labels() locks and formats)."""
+    return REQUESTS.labels(f"{status_class}xx", source)
+
+
 def observe(ex: Exchange, total: float) -> None:
     """Count a finished request: status, latencies, upstream failure, filter outcomes."""
-    source = "upstream" if ex.body is None else "gateway"
-    REQUESTS.labels(f"{(ex.status or 0) // 100}xx", source).inc()
+    _requests((ex.status or 0) // 100, "upstream" if ex.body is None else "gateway").inc()
     REQUEST_DURATION.observe(total)
     if ex.upstream_seconds is not None:
         UPSTREAM_DURATION.observe(ex.upstream_seconds)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
-from urllib3.exceptions import HTTPError, ReadTimeoutError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
@@ -30,21 +29,19 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import (
     VIA,
     add_forwarding,
-    append_value,
     is_valid_request_id,
     response_headers,
+    set_fields,
 )
 from gateway.proxy.request import request_body, request_target
-from gateway.proxy.upstream import Upstream
+from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE, Upstream
+from gateway.proxy.wire import InvalidResponse
 
 log = logging.getLogger("gateway")
 #: The answer to a path with . or .. segments, which the gateway does not resolve.
 BAD_PATH = "Bad request path: . and .. segments are not allowed"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
-# Largest piece read from the upstream and written to the client at once;
-# read1() returns what has arrived, so a slow drip is passed on at once.
-CHUNK_SIZE = 64 * 1024
 
 
 class BodyAborted(ConnectionResetError):
@@ -86,12 +83,13 @@ class Gateway:
         self._guarded(ex, self._request_phase)
         self._guarded(ex, self._response_phase)
         self._stamp(ex)
+        body = ResponseBody(ex, self)
         try:
             start_response(status_line(ex.status), ex.headers.to_wsgi_list())
         except Exception:
-            self.finish(ex, 0)
+            body.close()
             raise
-        return ResponseBody(ex, self)
+        return body
 
     def _request_phase(self, ex: Exchange) -> None:
         for f in self.request_filters:
@@ -132,29 +130,29 @@ class Gateway:
         if ex.has_dot_segments:  # e.g. /../admin past GATEWAY_UPSTREAM_URL's path prefix
             raise GatewayError(400, BAD_PATH)
         headers = ex.upstream_headers
-        add_forwarding(headers, ex.environ)
-        headers["X-Request-ID"] = ex.request_id
+        add_forwarding(headers, ex.environ, ex.request_id)
         body, chunked = request_body(ex.environ)
         ex.upstream_started = perf_counter()
         query = ex.upstream_query if ex.query_replaced else None
-        target, response = self.upstream.send(
-            ex.method, request_target(ex.environ, query), headers, body, chunked)
+        target, answer = self.upstream.send(
+            ex.method, request_target(ex.environ, query), headers, body, chunked,
+            ex.environ.get("gunicorn.socket"))
         ex.upstream_finished = perf_counter()
         ex.target = target.url
-        ex.upstream_response = response
-        ex.status = ex.upstream_status = response.status
-        received = response_headers(response.headers.items(), response.headers.get("Connection"))
+        ex.upstream_response = answer
+        ex.status = ex.upstream_status = answer.status
+        received = response_headers(answer.headers, answer.response.connection)
         ex.upstream_response_headers = received
         ex.headers = received.copy()
 
     def _stamp(self, ex: Exchange) -> None:
         """Headers every response carries: request id, Via, Kong-style latencies."""
-        headers = ex.headers
-        headers["X-Request-ID"] = ex.request_id
-        append_value(headers, "Via", VIA)
-        if ex.upstream_seconds is not None:
-            headers["X-Gateway-Upstream-Latency"] = str(round(ex.upstream_seconds * 1000))
-        headers["X-Gateway-Proxy-Latency"] = str(ex.proxy_latency_ms)
+        stamps = [("X-Request-ID", ex.request_id),
+                  ("X-Gateway-Proxy-Latency", str(ex.proxy_latency_ms))]
+        upstream_seconds = ex.upstream_seconds
+        if upstream_seconds is not None:
+            stamps.append(("X-Gateway-Upstream-Latency", str(round(upstream_seconds * 1000))))
+        set_fields(ex.headers, stamps, [("Via", VIA)])
 
     def finish(self, ex: Exchange, sent: int) -> None:
         """The request is over (``sent`` body bytes out): metrics and the access-log line."""
@@ -179,6 +177,8 @@ class ResponseBody:
         self.sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
+        if self.ex.status == CLIENT_CLOSED:
+            raise BodyAborted(CLIENT_CLOSED_MESSAGE)  # nothing to write, nobody to read it
         if self.ex.body is not None:
             for chunk in self.ex.body:
                 self.sent += len(chunk)
@@ -193,13 +193,11 @@ class ResponseBody:
 
     def _upstream_chunks(self) -> Iterator[bytes]:
         """The upstream body as it arrives; BodyAborted if the upstream fails mid-body."""
-        read = self.ex.upstream_response.read1
         try:
-            while chunk := read(CHUNK_SIZE):
-                yield chunk
-        except (HTTPError, OSError) as exc:
+            yield from self.ex.upstream_response
+        except (InvalidResponse, OSError) as exc:
             self.ex.error_message = f"upstream failed mid-body: {exc}"
-            timed_out = isinstance(exc, ReadTimeoutError)
+            timed_out = isinstance(exc, TimeoutError)
             self.ex.outcomes["upstream"] = "timeout" if timed_out else "reset"
             log.warning("request %s: upstream %s failed after %d body bytes, closing the "
                         "client connection: %s", self.ex.request_id, self.ex.target, self.sent, exc)
@@ -207,11 +205,9 @@ class ResponseBody:
 
     def close(self) -> None:
         """Called by the server after the last byte or when the client left."""
-        response = self.ex.upstream_response
-        if response is not None:
-            if not response.isclosed():
-                response.close()  # unread body left: the connection cannot be reused
-            response.release_conn()
+        answer = self.ex.upstream_response
+        if answer is not None:
+            answer.release()  # back to the pool if read whole, else closed
         for f in self.gateway.log_filters:
             try:
                 f.on_log(self.ex)

@@ -6,6 +6,7 @@ Accept prefers HTML or plain text (Kong's error_default_type is JSON).
 
 from __future__ import annotations
 
+import functools
 from html import escape
 from http import HTTPStatus
 
@@ -50,6 +51,7 @@ class GatewayError(Exception):
         self.kind = kind
 
 
+@functools.cache
 def status_line(status: int) -> str:
     """``"502 Bad Gateway"``: gunicorn validates reason phrases, so use the standard ones."""
     try:

@@ -70,7 +70,7 @@ class Exchange:
         self.upstream_status: int | None = None
         #: The upstream target URL used, if any.
         self.target: str | None = None
-        #: The urllib3 response being streamed; the app releases it.
+        #: The upstream answer being streamed (proxy.upstream.Answer); the app releases it.
         self.upstream_response: Any = None
         #: The upstream's end-to-end response headers as received (before any filter edited
         #: ``headers``); None when the upstream was not reached.

@@ -81,18 +81,33 @@ def response_headers(items: Iterable[tuple[str, str]], connection: str | None) -
                     if not _is_hop_by_hop(name.lower(), listed)])
 
 
-def append_value(headers: Headers, name: str, value: str) -> None:
-    """Append ``value`` to a comma-separated header such as Via or X-Forwarded-For.
+def set_fields(headers: Headers, replace: Iterable[tuple[str, str]],
+               append: Iterable[tuple[str, str]] = ()) -> None:
+    """Set each ``replace`` field (that name's other fields dropped) and append each
+    ``append`` value to a comma-separated field (Via, X-Forwarded-For).
 
-    getlist() rather than get(): get() raises and catches an exception when the
-    name is absent, the usual case, which cost 4x as much on every request.
+    One pass over ``headers`` finds the names present; a name that is absent, the usual
+    case, is simply added. werkzeug's set() scans and rebuilds the whole list for every
+    name: the proxy's eleven were a fifth of a plain request's CPU.
     """
-    current = headers.getlist(name)
-    headers[name] = f"{current[0]}, {value}" if current and current[0] else value
+    present = {name.lower() for name, _ in headers.items()}
+    for name, value in append:
+        if name.lower() in present:
+            # getlist(), not get(): get() raises and catches an exception when absent.
+            current = headers.getlist(name)
+            headers.set(name, f"{current[0]}, {value}" if current[0] else value)
+        else:
+            headers.add(name, value)
+    for name, value in replace:
+        if name.lower() in present:
+            headers.set(name, value)
+        else:
+            headers.add(name, value)
 
 
-def add_forwarding(headers: Headers, environ: Mapping[str, object]) -> None:
-    """Set X-Forwarded-*, X-Real-IP and Via as a proxy hop does.
+def add_forwarding(headers: Headers, environ: Mapping[str, object],
+                   request_id: str | None = None) -> None:
+    """Set X-Forwarded-*, X-Real-IP and Via as a proxy hop does (and X-Request-ID if given).
 
     ``environ`` is the one ProxyFix produced: REMOTE_ADDR, the scheme, host and
     port are the client's own when the hops in front are trusted, and this
@@ -101,11 +116,15 @@ def add_forwarding(headers: Headers, environ: Mapping[str, object]) -> None:
     """
     original = environ.get("werkzeug.proxy_fix.orig") or environ
     peer = original.get("REMOTE_ADDR")  # type: ignore[union-attr]
+    replace = [
+        ("X-Forwarded-Proto", str(environ["wsgi.url_scheme"])),
+        ("X-Forwarded-Host", str(environ.get("HTTP_HOST") or environ["SERVER_NAME"])),
+        ("X-Forwarded-Port", str(environ["SERVER_PORT"])),
+    ]
+    append = [("Via", VIA)]
     if peer:  # absent on unix sockets
-        append_value(headers, "X-Forwarded-For", str(peer))
-        headers["X-Real-IP"] = str(environ["REMOTE_ADDR"])
-    headers["X-Forwarded-Proto"] = str(environ["wsgi.url_scheme"])
-    host = str(environ.get("HTTP_HOST") or environ["SERVER_NAME"])
-    headers["X-Forwarded-Host"] = host
-    headers["X-Forwarded-Port"] = str(environ["SERVER_PORT"])
-    append_value(headers, "Via", VIA)
+        append.append(("X-Forwarded-For", str(peer)))
+        replace.append(("X-Real-IP", str(environ["REMOTE_ADDR"])))
+    if request_id is not None:
+        replace.append(("X-Request-ID", request_id))
+    set_fields(headers, replace, append)

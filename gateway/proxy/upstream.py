@@ -1,47 +1,49 @@
 """The upstream service: pooled connections, round-robin targets, timeouts, failover.
 
-One urllib3 PoolManager per worker process, made on first use so that it is
-built after the fork and after gevent patched the standard library (urllib3
-issue #3289: a pool made before patching keeps a real queue and can deadlock).
-Failover is done here rather than with urllib3's Retry, because a retry must
-go to the *next* target and mark the failed one down.
+Connections come from and go back to one urllib3 PoolManager per worker (set-up,
+TLS, idle checks), made on first use so that it is built after the fork and after
+gevent patched the standard library (urllib3 issue #3289). The bytes on the wire
+are the gateway's own (:mod:`gateway.proxy.wire`): the request head in one send,
+the answer parsed by httptools. Failover is done here rather than with urllib3's
+Retry, because a retry must go to the *next* target and mark the failed one down.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
-from urllib3.util import SKIP_HEADER
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 from werkzeug.datastructures import Headers
 
 from gateway.config import Settings
+from gateway.proxy import wire
 from gateway.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
 from gateway.proxy.pools import pool_manager
+from gateway.proxy.request import RequestBody
 
 log = logging.getLogger("gateway.proxy.upstream")
-# Past GATEWAY_POOL_SIZE concurrent requests urllib3 opens extra connections and
+# Past GATEWAY_POOL_SIZE concurrent requests the pool opens extra connections and
 # warns once per request when it discards them; that is expected here, not news.
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 # Retrying these is safe: RFC 9110 9.2.2.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-# urllib3 would add its own when the client sent none; a proxy forwards only the client's.
-_SKIPPABLE = {"User-Agent": SKIP_HEADER, "Accept-Encoding": SKIP_HEADER}
-# Bytes per send() when streaming a request body upstream.
-BLOCKSIZE = 64 * 1024
+#: The status and words logged for a client that left before the upstream answered
+#: (nginx's and Kong's 499); the client never sees them.
+CLIENT_CLOSED = 499
+CLIENT_CLOSED_MESSAGE = "Client closed the connection"
+# A connection that failed in these ways before any byte of the answer: the request
+# can go again (to a fresh connection, or the next target) if it is safe to repeat.
+_UNANSWERED = (wire.ClosedEarly, ConnectionError)
 
 
 @dataclass
@@ -58,6 +60,50 @@ class Target:
         parts = urlsplit(url)
         return cls(url=url, host_header=parts.netloc.rpartition("@")[2],
                    base_path=parts.path.rstrip("/"))
+
+
+class Answer:
+    """The upstream's answer being streamed, and the pooled connection it came on.
+
+    Iterate for the body; :meth:`release` gives the connection back to the pool when
+    the answer was read whole and may be reused, and closes it otherwise.
+    """
+
+    def __init__(self, pool: urllib3.HTTPConnectionPool, conn: Any,
+                 response: wire.Response) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.response = response
+        self.status = response.status
+        self.headers = response.headers
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.response)
+
+    def release(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        self.response.close()
+        if not self.response.reusable:
+            conn.close()
+            conn = None  # the pool keeps its slot
+        self.pool._put_conn(conn)
+
+
+class _Unanswered(Exception):
+    """The connection failed before any byte of the answer: the request may go again."""
+
+
+def _replayable(body: RequestBody | None, chunked: bool) -> RequestBody | bytes | None:
+    """The body read whole when it is small (it can then be sent again, and goes in the
+    same send as the head), else the stream itself."""
+    if body is None or chunked or body.missing is None or body.missing > wire.CHUNK:
+        return body
+    pieces = []
+    while body.missing > 0:  # RequestBody raises 400 if the client sends less
+        pieces.append(body.read(body.missing))
+    return b"".join(pieces)
 
 
 class Upstream:
@@ -80,68 +126,137 @@ class Upstream:
                                       read=self.settings.read_timeout)
             self._manager = pool_manager(
                 num_pools=max(10, len(self.targets)), maxsize=self.settings.pool_size,
-                timeout=timeout, retries=False, blocksize=BLOCKSIZE)
+                timeout=timeout, retries=False)
         return self._manager
 
     def candidates(self, attempts: int) -> Iterator[Target]:
         """Up to ``attempts`` targets, round-robin, healthy ones before cooling-down ones."""
+        if len(self.targets) == 1:
+            return iter(self.targets)
         start = next(self._turn) % len(self.targets)
         ring = self.targets[start:] + self.targets[:start]
         now = time.monotonic()
         ordered = [t for t in ring if t.down_until <= now] + [t for t in ring if t.down_until > now]
         return iter(ordered[:attempts])
 
-    def send(self, method: str, path: str, headers: Headers,
-             body: IO[bytes] | None, chunked: bool) -> tuple[Target, urllib3.BaseHTTPResponse]:
-        """Send a request; return the target and its streaming response or raise GatewayError.
+    def send(self, method: str, path: str, headers: Headers, body: RequestBody | None,
+             chunked: bool, client: socket.socket | None = None) -> tuple[Target, Answer]:
+        """Send a request; return the target and its streaming answer or raise GatewayError.
 
-        Only requests that never reached a target are tried again, and only idempotent ones.
+        A request that never reached a target goes to the next one if idempotent. So does
+        an idempotent request whose body can be sent again (none, or one small enough to
+        be read whole first) when a target failed before any byte of its answer, within
+        GATEWAY_RETRIES (nginx's proxy_next_upstream error). ``client``, the client's
+        socket, is watched while the answer is awaited: a client that left ends the wait.
         """
+        payload = _replayable(body, chunked)
+        repeatable = method in IDEMPOTENT and not isinstance(payload, RequestBody)
         attempts = 1 + self.settings.retries if method in IDEMPOTENT else 1
+        client_gone = partial(wire.peer_closed, client) if client is not None else None
         failure: GatewayError | None = None
         for target in self.candidates(attempts):
             try:
-                response = self._urlopen(target, method, path, headers, body, chunked)
+                answer = self._attempt(target, method, path, headers, payload, chunked,
+                                       repeatable, client_gone)
             except NewConnectionError as exc:  # refused, DNS failure: before ConnectTimeoutError
                 self._mark_down(target, exc)
                 failure = GatewayError(502, BAD_GATEWAY, "refused")
             except ConnectTimeoutError as exc:
                 self._mark_down(target, exc)
                 failure = GatewayError(504, GATEWAY_TIMEOUT, "timeout")
-            except ReadTimeoutError as exc:
+            except _Unanswered as exc:
+                log.warning("upstream %s failed before answering: %s", target.url, exc)
+                failure = GatewayError(502, BAD_GATEWAY, "reset")
+                if not repeatable:
+                    raise failure from exc
+            except wire.ClientGone as exc:
+                raise GatewayError(CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE, "client-closed") from exc
+            except TimeoutError as exc:
                 log.warning("upstream %s timed out: %s", target.url, exc)
                 raise GatewayError(504, GATEWAY_TIMEOUT, "timeout") from exc
+            except wire.InvalidResponse as exc:
+                log.warning("upstream %s sent an invalid answer: %s", target.url, exc)
+                raise GatewayError(502, BAD_GATEWAY, "invalid") from exc
             except (HTTPError, OSError) as exc:
                 log.warning("upstream %s failed: %s", target.url, exc)
                 raise GatewayError(502, BAD_GATEWAY, "reset") from exc
             else:
                 self.answered_at = time.perf_counter()
-                return target, response
+                return target, answer
         assert failure is not None
         raise failure
 
-    def _urlopen(self, target: Target, method: str, path: str, headers: Headers,
-                 body: IO[bytes] | None, chunked: bool) -> urllib3.BaseHTTPResponse:
+    def _attempt(self, target: Target, method: str, path: str, headers: Headers,
+                 payload: RequestBody | bytes | None, chunked: bool, repeatable: bool,
+                 client_gone: Callable[[], bool] | None) -> Answer:
+        """One request on a pooled connection. A pooled connection the upstream closed
+        while idle is replaced once by a new one when the request is safe to repeat."""
+        pool = self._pool(target)
+        head = self._head(target, method, path, headers, payload, chunked)
+        conn = pool._get_conn()
+        reused = conn.sock is not None
+        try:
+            try:
+                response = self._exchange(conn, head, payload, chunked, method, client_gone)
+            except _Unanswered as exc:
+                if not (reused and repeatable):
+                    raise
+                log.info("upstream %s closed a pooled connection, sending again on a new "
+                         "one: %s", target.url, exc)
+                conn.close()
+                response = self._exchange(conn, head, payload, chunked, method, client_gone)
+        except BaseException:
+            conn.close()
+            pool._put_conn(None)  # the pool keeps its slot
+            raise
+        return Answer(pool, conn, response)
+
+    def _exchange(self, conn: Any, head: bytes, payload: RequestBody | bytes | None,
+                  chunked: bool, method: str,
+                  client_gone: Callable[[], bool] | None) -> wire.Response:
+        """Connect if needed, send, and read the answer's head; _Unanswered when the
+        connection failed before any byte of the answer."""
+        if conn.sock is None:
+            conn.connect()
+        sock = conn.sock
+        timeout = self.settings.read_timeout
+        sock.settimeout(timeout)
+        response = wire.Response(sock, method == "HEAD")
+        try:
+            try:
+                wire.send_request(sock, head, payload, chunked)
+            except (BrokenPipeError, ConnectionResetError):
+                # The upstream may have answered before reading the whole body (413) and
+                # closed: read that answer; the connection is not reused.
+                response.close_after()
+            response.read_head(timeout, client_gone)
+        except BaseException as exc:
+            response.close()
+            if isinstance(exc, _UNANSWERED) and response.received == 0:
+                raise _Unanswered(str(exc)) from exc
+            raise
+        return response
+
+    def _pool(self, target: Target) -> urllib3.HTTPConnectionPool:
         pool = self._pools.get(target.url)
         if pool is None:
             pool = self._pools[target.url] = self.manager.connection_from_url(target.url)
-        return pool.urlopen(
-            method, target.base_path + path, body=body, headers=self._outgoing(target, headers),
-            chunked=chunked, retries=False, redirect=False, assert_same_host=False,
-            preload_content=False, decode_content=False, release_conn=False)
+        return pool
 
-    def _outgoing(self, target: Target, headers: Headers) -> dict[str, str]:
-        """The headers as a plain dict (cheaper for urllib3 than its HTTPHeaderDict).
-
-        A name a filter added twice is joined with ", ", equivalent per RFC 9110 5.3.
-        """
-        out = dict(_SKIPPABLE)
+    def _head(self, target: Target, method: str, path: str, headers: Headers,
+              payload: RequestBody | bytes | None, chunked: bool) -> bytes:
+        """The request head for ``target``. A name a filter added twice is joined with
+        ", ", equivalent per RFC 9110 5.3."""
+        fields: dict[str, str] = {}
         for name, value in headers.items():
-            previous = out.get(name)
-            out[name] = value if previous in (None, SKIP_HEADER) else f"{previous}, {value}"
-        if not self.settings.preserve_host:
-            out["Host"] = target.host_header
-        return out
+            previous = fields.get(name)
+            fields[name] = value if previous is None else f"{previous}, {value}"
+        if not self.settings.preserve_host or "Host" not in fields:
+            fields["Host"] = target.host_header
+        extra = wire.framing(method, payload, chunked)
+        if extra is not None:
+            fields[extra[0]] = extra[1]
+        return wire.request_head(method, target.base_path + path, fields.items())
 
     def idle_connections(self) -> dict[str, tuple[int, int]]:
         """Per target URL: (idle pooled connections, connections opened so far) in this worker."""
