@@ -267,6 +267,11 @@ class Settings:
         "GATEWAY_READ_TIMEOUT", number(float, 0.001), "60",
         "Seconds to wait for each read from the upstream (then 504, or a cut if the "
         "body had started).")
+    body_timeout: float = setting(
+        "GATEWAY_BODY_TIMEOUT", number(float, 0.001), "60",
+        "Seconds the request body may stop arriving between two pieces (nginx's "
+        "client_body_timeout): 408 if the upstream got nothing yet, else the upstream "
+        "connection is dropped.")
     retries: int = setting(
         "GATEWAY_RETRIES", number(int, 0, 10), "2",
         "Extra attempts, on other targets, for idempotent requests that never reached one.")

@@ -34,7 +34,7 @@ from gateway.proxy.headers import (
     is_valid_request_id,
     response_headers,
 )
-from gateway.proxy.request import request_body, request_target
+from gateway.proxy.request import check_request, request_body, request_target
 from gateway.proxy.upstream import Upstream
 
 log = logging.getLogger("gateway")
@@ -94,6 +94,7 @@ class Gateway:
         return ResponseBody(ex, self)
 
     def _request_phase(self, ex: Exchange) -> None:
+        check_request(ex.environ)
         for f in self.request_filters:
             f.on_request(ex)
             if ex.answered:
@@ -134,7 +135,7 @@ class Gateway:
         headers = ex.upstream_headers
         add_forwarding(headers, ex.environ)
         headers["X-Request-ID"] = ex.request_id
-        body, chunked = request_body(ex.environ)
+        body, chunked = request_body(ex.environ, self.settings.body_timeout)
         ex.upstream_started = perf_counter()
         query = ex.upstream_query if ex.query_replaced else None
         target, response = self.upstream.send(
