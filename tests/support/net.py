@@ -58,3 +58,28 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: f
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def raw_exchange(url: str, data: bytes, timeout: float = 10, pause: float = 0) -> bytes:
+    """Send ``data`` byte for byte on a new connection (the last byte after ``pause``
+    seconds when given) and return all the server sent until it closed or went quiet
+    for ``timeout`` seconds."""
+    host, port = url.removeprefix("http://").split(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data[:-1] if pause else data)
+        if pause:
+            time.sleep(pause)
+            sock.sendall(data[-1:])
+        try:
+            while piece := sock.recv(65536):
+                received += piece
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return received
+
+
+def status_of(response: bytes) -> int:
+    """The status code of a raw HTTP response (0 when nothing came)."""
+    line = response.split(b"\r\n", 1)[0].split()
+    return int(line[1]) if len(line) > 1 else 0

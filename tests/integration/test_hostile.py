@@ -1,0 +1,131 @@
+"""Hostile requests sent as raw bytes to a real gateway (issue 10): what must never be
+passed upstream, and what must never reach a log line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.net import call, raw_exchange, status_of
+
+CLOSE = b"Connection: close\r\n"
+
+
+@pytest.fixture(params=["false", "true"], ids=["host-rewritten", "preserve-host"])
+def prefixed(request, gateway, fixture_server):
+    """A gateway in front of the fixture server's /base prefix."""
+    return gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url + "/base",
+                    "GATEWAY_PRESERVE_HOST": request.param})
+
+
+def upstream_calls(fixture_server) -> int:
+    return sum(fixture_server.hits.values())
+
+
+def refused(gw, fixture_server, request: bytes) -> tuple[int, bytes]:
+    """(status, body) of ``request``, asserting the upstream saw nothing of it."""
+    before = upstream_calls(fixture_server), fixture_server.connections
+    response = raw_exchange(gw.url, request)
+    assert (upstream_calls(fixture_server), fixture_server.connections) == before
+    return status_of(response), response.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("request_line, status", [
+    (b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n", 400),
+    (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n", 400),
+    (b"TRACE / HTTP/1.1\r\nHost: a\r\n", 405),
+], ids=["connect", "options-asterisk", "trace"])
+def test_targets_outside_the_prefix_and_trace_are_refused(prefixed, fixture_server,
+                                                          request_line, status):
+    got, body = refused(prefixed, fixture_server, request_line + CLOSE + b"\r\n")
+    assert got == status
+    assert "request_id" in json.loads(body)
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /echo HTTP/1.1\r\n",
+    b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+    b"GET /echo HTTP/1.1\r\nHost: a b/c\r\n",
+    b"GET /echo HTTP/1.1\r\nHost: a\tb\r\n",
+    b"GET /echo HTTP/1.1\r\nHost: a\xe9b\r\n",
+    b"GET /echo HTTP/1.1\r\nHost: \r\n",
+], ids=["missing", "repeated", "space-slash", "tab", "non-ascii", "empty"])
+def test_a_missing_repeated_or_invalid_host_is_400(prefixed, fixture_server, head):
+    status, _ = refused(prefixed, fixture_server, head + CLOSE + b"\r\n")
+    assert status == 400
+
+
+def test_a_valid_host_and_http10_without_host_pass(prefixed):
+    for head in (b"GET /echo HTTP/1.1\r\nHost: [::1]:8080\r\n", b"GET /echo HTTP/1.0\r\n"):
+        response = raw_exchange(prefixed.url, head + CLOSE + b"\r\n")
+        assert status_of(response) == 200
+
+
+def test_content_length_goes_upstream_as_the_parsed_number(prefixed):
+    response = raw_exchange(prefixed.url, b"POST /echo HTTP/1.1\r\nHost: a\r\n"
+                            b"Content-Length: 005\r\n" + CLOSE + b"\r\nhello")
+    echo = json.loads(response.partition(b"\r\n\r\n")[2])
+    assert status_of(response) == 200
+    assert ["Content-Length", "5"] in echo["headers"]
+    assert echo["body_size"] == 5
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: 99999999999999999999999\r\n\r\nhello",
+    b"Content-Length: 9223372036854775808\r\n\r\nhello",
+    b"Transfer-Encoding: chunked\r\n\r\n8000000000000000\r\nhello",
+], ids=["length-huge", "length-2^63", "chunk-2^63"])
+def test_a_length_or_chunk_size_past_2_63_is_400(prefixed, fixture_server, framing):
+    status, _ = refused(prefixed, fixture_server,
+                        b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CLOSE + framing)
+    assert status == 400
+
+
+def test_the_largest_chunk_size_line_is_read_as_a_number(prefixed, fixture_server):
+    """2^63 - 1 itself is accepted: the body then ends early, a 400 for the cut body."""
+    response = raw_exchange(prefixed.url, b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CLOSE
+                            + b"Transfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\nhello",
+                            timeout=3)
+    assert status_of(response) in (0, 400)
+
+
+def test_only_kongs_proxy_headers_are_dropped(gateway, fixture_server):
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url})
+    _, data = call(gw.url, "GET", "/echo", headers={
+        "Proxy": "http://evil.example", "Proxy-Connection": "keep-alive",
+        "Proxy-Authorization": "Basic eA==", "Proxy-Something": "mine"})
+    names = {name.lower(): value for name, value in json.loads(data)["headers"]}
+    assert names["proxy-something"] == "mine"
+    assert not names.keys() & {"proxy", "proxy-connection", "proxy-authorization"}
+
+
+def test_proxy_authenticate_is_dropped_from_responses(gateway, fixture_server):
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url})
+    response, _ = call(gw.url, "GET", "/respond?Proxy-Authenticate=Basic&Proxy-Mine=kept")
+    assert response.headers.get("Proxy-Authenticate") is None
+    assert response.headers.get("Proxy-Mine") == "kept"
+
+
+SECRET = "s3cr3t"
+
+
+def test_no_query_or_header_value_reaches_any_log(gateway, fixture_server):
+    """gunicorn logs what it refuses (request line, header lines, values): scrubbed."""
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url}, fresh=True)
+    secret = SECRET.encode()
+    for request in (
+        b"GET /k?apikey=" + secret + b"1&x=\x01 HTTP/1.1\r\nHost: a\r\n",
+        b"GET /k?apikey=" + secret + b"2 HTTP/1.1\r\nHost: a\r\nX-Key: " + secret + b"\x01\r\n",
+        b"GET /k HTTP/1.1\r\nHost: a\r\nExpect: " + secret + b"3\r\n",
+        b"GET /k HTTP/1.1\r\nHost: a\r\n" + secret + b"4 name: x\r\n",
+        b"GET /k HTTP/1.1\r\nHost: a\r\nX-Key: " + secret + b"5\r\n folded\r\n",
+        b"GET /k HTTP/1.1\r\nHost: " + secret + b"6 x\r\n",
+        b"GET /k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + secret + b"7\r\n",
+        b"GET /echo?apikey=" + secret + b"8 HTTP/1.1\r\nHost: a\r\nX-Key: " + secret + b"9\r\n",
+    ):
+        assert status_of(raw_exchange(gw.url, request + CLOSE + b"\r\n")) != 0
+    gw.stop()
+    logs = gw.logs()
+    assert "Invalid request from ip=" in logs  # gunicorn did log the refusals
+    assert SECRET not in logs
