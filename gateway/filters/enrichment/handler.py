@@ -152,6 +152,11 @@ class EnrichmentConfig:
         "GATEWAY_ENRICH_MAX_BYTES", byte_size, "1m",
         "enrichment: largest third-party answer accepted (bytes, or with a k/m suffix); a "
         "larger one is an error and is not read whole.")
+    max_value: int = setting(
+        "GATEWAY_ENRICH_MAX_VALUE", byte_size, "4096",
+        "enrichment: largest header value set, in bytes of its UTF-8 text (nginx in front "
+        "answers 502 past its 4-8 KiB header buffer); a longer one is an error naming the "
+        "field.")
     on_error: str = setting(
         "GATEWAY_ENRICH_ON_ERROR", choice("fail", "continue"), "fail",
         "enrichment: `fail` answers 500 with the seed's message; `continue` logs a warning "
@@ -199,8 +204,12 @@ class BadAnswer(ValueError):
     """The answer is not JSON, or has no usable value at a field path; str() says which."""
 
 
-def extract(document: Any, path: tuple[str, ...]) -> str:
-    """The header value at ``path``: strings as they are, numbers and booleans as JSON text."""
+def extract(document: Any, path: tuple[str, ...], max_value: int) -> str:
+    """The header value at ``path``: strings as they are, numbers and booleans as JSON text.
+
+    Non-ASCII text goes on the wire as its UTF-8 bytes (returned as the latin-1 string
+    WSGI servers write byte for byte); ``max_value`` bounds those bytes.
+    """
     value, name = document, ".".join(path)
     for part in path:
         if isinstance(value, dict) and part in value:
@@ -214,6 +223,11 @@ def extract(document: Any, path: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
         raise BadAnswer(f"field {name!r} is {kind}, not a string, number or boolean")
+    encoded = value.encode()
+    if len(encoded) > max_value:
+        raise BadAnswer(f"field {name!r} is {len(encoded)} bytes, over the "
+                        f"{max_value} of GATEWAY_ENRICH_MAX_VALUE")
+    value = encoded.decode("latin-1")
     if not is_safe_value(value):
         raise BadAnswer(f"field {name!r} has characters not allowed in a header value")
     return value
@@ -386,7 +400,8 @@ class Enrichment(Filter):
             document = decode_json(answer.body)
         except ValueError as exc:
             raise BadAnswer(str(exc) or "not JSON") from None
-        return tuple((name, extract(document, path)) for name, path in self.config.targets)
+        return tuple((name, extract(document, path, self.config.max_value))
+                     for name, path in self.config.targets)
 
     def _fallback(self, cached: tuple[float, tuple] | None, message: str, outcome: str,
                   started: float) -> Result:
