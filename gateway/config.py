@@ -281,6 +281,10 @@ class Settings:
     preserve_host: bool = setting(
         "GATEWAY_PRESERVE_HOST", boolean, "false",
         "Send the client's Host to the upstream instead of the upstream's own.")
+    rewrite_location: bool = setting(
+        "GATEWAY_REWRITE_LOCATION", boolean, "true",
+        "Rewrite Location, Content-Location and Refresh URLs that point at an upstream "
+        "target to the client-facing scheme and host (nginx's proxy_redirect default).")
     trusted_proxies: int = setting(
         "GATEWAY_TRUSTED_PROXIES", number(int, 0, 10), "0",
         "Proxy hops (e.g. nginx = 1) whose X-Forwarded-For/Proto/Host/Port are trusted.")

@@ -34,6 +34,7 @@ from gateway.proxy.headers import (
     is_valid_request_id,
     response_headers,
 )
+from gateway.proxy.redirects import RedirectRewriter
 from gateway.proxy.request import check_request, request_body, request_target
 from gateway.proxy.upstream import Upstream
 
@@ -67,6 +68,8 @@ class Gateway:
         #: The enabled filters, highest PRIORITY first (Kong's order).
         self.filters = sorted(filters, key=lambda f: f.PRIORITY, reverse=True)
         self.upstream = Upstream(settings)
+        self.redirects = RedirectRewriter(settings.upstream_urls) \
+            if settings.rewrite_location else None
         self.request_filters = [f for f in self.filters if f.implements("on_request")]
         self.response_filters = [f for f in self.filters if f.implements("on_response")]
         self.log_filters = [f for f in self.filters if f.implements("on_log")]
@@ -147,6 +150,8 @@ class Gateway:
         received = response_headers(response.headers.items(), response.headers.get("Connection"))
         ex.upstream_response_headers = received
         ex.headers = received.copy()
+        if self.redirects is not None:
+            self.redirects.rewrite(ex.headers, ex.environ, target.url)
 
     def _stamp(self, ex: Exchange) -> None:
         """Headers every response carries: request id, Via, Kong-style latencies."""

@@ -149,3 +149,29 @@ def test_a_non_ascii_enrichment_value_goes_as_utf8(gateway, httpbin):
                             + CLOSE + b"\r\n")
     assert status_of(response) == 200
     assert b"\r\nX-MyPlugin: caf\xc3\xa9\xe2\x82\xac\r\n" in response
+
+
+def test_absolute_redirects_come_back_through_the_gateway(gateway, httpbin):
+    gw = gateway({"GATEWAY_UPSTREAM_URL": httpbin})
+    response, _ = call(gw.url, "GET", "/absolute-redirect/2")
+    assert response.status == 302
+    assert response.headers["Location"] == gw.url + "/absolute-redirect/1"
+    target = f"/redirect-to?url={httpbin}/get%3Fa%3D1&status_code=307"
+    response, _ = call(gw.url, "GET", target)
+    assert response.headers["Location"] == gw.url + "/get?a=1"
+
+
+def test_the_rewrite_is_off_with_rewrite_location_false(gateway, httpbin):
+    gw = gateway({"GATEWAY_UPSTREAM_URL": httpbin, "GATEWAY_REWRITE_LOCATION": "false"})
+    response, _ = call(gw.url, "GET", "/absolute-redirect/2")
+    assert response.headers["Location"] == httpbin + "/absolute-redirect/1"
+
+
+def test_redirects_under_the_upstream_prefix_lose_the_prefix(gateway, fixture_server):
+    upstream = fixture_server.url + "/respond"
+    gw = gateway({"GATEWAY_UPSTREAM_URL": upstream})
+    response, _ = call(gw.url, "GET", f"/?Location={upstream}/x&Content-Location=/respond/y"
+                                      f"&Refresh=0;url={upstream}/z")
+    assert response.headers["Location"] == gw.url + "/x"
+    assert response.headers["Content-Location"] == "/y"
+    assert response.headers["Refresh"] == f"0;url={gw.url}/z"
