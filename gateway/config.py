@@ -230,8 +230,10 @@ class ServerSettings:
     workers: int | None = setting("GATEWAY_WORKERS", number(int, 1), None,
                                   "Worker processes; default: the CPU count.")
     worker_connections: int = setting(
-        "GATEWAY_WORKER_CONNECTIONS", number(int, 1), "1000",
-        "Concurrent client connections per gevent worker.")
+        "GATEWAY_WORKER_CONNECTIONS", number(int, 1), "8192",
+        "Client connections per gevent worker, idle keep-alive ones included (the oldest idle "
+        "are closed when it runs short); needs an open-files limit of twice this plus 64, "
+        "raised at start up to the hard limit.")
     timeout: int = setting(
         "GATEWAY_TIMEOUT", number(int, 1), "30",
         "Seconds a worker may be silent before the master restarts it (a liveness check: "

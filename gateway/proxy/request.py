@@ -124,8 +124,9 @@ class RequestBody:
         self.pending = b""
 
     def prime(self) -> None:
-        """Wait for the first byte of the body, so that a client that sends none, or a
-        bad first chunk size, is answered before anything goes upstream."""
+        """Wait for the start of the body (gunicorn reads at least 1 KiB, or the whole body if
+        shorter), so that a client that sends none, or a bad first chunk size, is answered
+        before anything goes upstream."""
         self.pending = self.read(1)
 
     def read(self, size: int = -1) -> bytes:
@@ -162,7 +163,7 @@ class RequestBody:
 
 def request_body(environ: Mapping[str, Any], timeout: float | None = None
                  ) -> tuple[RequestBody | None, bool]:
-    """(stream, chunked) for the request body: streamed, never read whole, its first byte
+    """(stream, chunked) for the request body: streamed, never read whole, its start
     already received (GatewayError if it does not come)."""
     coding = environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if coding and coding != "chunked":  # e.g. "gzip, chunked": RFC 9112 6.1

@@ -4,6 +4,8 @@ passed upstream, and what must never reach a log line."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 
@@ -175,3 +177,62 @@ def test_redirects_under_the_upstream_prefix_lose_the_prefix(gateway, fixture_se
     assert response.headers["Location"] == gw.url + "/x"
     assert response.headers["Content-Location"] == "/y"
     assert response.headers["Refresh"] == f"0;url={gw.url}/z"
+
+
+def send_slowly(url: str, pieces: list[bytes], pause: float, timeout: float = 15) -> bytes:
+    """Send ``pieces`` with ``pause`` seconds between them; all the server sent back."""
+    host, port = url.removeprefix("http://").split(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        for index, piece in enumerate(pieces):
+            if index:
+                time.sleep(pause)
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break  # the gateway answered and closed already
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return received
+
+
+@pytest.fixture
+def body_timeout(gateway, fixture_server):
+    return gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url, "GATEWAY_BODY_TIMEOUT": "1"})
+
+
+UPLOAD = b"POST /upload HTTP/1.1\r\nHost: a\r\n"
+
+
+@pytest.mark.parametrize("framing", [b"Content-Length: 10\r\n\r\n",
+                                     b"Transfer-Encoding: chunked\r\n\r\n"],
+                         ids=["length", "chunked"])
+def test_a_body_that_never_starts_is_408_and_nothing_goes_upstream(body_timeout, fixture_server,
+                                                                  framing):
+    before = upstream_calls(fixture_server), fixture_server.connections
+    response = raw_exchange(body_timeout.url, UPLOAD + framing, timeout=15)
+    assert status_of(response) == 408
+    assert json.loads(response.partition(b"\r\n\r\n")[2])["message"] == "Request timeout"
+    assert (upstream_calls(fixture_server), fixture_server.connections) == before
+
+
+def test_a_body_that_stops_midway_drops_the_upstream_connection(body_timeout, fixture_server):
+    cut = fixture_server.hits["upload:cut"]
+    response = raw_exchange(body_timeout.url, UPLOAD + b"Content-Length: 9000\r\n\r\n"
+                            + b"x" * 3000, timeout=15)
+    assert status_of(response) == 408
+    deadline = time.monotonic() + 10
+    while fixture_server.hits["upload:cut"] == cut and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fixture_server.hits["upload:cut"] == cut + 1  # the upstream saw its body cut
+
+
+def test_the_body_timeout_is_between_pieces_not_for_the_whole_body(body_timeout):
+    """Six pieces 0.4 s apart take longer than the 1 s timeout, and arrive whole."""
+    pieces = [UPLOAD + b"Content-Length: 6\r\n" + CLOSE + b"\r\n"] + [b"x"] * 6
+    response = send_slowly(body_timeout.url, pieces, 0.4)
+    assert status_of(response) == 200
+    assert json.loads(response.partition(b"\r\n\r\n")[2])["received"] == 6
