@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 from gateway.config import ConfigError, ServerSettings, load
-from gateway.ops import metricsdir
+from gateway.ops import fdlimit, metricsdir
 from gateway.ops.logjson import logging_config
 
 # Set by on_starting: this file is being re-read by a running master (SIGHUP).
@@ -45,11 +45,15 @@ if _check.returncode != 0:
         """The code on disk rejects this environment: stop gracefully, spawn nothing."""
         server.halt("configuration error on reload (see the line above)", _check.returncode)
 
-# Always gevent: the gateway is I/O bound and overlaps upstream and third-party calls.
-worker_class = "gevent"
+# Always gevent (the gateway is I/O bound and overlaps upstream and third-party calls),
+# in a worker that closes idle keep-alive connections when its slots run short.
+worker_class = "gateway.ops.worker.GatewayWorker"
 bind = [_server.bind]
 workers = _server.workers or os.cpu_count() or 1
 worker_connections = _server.worker_connections
+_fd_warning = fdlimit.raise_open_files(fdlimit.needed(worker_connections))
+if _fd_warning:
+    print(f"gateway: warning: {_fd_warning}", file=sys.stderr)
 timeout = _server.timeout
 graceful_timeout = _server.graceful_timeout
 keepalive = _server.keepalive

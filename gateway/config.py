@@ -270,8 +270,10 @@ class ServerSettings:
     workers: int | None = setting("GATEWAY_WORKERS", number(int, 1), None,
                                   "Worker processes; default: the CPU count.")
     worker_connections: int = setting(
-        "GATEWAY_WORKER_CONNECTIONS", number(int, 1), "1000",
-        "Concurrent client connections per gevent worker.")
+        "GATEWAY_WORKER_CONNECTIONS", number(int, 1), "8192",
+        "Client connections per gevent worker, idle keep-alive ones included (the oldest idle "
+        "are closed when it runs short); needs an open-files limit of twice this plus 64, "
+        "raised at start up to the hard limit.")
     timeout: int = setting(
         "GATEWAY_TIMEOUT", number(int, 1), "30",
         "Seconds a worker may be silent before the master restarts it (a liveness check: "
@@ -307,6 +309,11 @@ class Settings:
         "GATEWAY_READ_TIMEOUT", number(float, 0.001), "60",
         "Seconds to wait for each read from the upstream (then 504, or a cut if the "
         "body had started).")
+    body_timeout: float = setting(
+        "GATEWAY_BODY_TIMEOUT", number(float, 0.001), "60",
+        "Seconds the request body may stop arriving between two pieces (nginx's "
+        "client_body_timeout): 408 if the upstream got nothing yet, else the upstream "
+        "connection is dropped.")
     retries: int = setting(
         "GATEWAY_RETRIES", number(int, 0, 10), "2",
         "Extra attempts, on other targets, for idempotent requests that never reached one.")
@@ -316,6 +323,10 @@ class Settings:
     preserve_host: bool = setting(
         "GATEWAY_PRESERVE_HOST", boolean, "false",
         "Send the client's Host to the upstream instead of the upstream's own.")
+    rewrite_location: bool = setting(
+        "GATEWAY_REWRITE_LOCATION", boolean, "true",
+        "Rewrite Location, Content-Location and Refresh URLs that point at an upstream "
+        "target to the client-facing scheme and host (nginx's proxy_redirect default).")
     trusted_proxies: int = setting(
         "GATEWAY_TRUSTED_PROXIES", number(int, 0, 10), "0",
         "Proxy hops (e.g. nginx = 1) whose X-Forwarded-For/Proto/Host/Port are trusted.")

@@ -3,12 +3,15 @@
 Standard library, ujson and gunicorn's logger only, so ``gunicorn.conf.py`` can
 use it in the master before gevent patches anything. The request id of the request being handled by
 the current greenlet (a context variable) goes into every error-log line.
+gunicorn's own messages quote the client's request line, header lines and
+values when it refuses a request: they are scrubbed before they are written.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -19,6 +22,34 @@ from gateway.jsoncodec import encode_json
 
 #: The id of the request the current greenlet handles (greenlets have their own context).
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+#: Put in place of the client's data in gunicorn's messages.
+REDACTED = "<redacted>"
+# gunicorn quotes what it refuses with %r: the request line, a header line, name or value.
+_QUOTED = re.compile(r"b?'(?:[^'\\]|\\.)*'" r'|b?"(?:[^"\\]|\\.)*"')
+# A query string in an unquoted request target ("Error handling request GET /k?apikey=1").
+_QUERY = re.compile(r"(?<=\S)\?\S+")
+# Header names gunicorn itself puts in its messages: not the client's data, worth keeping.
+_GUNICORN_NAMES = frozenset({"'CONTENT-LENGTH'", "'TRANSFER-ENCODING'", "'HOST'", "'CONTENT-TYPE'"})
+
+
+def scrub(text: str) -> str:
+    """``text`` without the client's data: quoted text and query strings are redacted."""
+    text = _QUOTED.sub(lambda m: m[0] if m[0] in _GUNICORN_NAMES else REDACTED, text)
+    return _QUERY.sub("?" + REDACTED, text)
+
+
+class ScrubClientData(logging.Filter):
+    """Scrub gunicorn's error-log records (message and traceback) of the client's data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), ()
+        if record.exc_info:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+_SCRUB = ScrubClientData()
 
 
 @functools.lru_cache(maxsize=4)
@@ -43,6 +74,8 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
         return encode_json(entry).decode()
 
 
@@ -66,11 +99,16 @@ def logging_config() -> dict[str, Any]:
 
 
 class GunicornLogger(Logger):
-    """gunicorn's logger minus its access log, which the gateway replaces (gateway.ops.accesslog).
+    """gunicorn's logger minus its access log, which the gateway replaces (gateway.ops.accesslog),
+    and with the client's data scrubbed from its error log (ScrubClientData).
 
     With ``logconfig_dict`` set, gunicorn builds every request's access-log
     fields even though nothing logs them (about 5% of a worker's CPU under load).
     """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.addFilter(_SCRUB)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """Nothing: the gateway writes its own access line after the last byte."""

@@ -33,7 +33,8 @@ from gateway.proxy.headers import (
     response_headers,
     set_fields,
 )
-from gateway.proxy.request import request_body, request_target
+from gateway.proxy.redirects import RedirectRewriter
+from gateway.proxy.request import check_request, request_body, request_target
 from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE, Upstream
 from gateway.proxy.wire import InvalidResponse
 
@@ -64,6 +65,8 @@ class Gateway:
         #: The enabled filters, highest PRIORITY first (Kong's order).
         self.filters = sorted(filters, key=lambda f: f.PRIORITY, reverse=True)
         self.upstream = Upstream(settings)
+        self.redirects = RedirectRewriter(settings.upstream_urls) \
+            if settings.rewrite_location else None
         self.request_filters = [f for f in self.filters if f.implements("on_request")]
         self.response_filters = [f for f in self.filters if f.implements("on_response")]
         self.log_filters = [f for f in self.filters if f.implements("on_log")]
@@ -92,6 +95,7 @@ class Gateway:
         return body
 
     def _request_phase(self, ex: Exchange) -> None:
+        check_request(ex.environ)
         for f in self.request_filters:
             f.on_request(ex)
             if ex.answered:
@@ -131,7 +135,7 @@ class Gateway:
             raise GatewayError(400, BAD_PATH)
         headers = ex.upstream_headers
         add_forwarding(headers, ex.environ, ex.request_id)
-        body, chunked = request_body(ex.environ)
+        body, chunked = request_body(ex.environ, self.settings.body_timeout)
         ex.upstream_started = perf_counter()
         query = ex.upstream_query if ex.query_replaced else None
         target, answer = self.upstream.send(
@@ -144,6 +148,8 @@ class Gateway:
         received = response_headers(answer.headers, answer.response.connection)
         ex.upstream_response_headers = received
         ex.headers = received.copy()
+        if self.redirects is not None:
+            self.redirects.rewrite(ex.headers, ex.environ, target.url)
 
     def _stamp(self, ex: Exchange) -> None:
         """Headers every response carries: request id, Via, Kong-style latencies."""

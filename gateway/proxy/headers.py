@@ -1,7 +1,10 @@
 """Header rules of a proxy: hop-by-hop removal, X-Forwarded-*, Via, value safety.
 
 RFC 9110 section 7.6.1: Connection, the names it lists, and the classic
-hop-by-hop set apply to one connection only and are never forwarded.
+hop-by-hop set apply to one connection only and are never forwarded. Of the
+``Proxy-*`` headers only the ones Kong drops are: Proxy-Connection, and
+Proxy-Authorization (for this hop) and ``Proxy`` (httpoxy) in requests,
+Proxy-Authenticate in responses; a user's ``Proxy-Something`` passes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from werkzeug.datastructures import Headers
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
 })
+#: Dropped from requests on top of HOP_BY_HOP.
+REQUEST_ONLY_HOP = frozenset({"proxy-connection", "proxy-authorization", "proxy"})
+#: Dropped from responses on top of HOP_BY_HOP.
+RESPONSE_ONLY_HOP = frozenset({"proxy-connection", "proxy-authenticate"})
 VIA = "1.1 gateway"
 
 # Field values may hold visible ASCII, obs-text, space and tab (RFC 9110 5.5);
@@ -50,8 +57,8 @@ def _connection_tokens(value: str | None) -> set[str]:
     return {token.strip().lower() for token in value.split(",")} if value else set()
 
 
-def _is_hop_by_hop(lowered: str, listed: set[str]) -> bool:
-    return lowered in HOP_BY_HOP or lowered in listed or lowered.startswith("proxy-")
+def _is_hop_by_hop(lowered: str, listed: set[str], extra: frozenset[str]) -> bool:
+    return lowered in HOP_BY_HOP or lowered in listed or lowered in extra
 
 
 def request_headers(environ: Mapping[str, object]) -> Headers:
@@ -69,7 +76,9 @@ def request_headers(environ: Mapping[str, object]) -> Headers:
             name = key.replace("_", "-").title()
         else:
             continue
-        if value and not _is_hop_by_hop(name.lower(), listed):
+        if name == "Content-Length" and value.isdigit():
+            value = str(int(value))
+        if value and not _is_hop_by_hop(name.lower(), listed, REQUEST_ONLY_HOP):
             headers.add(name, value)
     return headers
 
@@ -78,7 +87,7 @@ def response_headers(items: Iterable[tuple[str, str]], connection: str | None) -
     """The upstream's end-to-end response headers, repeats (Set-Cookie) kept one by one."""
     listed = _connection_tokens(connection)
     return Headers([(name, value) for name, value in items
-                    if not _is_hop_by_hop(name.lower(), listed)])
+                    if not _is_hop_by_hop(name.lower(), listed, RESPONSE_ONLY_HOP)])
 
 
 def set_fields(headers: Headers, replace: Iterable[tuple[str, str]],

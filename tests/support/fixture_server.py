@@ -73,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         while remaining:
             piece = self.rfile.read(min(remaining, 1 << 16))
             if not piece:
-                return
+                raise ConnectionResetError("request body cut short of its Content-Length")
             remaining -= len(piece)
             yield piece
 

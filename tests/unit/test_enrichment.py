@@ -63,6 +63,7 @@ def test_map_replaces_header_and_field():
     {"GATEWAY_ENRICH_METHOD": "TRACE"},
     {"GATEWAY_ENRICH_ON_ERROR": "ignore"},
     {"GATEWAY_ENRICH_TIMEOUT": "0"},
+    {"GATEWAY_ENRICH_MAX_VALUE": "4 KiB"},
     {"GATEWAY_ENRICH_CA_BUNDLE": "/nonexistent.pem"},
 ])
 def test_bad_values_stop_the_start_naming_the_variable(env):
@@ -87,6 +88,8 @@ def test_insecure_and_a_ca_bundle_exclude_each_other(tmp_path):
 
 # ---------------------------------------------------------------- extract
 
+LIMIT = 4096
+
 DOCUMENT = {"url": "http://x/anything", "n": 42, "ratio": 0.5, "ok": True, "none": None,
             "headers": {"Host": "x"}, "items": [{"id": "a1"}, {"id": 7}], "obj": {}, "list": []}
 
@@ -101,7 +104,7 @@ DOCUMENT = {"url": "http://x/anything", "n": 42, "ratio": 0.5, "ok": True, "none
     ("ok", "true"),
 ])
 def test_values_strings_as_they_are_numbers_and_booleans_as_json(path, value):
-    assert extract(DOCUMENT, tuple(path.split("."))) == value
+    assert extract(DOCUMENT, tuple(path.split(".")), LIMIT) == value
 
 
 @pytest.mark.parametrize("path, error", [
@@ -114,13 +117,32 @@ def test_values_strings_as_they_are_numbers_and_booleans_as_json(path, value):
 ])
 def test_unusable_values_are_errors_naming_the_field(path, error):
     with pytest.raises(BadAnswer, match=error):
-        extract(DOCUMENT, tuple(path.split(".")))
+        extract(DOCUMENT, tuple(path.split(".")), LIMIT)
 
 
 @pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\x00b", "a\x7fb"])
 def test_values_that_would_inject_headers_are_refused(value):
     with pytest.raises(BadAnswer, match="not allowed in a header value"):
-        extract({"url": value}, ("url",))
+        extract({"url": value}, ("url",), LIMIT)
+
+
+def test_a_value_over_max_value_bytes_is_refused_naming_the_field():
+    assert extract({"a": {"b": "x" * LIMIT}}, ("a", "b"), LIMIT) == "x" * LIMIT
+    with pytest.raises(BadAnswer, match=r"field 'a.b' is 4097 bytes, over the 4096 of "
+                                        r"GATEWAY_ENRICH_MAX_VALUE"):
+        extract({"a": {"b": "x" * (LIMIT + 1)}}, ("a", "b"), LIMIT)
+
+
+def test_non_ascii_goes_as_utf8_bytes_counted_against_the_limit():
+    value = extract({"v": "caf\u00e9 \u20ac"}, ("v",), LIMIT)
+    assert value.encode("latin-1") == "caf\u00e9 \u20ac".encode()  # what gunicorn writes
+    with pytest.raises(BadAnswer, match="is 3 bytes, over the 2"):
+        extract({"v": "\u20ac"}, ("v",), 2)
+
+
+def test_max_value_defaults_to_4096_and_takes_a_size():
+    assert config().max_value == 4096
+    assert config(GATEWAY_ENRICH_MAX_VALUE="8k").max_value == 8192
 
 
 # ---------------------------------------------------------------- URL templates

@@ -134,6 +134,11 @@ class EnrichmentConfig:
         "GATEWAY_ENRICH_MAX_BYTES", byte_size, "1m",
         "enrichment: largest third-party answer accepted (bytes, or with a k/m suffix); a "
         "larger one is an error and is not read whole.")
+    max_value: int = setting(
+        "GATEWAY_ENRICH_MAX_VALUE", byte_size, "4096",
+        "enrichment: largest header value set, in bytes of its UTF-8 text (nginx in front "
+        "answers 502 past its 4-8 KiB header buffer); a longer one is an error naming the "
+        "field.")
     on_error: str = setting(
         "GATEWAY_ENRICH_ON_ERROR", choice("fail", "continue"), "fail",
         "enrichment: `fail` answers 500 with the seed's message; `continue` logs a warning "
@@ -177,8 +182,12 @@ class EnrichmentConfig:
         return self.map or ((self.header, self.field),)
 
 
-def extract(document: Any, path: tuple[str, ...]) -> str:
-    """The header value at ``path``: strings as they are, numbers and booleans as JSON text."""
+def extract(document: Any, path: tuple[str, ...], max_value: int) -> str:
+    """The header value at ``path``: strings as they are, numbers and booleans as JSON text.
+
+    Non-ASCII text goes on the wire as its UTF-8 bytes (returned as the latin-1 string
+    WSGI servers write byte for byte); ``max_value`` bounds those bytes.
+    """
     value, name = document, ".".join(path)
     for part in path:
         if isinstance(value, dict) and part in value:
@@ -192,6 +201,11 @@ def extract(document: Any, path: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
         raise BadAnswer(f"field {name!r} is {kind}, not a string, number or boolean")
+    encoded = value.encode()
+    if len(encoded) > max_value:
+        raise BadAnswer(f"field {name!r} is {len(encoded)} bytes, over the "
+                        f"{max_value} of GATEWAY_ENRICH_MAX_VALUE")
+    value = encoded.decode("latin-1")
     if not is_safe_value(value):
         raise BadAnswer(f"field {name!r} has characters not allowed in a header value")
     return value
@@ -262,7 +276,8 @@ class Enrichment(Filter):
     def values(self, answer: Answer) -> list[tuple[str, str]]:
         """The (header, value) pairs the JSON answer gives (what the cache keeps)."""
         document = json_body(answer)
-        return [(name, extract(document, path)) for name, path in self.config.targets]
+        return [(name, extract(document, path, self.config.max_value))
+                for name, path in self.config.targets]
 
     def _abandon(self, ex: Exchange, pending: Pending) -> None:
         ex.outcomes[self.NAME] = "skipped"

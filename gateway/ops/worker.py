@@ -1,0 +1,63 @@
+"""gunicorn's gevent worker that closes idle keep-alive connections when slots run short.
+
+gunicorn's gevent worker holds at most ``worker_connections`` connections and
+idle keep-alive ones count: enough idle clients and a new one waits in the
+listen queue until an idle one times out (75 s). nginx instead closes its
+idle keep-alive connections when it runs out of connections; so does this
+worker, oldest idle first, once fewer than a twentieth of its slots are free.
+A client whose idle connection was closed opens a new one (RFC 9112 9.3.1).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from gevent import getcurrent
+from gunicorn.workers.ggevent import GeventWorker
+
+
+class GatewayWorker(GeventWorker):
+    """The gevent worker, reusing idle keep-alive connections' slots for new clients."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The client socket of each connection's greenlet.
+        self.clients: dict[Any, socket.socket] = {}
+        #: Greenlets waiting for a request on their connection, oldest first (dicts keep order).
+        self.idle: dict[Any, None] = {}
+        #: Connections kept below worker_connections so the server keeps accepting.
+        self.busy_limit = self.worker_connections - max(1, self.worker_connections // 20)
+
+    def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
+        current = getcurrent()
+        self.clients[current] = client
+        try:
+            self._close_idle(len(self.clients) - self.busy_limit)
+            super().handle(listener, client, addr)
+        finally:
+            self.clients.pop(current, None)
+            self.idle.pop(current, None)
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """gunicorn's keep-alive wait for the next request, marked idle while it lasts."""
+        current = getcurrent()
+        self.idle[current] = None
+        try:
+            with super().timeout_ctx():
+                yield
+        finally:
+            self.idle.pop(current, None)
+
+    def timeout_ctx(self) -> Any:
+        return self._waiting()
+
+    def _close_idle(self, count: int) -> None:
+        """Close the ``count`` oldest idle connections: their greenlets end quietly."""
+        for greenlet in list(self.idle)[:max(count, 0)]:
+            del self.idle[greenlet]
+            with suppress(OSError):  # the client left already
+                self.clients[greenlet].shutdown(socket.SHUT_RDWR)
