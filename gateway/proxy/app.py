@@ -18,7 +18,14 @@ from typing import Any
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
+from gateway.config import (
+    ServerSettings,
+    Settings,
+    env_names,
+    load,
+    reject_unknown,
+    warn_disabled_filter_settings,
+)
 from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
 from gateway.ops import metrics
@@ -236,6 +243,7 @@ def create_app(environ: Mapping[str, str] = os.environ,
     configs = [cls.Config for cls in REGISTRY.values()]
     reject_unknown(environ, env_names([Settings, ServerSettings, *configs]))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())
+    warn_disabled_filter_settings(environ, REGISTRY, settings.filters)
     app: WSGIApp = Gateway(settings, [*build_filters(settings, environ), *extra_filters])
     hops = settings.trusted_proxies
     if hops:

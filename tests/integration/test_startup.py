@@ -42,3 +42,13 @@ def test_bad_environment_stops_the_start_with_one_line(env, expected):
     assert expected in lines[0]
     assert "Listening at" not in result.stderr + result.stdout
 
+
+
+@pytest.mark.parametrize("bind", ["nonsense::", "127.0.0.1", "[::1]:99999"])
+def test_bad_bind_stops_the_start_with_status_2_naming_the_variable(bind):
+    """gunicorn's own parser would fail later, with exit 1 and without naming the variable."""
+    result = start({"GATEWAY_UPSTREAM_URL": "http://a:1", "GATEWAY_BIND": bind})
+    assert result.returncode == 2  # systemd's RestartPreventExitStatus=2 catches it
+    assert result.stderr.splitlines() == [
+        f"gateway: configuration error: GATEWAY_BIND={bind!r}: must be host:port, [IPv6]:port "
+        "or unix:PATH, with a port in 1-65535"]
