@@ -99,7 +99,12 @@ def test_a_taken_port_stops_the_demo_before_it_starts_anything(taken):
         free = free_port()
         gateway_port, httpbin_port = (free, busy) if taken == "DEMO_HTTPBIN_PORT" else (busy, free)
         demo = start_demo(gateway_port, httpbin_port)
-        output, _ = demo.communicate(timeout=30)
+        try:
+            output, _ = demo.communicate(timeout=30)
+        finally:
+            if demo.poll() is None:  # it started after all: stop it whole
+                demo.terminate()
+                demo.communicate(timeout=60)
     assert demo.returncode == 1
     assert output.splitlines()[0] == (
         f"demo: port {busy} ({taken}) is already in use by another program; choose free "
