@@ -36,8 +36,11 @@ except ConfigError as exc:
 
 # Without the metrics directory: the check must not leave metric files in it.
 _check_env = {k: v for k, v in os.environ.items() if k != metricsdir.ENV}
-_check = subprocess.run([sys.executable, "-m", "gateway", "check"], env=_check_env, check=False)
+# Its "configuration OK" and warnings stay out of the JSON logs (workers log the warnings).
+_check = subprocess.run([sys.executable, "-m", "gateway", "check"], env=_check_env, check=False,
+                        capture_output=True, text=True)
 if _check.returncode != 0:
+    print(_check.stderr, end="", file=sys.stderr)
     if not _reloading:
         sys.exit(_check.returncode)
 

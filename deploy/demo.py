@@ -2,9 +2,10 @@
 
 With GATEWAY_UPSTREAM_URL set, runs the gateway against it (the production
 command). Without it, starts httpbin (the seed's third-party service) on
-loopback, puts the gateway in front with the enrichment filter calling
-httpbin's /anything (the seed plugin's X-MyPlugin header) and prints a curl
-line. Ctrl-C stops all.
+loopback, puts the gateway in front (two workers, the enrichment filter calling
+httpbin's /anything: the seed plugin's X-MyPlugin header) and prints a curl
+line. A port already taken stops the demo before anything starts, saying how to
+choose others. Ctrl-C, SIGTERM, SIGHUP or the gateway exiting stop both servers.
 """
 
 from __future__ import annotations
@@ -18,13 +19,51 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.config import ConfigError, ServerSettings, load, names
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
             "gateway.wsgi:app"]
-HTTPBIN_PORT = int(os.environ.get("DEMO_HTTPBIN_PORT", "8001"))
+HTTPBIN = str(ROOT / ".venv-httpbin/bin/gunicorn")
+#: Seconds the servers get to stop on SIGTERM before they are killed: more than the
+#: gateway's graceful timeout (a worker still booting only stops when it runs out).
+STOP_TIMEOUT = 10
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when a server already listens on (host, port): gunicorn could not bind it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def tcp_address(bind: str) -> tuple[str, int] | None:
+    """(host, port) of a valid GATEWAY_BIND value; None for a unix socket."""
+    if bind.startswith("unix:"):
+        return None
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def refuse_taken_ports(httpbin_port: int, bind: str) -> None:
+    """Exit with a message naming the variable to change if a demo port is in use."""
+    wanted = [("DEMO_HTTPBIN_PORT", "127.0.0.1", httpbin_port)]
+    if (address := tcp_address(bind)) is not None:
+        wanted.append(("GATEWAY_BIND", *address))
+    for variable, host, port in wanted:
+        if port_taken(host, port):
+            sys.exit(f"demo: port {port} ({variable}) is already in use by another program; "
+                     f"choose free ports, e.g. "
+                     f"DEMO_HTTPBIN_PORT=18001 GATEWAY_BIND=127.0.0.1:18000 make run")
 
 
 def wait_for(port: int, process: subprocess.Popen, timeout: float = 15) -> None:
+    """Return once ``process`` accepts connections on ``port``; exit if it dies or is slow."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -32,37 +71,70 @@ def wait_for(port: int, process: subprocess.Popen, timeout: float = 15) -> None:
             return
         except OSError:
             time.sleep(0.1)
-    sys.exit(f"demo: httpbin did not start on port {HTTPBIN_PORT}")
+    sys.exit(f"demo: httpbin did not start on port {port} (DEMO_HTTPBIN_PORT)")
+
+
+def stop(processes: list[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM to all at once (a graceful stop for gunicorn), SIGKILL to those still
+    running after ``timeout`` seconds: a slow one never leaves another running."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def leave(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP: leave through main's ``finally``, as Ctrl-C does."""
+    raise SystemExit(0)
 
 
 def main() -> int:
     if os.environ.get("GATEWAY_UPSTREAM_URL"):
         os.chdir(ROOT)
         os.execv(GUNICORN[0], GUNICORN)
-    httpbin = subprocess.Popen(
-        [str(ROOT / ".venv-httpbin/bin/gunicorn"), "-b", f"127.0.0.1:{HTTPBIN_PORT}",
-         "-k", "gthread", "--threads", "16", "--no-control-socket", "httpbin:app"],
-        cwd=tempfile.gettempdir(), start_new_session=True)
-    wait_for(HTTPBIN_PORT, httpbin)
-    upstream = f"http://127.0.0.1:{HTTPBIN_PORT}"
+    raw_port = os.environ.get("DEMO_HTTPBIN_PORT", "8001")
+    if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+        sys.exit(f"demo: DEMO_HTTPBIN_PORT={raw_port!r}: must be a port number (1-65535)")
+    httpbin_port = int(raw_port)
+    upstream = f"http://127.0.0.1:{httpbin_port}"
     env = {**os.environ, "GATEWAY_UPSTREAM_URL": upstream}
-    env.setdefault("GATEWAY_FILTERS", "enrichment")
-    env.setdefault("GATEWAY_ENRICH_URL", f"{upstream}/anything")
+    if "enrichment" in names(env.setdefault("GATEWAY_FILTERS", "enrichment")):
+        env.setdefault("GATEWAY_ENRICH_URL", f"{upstream}/anything")
     env.setdefault("GATEWAY_WORKERS", "2")
     bind = env.setdefault("GATEWAY_BIND", "127.0.0.1:8000")
-    print(f"demo: httpbin on {upstream}; gateway on http://{bind}\n"
-          f"demo: try  curl -i http://{bind}/anything\n", flush=True)
-    gateway = subprocess.Popen(GUNICORN, cwd=ROOT, env=env)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        server = load(ServerSettings, env)
+    except ConfigError as exc:
+        sys.exit(f"gateway: configuration error: {exc}")
+    refuse_taken_ports(httpbin_port, server.bind)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, leave)
+    started: list[subprocess.Popen] = []
+    try:
+        httpbin = subprocess.Popen(
+            [HTTPBIN, "-b", f"127.0.0.1:{httpbin_port}", "-k", "gthread", "--threads", "16",
+             "--no-control-socket", "httpbin:app"],
+            cwd=tempfile.gettempdir(), start_new_session=True)
+        started.append(httpbin)
+        wait_for(httpbin_port, httpbin)
+        print(f"demo: httpbin on {upstream}; gateway on http://{bind} "
+              f"(filters: {env['GATEWAY_FILTERS']}; workers: {env['GATEWAY_WORKERS']})\n"
+              f"demo: try  curl -i http://{bind}/anything\n", flush=True)
+        gateway = subprocess.Popen(GUNICORN, cwd=ROOT, env=env)
+        started.append(gateway)
         return gateway.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        for process in (gateway, httpbin):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not skip the cleanup
+        stop(started, server.graceful_timeout + STOP_TIMEOUT)
 
 
 if __name__ == "__main__":

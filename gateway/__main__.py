@@ -5,6 +5,7 @@ package."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -12,10 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, ServerSettings, Settings, describe, names
+from gateway.config import ConfigError, ServerSettings, Settings, describe, load, names
 
 if TYPE_CHECKING:
     from gateway.filters.base import Filter
+
+USAGE = ("usage: python -m gateway check|settings|readme|new-filter  "
+         "(python -m gateway check --help)")
+CHECK_HELP = """usage: python -m gateway check
+
+Validates every GATEWAY_* variable in this environment as `gunicorn -c gunicorn.conf.py`
+reads them at start or reload: the server's (GATEWAY_BIND, GATEWAY_WORKERS, timeouts),
+the proxy's and the enabled filters'. Prints "configuration OK" and exits 0, or prints
+one line naming the bad variable and exits 2. Warns about settings of filters that are
+not enabled. Run it in the gateway's environment before a reload."""
 
 
 def settings_table(custom: Sequence[type[Filter]] = ()) -> str:
@@ -65,19 +76,31 @@ def new_filter_command(args: list[str]) -> int:
     return 0
 
 
+def check(args: list[str]) -> int:
+    """``python -m gateway check``: what gunicorn.conf.py and every worker will load."""
+    if args:
+        wants_help = args == ["-h"] or args == ["--help"]
+        print(CHECK_HELP, file=sys.stdout if wants_help else sys.stderr)
+        return 0 if wants_help else 64
+    from gateway.proxy.app import create_app
+
+    logging.basicConfig(format="gateway: %(levelname)s: %(message)s")
+    try:
+        load(ServerSettings, os.environ)
+        create_app()
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    print("configuration OK")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "new-filter":
         return new_filter_command(argv[1:])
     if command == "check":
-        from gateway.proxy.app import create_app
-
-        try:
-            create_app()
-        except ConfigError as exc:
-            print(f"gateway: configuration error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        return check(argv[1:])
     if command == "settings":
         try:
             print(settings_table(enabled_custom_filters()))
@@ -88,7 +111,10 @@ def main(argv: list[str]) -> int:
     if command == "readme":
         README.write_text(readme_with_table(README.read_text()))
         return 0
-    print("usage: python -m gateway check|settings|readme|new-filter", file=sys.stderr)
+    if command in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    print(USAGE, file=sys.stderr)
     return 64
 
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
+import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 PREFIX = "GATEWAY_"
+log = logging.getLogger("gateway.config")
 T = TypeVar("T")
 Parser = Callable[[str], Any]
 
@@ -107,6 +111,18 @@ def reject_unknown(environ: Mapping[str, str], known: set[str]) -> None:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{name}: unknown setting{hint}; see the README's table")
+
+
+def warn_disabled_filter_settings(environ: Mapping[str, str], filters: Mapping[str, Any],
+                                  enabled: Iterable[str]) -> None:
+    """Warn about variables set for a filter (``filters``: name -> class with its Config) that
+    is not ``enabled``: they are ignored, which is seldom what the operator meant."""
+    given = {name for name, value in environ.items() if value.strip()}
+    for filter_name, cls in filters.items():
+        ignored = sorted(env_names([cls.Config]) & given)
+        if ignored and filter_name not in enabled:
+            log.warning("%s set but the %s filter is not in GATEWAY_FILTERS: ignored",
+                        ", ".join(ignored), filter_name)
 
 
 def describe(cls: type, scope: str | None = None) -> list[tuple[str, str, str]]:
@@ -261,12 +277,41 @@ def path_prefix_or_off(raw: str) -> str | None:
     return prefix
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")  # an IPv4 address is one too
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def bind_address(raw: str) -> str:
+    """``host:port``, ``[IPv6]:port`` or ``unix:PATH``, checked before gunicorn sees it.
+
+    gunicorn's own parser accepts ``nonsense::`` and then fails at bind time with an
+    error that does not name the variable; this one names the forms it accepts.
+    """
+    allowed = "must be host:port, [IPv6]:port or unix:PATH"
+    if raw.startswith("unix:"):
+        if not raw.removeprefix("unix:").removeprefix("//"):
+            raise ValueError(f"{allowed} (the socket path is missing)")
+        return raw
+    host, _, port = raw.rpartition(":")
+    if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{allowed}, with a port in 1-65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{allowed} ({host} is not an IPv6 address)") from None
+    elif not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{allowed} ({host!r} is not a host name or IPv4 address)")
+    return raw
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """gunicorn's knobs, read by gunicorn.conf.py in the master."""
 
-    bind: str = setting("GATEWAY_BIND", text, "127.0.0.1:8000",
-                        "Address gunicorn listens on (host:port or unix:PATH).")
+    bind: str = setting("GATEWAY_BIND", bind_address, "127.0.0.1:8000",
+                        "Address gunicorn listens on: host:port, [IPv6]:port or unix:PATH.")
     workers: int | None = setting("GATEWAY_WORKERS", number(int, 1), None,
                                   "Worker processes; default: the CPU count.")
     worker_connections: int = setting(

@@ -37,6 +37,9 @@ log = logging.getLogger("gateway.proxy_cache")
 NOT_CACHED = "The response is not in the cache"  # answer to only-if-cached on a miss
 #: Version of the stored entry layout; an entry of another version counts as absent.
 ENTRY_VERSION = 1
+#: An entry stays in the store for this many times its TTL: once expired it is still
+#: known, so the next request says Refresh (as Kong) and a client's max-stale can accept it.
+KEPT_TTLS = 2
 _CTX = "proxy-cache"
 _METHODS = ("GET", "HEAD", "POST", "PATCH", "PUT")  # the ones Kong allows
 #: Request headers that identify a user, as (WSGI variable, name): a request carrying one is
@@ -72,7 +75,8 @@ def media_types(raw: str) -> tuple[str, ...]:
 class ProxyCacheConfig:
     ttl: int = setting(
         "GATEWAY_CACHE_TTL", number(int, 1), "300",
-        "proxy-cache: seconds a response is served from the cache (Kong's cache_ttl).")
+        "proxy-cache: seconds a response is served from the cache (Kong's cache_ttl); it is "
+        "kept twice as long, so a request past the TTL says Refresh.")
     methods: tuple[str, ...] = setting(
         "GATEWAY_CACHE_METHODS", methods, "GET,HEAD",
         "proxy-cache: request methods whose responses are cached.")
@@ -86,8 +90,9 @@ class ProxyCacheConfig:
     cache_control: bool = setting(
         "GATEWAY_CACHE_CONTROL", boolean, "false",
         "proxy-cache: obey Cache-Control as Kong's cache_control: clients' no-cache/no-store/"
-        "max-age/min-fresh/only-if-cached; upstreams' private/no-store/"
-        "no-cache, with the TTL from s-maxage/max-age/Expires.")
+        "max-age/max-stale/min-fresh/only-if-cached; upstreams' private/no-store/"
+        "no-cache, with the TTL from s-maxage/max-age/Expires (a response with none of the "
+        "three is not stored).")
     vary_headers: tuple[str, ...] = setting(
         "GATEWAY_CACHE_VARY_HEADERS", names, "",
         "proxy-cache: request headers that are part of the cache key; a response whose Vary "
@@ -188,16 +193,14 @@ class ProxyCache(Filter):
             ex.ctx[_CTX] = Lookup("Bypass")
             return
         entry = Entry.decode(found) if found is not None else None
-        if entry is None:
-            if control is not None and control.only_if_cached:
-                ex.error(504, NOT_CACHED, Headers([("X-Cache-Status", "Miss"),
-                                                   ("X-Cache-Key", key)]))
-                return
-            ex.ctx[_CTX] = Lookup("Miss", key)
-        elif self.too_old(entry, control, time.time()):
-            ex.ctx[_CTX] = Lookup("Refresh", key)
-        else:
+        if entry is not None and not self.too_old(entry, control, time.time()):
             self.serve(ex, entry, key)
+        elif control is not None and control.only_if_cached:
+            # Nothing usable and the upstream must not be asked (RFC 9111 5.2.1.7). As
+            # Kong: no X-Cache-Status, since nothing is fetched or stored.
+            ex.error(504, NOT_CACHED, Headers([("X-Cache-Key", key)]))
+        else:
+            ex.ctx[_CTX] = Lookup("Miss" if entry is None else "Refresh", key)
 
     def cacheable_request(self, ex: Exchange, control: RequestCacheControl | None) -> bool:
         if ex.method not in self.config.methods:
@@ -207,14 +210,19 @@ class ProxyCache(Filter):
             return False  # one user's answer must not be served to another
         return control is None or not (control.no_store or control.no_cache)
 
-    def too_old(self, entry: Entry, control: RequestCacheControl | None, now: float) -> bool:
-        """True when the client (or the TTL) does not accept this entry: Kong's Refresh."""
+    @staticmethod
+    def too_old(entry: Entry, control: RequestCacheControl | None, now: float) -> bool:
+        """True when the entry is past its TTL (unless the client's max-stale accepts that)
+        or the client asks for a fresher one: Kong's Refresh."""
         age = entry.age(now)
+        staleness = age - entry.ttl
         if control is None:
-            return age > self.config.ttl
-        max_stale = control.max_stale if isinstance(control.max_stale, int) else None
-        return ((control.max_age is not None and age > control.max_age)
-                or (max_stale is not None and age - entry.ttl > max_stale)
+            return staleness > 0
+        max_stale = control.max_stale  # True: "max-stale" without a value, any staleness
+        stale_accepted = max_stale is True or (
+            isinstance(max_stale, int) and staleness <= max_stale)
+        return ((staleness > 0 and not stale_accepted)
+                or (control.max_age is not None and age > control.max_age)
                 or (control.min_fresh is not None and entry.ttl - age < control.min_fresh))
 
     def serve(self, ex: Exchange, entry: Entry, key: str) -> None:
@@ -293,6 +301,6 @@ class ProxyCache(Filter):
             return
         entry = Entry(status, list(headers), b"".join(kept), time.time(), ttl)
         try:
-            self.store.set(key, entry.encode(), ttl)
+            self.store.set(key, entry.encode(), ttl * KEPT_TTLS)
         except RedisUnavailable as exc:
             log.warning("proxy-cache: cache unavailable, response not stored: %s", exc)

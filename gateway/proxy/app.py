@@ -17,8 +17,15 @@ from typing import Any
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
-from gateway.filters import build_filters, enabled_classes, known_variables
+from gateway.config import (
+    ServerSettings,
+    Settings,
+    env_names,
+    load,
+    reject_unknown,
+    warn_disabled_filter_settings,
+)
+from gateway.filters import REGISTRY, build_filters, enabled_classes, known_variables
 from gateway.filters.base import Filter
 from gateway.ops import metrics
 from gateway.ops.accesslog import write_access_line
@@ -238,6 +245,7 @@ def create_app(environ: Mapping[str, str] = os.environ,
     classes = enabled_classes(settings.filters)
     reject_unknown(environ, env_names([Settings, ServerSettings]) | known_variables(classes))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())
+    warn_disabled_filter_settings(environ, REGISTRY, settings.filters)
     filters = build_filters(settings, environ, classes)
     app: WSGIApp = Gateway(settings, [*filters, *extra_filters])
     hops = settings.trusted_proxies

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -42,3 +44,30 @@ def test_bad_environment_stops_the_start_with_one_line(env, expected):
     assert expected in lines[0]
     assert "Listening at" not in result.stderr + result.stdout
 
+
+
+@pytest.mark.parametrize("bind", ["nonsense::", "127.0.0.1", "[::1]:99999"])
+def test_bad_bind_stops_the_start_with_status_2_naming_the_variable(bind):
+    """gunicorn's own parser would fail later, with exit 1 and without naming the variable."""
+    result = start({"GATEWAY_UPSTREAM_URL": "http://a:1", "GATEWAY_BIND": bind})
+    assert result.returncode == 2  # systemd's RestartPreventExitStatus=2 catches it
+    assert result.stderr.splitlines() == [
+        f"gateway: configuration error: GATEWAY_BIND={bind!r}: must be host:port, [IPv6]:port "
+        "or unix:PATH, with a port in 1-65535"]
+
+
+def test_a_good_start_logs_only_json_and_warns_about_an_unused_filter_setting(gateway):
+    """The master's check prints nothing (its "configuration OK" is not a log line); each
+    worker names the settings of a filter that is not enabled."""
+    gw = gateway({"GATEWAY_UPSTREAM_URL": "http://127.0.0.1:1",
+                  "GATEWAY_ENRICH_URL": "http://127.0.0.1:1/lookup{path}"}, workers=2, fresh=True)
+    gw.wait_for_workers(2)
+    deadline = time.monotonic() + 10
+    while gw.logs().count("gateway.config") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    records = [json.loads(line) for line in gw.logs().splitlines() if line.strip()]
+    warnings = [r for r in records if r["logger"] == "gateway.config"]
+    assert [(r["level"], r["message"]) for r in warnings] == [
+        ("warning", "GATEWAY_ENRICH_URL set but the enrichment filter is not in "
+                    "GATEWAY_FILTERS: ignored")] * 2
+    assert len({r["pid"] for r in warnings}) == 2

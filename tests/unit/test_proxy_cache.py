@@ -111,11 +111,16 @@ def test_a_body_over_the_limit_is_streamed_whole_and_never_stored(upstream):
     assert statuses(c, "/bytes?n=1024&chunked=1") == ["Miss", "Hit"]
 
 
-def test_entries_expire_after_the_ttl(upstream):
+def test_an_entry_past_its_ttl_is_refreshed_and_forgotten_after_twice_the_ttl(upstream):
     c = client(upstream, GATEWAY_CACHE_TTL="1")
     assert statuses(c, "/respond/ttl") == ["Miss", "Hit"]
+    assert statuses(c, "/respond/ttl-gone", times=1) == ["Miss"]
     time.sleep(1.1)
-    assert statuses(c, "/respond/ttl") == ["Miss", "Hit"]
+    calls = upstream.hits["/respond/ttl"]
+    assert statuses(c, "/respond/ttl") == ["Refresh", "Hit"]  # Kong's word for expired
+    assert upstream.hits["/respond/ttl"] == calls + 1
+    time.sleep(1)
+    assert statuses(c, "/respond/ttl-gone", times=1) == ["Miss"]  # 2.1 s: out of the store
 
 
 def test_without_cache_control_the_headers_are_not_consulted(upstream):
@@ -166,8 +171,31 @@ def test_only_if_cached_miss_is_a_504(upstream):
     before = upstream.hits["/respond/oic"]
     response = fetch(c, "/respond/oic", headers={"Cache-Control": "only-if-cached"})
     assert response.status_code == 504
-    assert response.headers["X-Cache-Status"] == "Miss"
+    assert "X-Cache-Status" not in response.headers  # as Kong: nothing was fetched or stored
+    assert len(response.headers["X-Cache-Key"]) == 32
     assert upstream.hits["/respond/oic"] == before
+
+
+def test_only_if_cached_never_calls_the_upstream_for_an_expired_entry(upstream):
+    c = client(upstream, GATEWAY_CACHE_CONTROL="true")
+    target = "/respond/oic-expired?Cache-Control=max-age=1"
+    assert statuses(c, target) == ["Miss", "Hit"]
+    time.sleep(1.1)
+    before = upstream.hits["/respond/oic-expired"]
+    response = fetch(c, target, headers={"Cache-Control": "only-if-cached"})
+    assert response.status_code == 504
+    assert upstream.hits["/respond/oic-expired"] == before
+
+
+def test_an_expired_entry_is_served_within_the_clients_max_stale(upstream):
+    c = client(upstream, GATEWAY_CACHE_CONTROL="true")
+    target = "/respond/stale?Cache-Control=max-age=1"
+    assert statuses(c, target) == ["Miss", "Hit"]
+    time.sleep(1.1)
+    for value in ("max-stale=5", "max-stale"):
+        hit = fetch(c, target, headers={"Cache-Control": value})
+        assert (hit.headers["X-Cache-Status"], hit.headers["Age"]) == ("Hit", "1"), value
+    assert statuses(c, target, headers={"Cache-Control": "max-stale=0"}) == ["Refresh", "Hit"]
 
 
 def test_redis_down_bypasses_the_cache_and_still_answers(upstream):
