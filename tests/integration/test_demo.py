@@ -56,7 +56,7 @@ def is_running(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_demo_serves_httpbin_through_the_gateway_and_stops_whole(stop_signal):
     gateway_port, httpbin_port = free_port(), free_port()
     demo = start_demo(gateway_port, httpbin_port)
