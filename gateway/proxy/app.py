@@ -72,8 +72,8 @@ class Gateway:
         #: The enabled filters, highest PRIORITY first (Kong's order).
         self.filters = sorted(filters, key=lambda f: f.PRIORITY, reverse=True)
         self.upstream = Upstream(settings)
-        self.redirects = RedirectRewriter(settings.upstream_urls) \
-            if settings.rewrite_location else None
+        self.redirects = (RedirectRewriter(settings.upstream_urls)
+                          if settings.rewrite_location else None)
         self.request_filters = [f for f in self.filters if f.implements("on_request")]
         self.response_filters = [f for f in self.filters if f.implements("on_response")]
         self.log_filters = [f for f in self.filters if f.implements("on_log")]

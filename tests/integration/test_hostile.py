@@ -4,6 +4,7 @@ passed upstream, and what must never reach a log line."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -236,3 +237,36 @@ def test_the_body_timeout_is_between_pieces_not_for_the_whole_body(body_timeout)
     response = send_slowly(body_timeout.url, pieces, 0.4)
     assert status_of(response) == 200
     assert json.loads(response.partition(b"\r\n\r\n")[2])["received"] == 6
+
+
+def one_response(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length body) read from a keep-alive ``sock``."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)\r\nContent-Length: *(\d+)", head)[1])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_idle_keepalive_connections_make_room_for_new_clients(gateway, fixture_server):
+    """Twice as many idle keep-alive clients as connection slots: each one is still
+    answered, the oldest idle connections are closed to make room, the newest stay."""
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url,
+                  "GATEWAY_WORKER_CONNECTIONS": "20"}, fresh=True)
+    held = []
+    for _ in range(40):
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert one_response(sock).startswith(b"HTTP/1.1 200 ")  # answered, not queued
+        held.append(sock)
+    response, _ = call(gw.url, "GET", "/echo")
+    assert response.status == 200
+    oldest, newest = held[0], held[-1]
+    assert oldest.recv(1) == b""  # closed by the gateway
+    newest.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert one_response(newest).startswith(b"HTTP/1.1 200 ")
+    for sock in held:
+        sock.close()

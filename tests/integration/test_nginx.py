@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import call, free_port, wait_for_port
+from tests.support.net import call, free_port, raw_exchange, status_of, wait_for_port
 from tests.support.processes import ROOT, Gateway, Process, reset_peak_rss, rss_kib
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -168,3 +168,29 @@ def test_200_mib_streams_through_without_buffering(behind_nginx):
     assert grown < 20, f"nginx worker RSS grew by {grown:.1f} MiB"
     assert all(rss_kib(pid) < 200 * 1024 for pid in gateway.worker_pids())
     assert response.getheader("X-MyPlugin")  # enriched, and still streamed
+
+
+@pytest.mark.parametrize("head, statuses", [
+    (b"GET /echo HTTP/1.1\r\nHost: a\tb\r\n", {400}),
+    (b"GET /echo HTTP/1.1\r\nHost: a\xe9b\r\n", {400}),
+    (b"GET /echo HTTP/1.1\r\n", {400}),
+    (b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n", {400, 405}),
+    (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n", {400}),
+    (b"TRACE /echo HTTP/1.1\r\nHost: a\r\n", {405}),
+    (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n", {400}),
+], ids=["host-tab", "host-non-ascii", "no-host", "connect", "options-asterisk", "trace",
+        "length-huge"])
+def test_hostile_requests_through_nginx_never_reach_the_upstream(behind_nginx, fixture_server,
+                                                                 head, statuses):
+    """Refused by nginx or by the gateway behind it, never passed on."""
+    nginx, _ = behind_nginx
+    before = sum(fixture_server.hits.values())
+    response = raw_exchange(nginx.url, head + b"Connection: close\r\n\r\n")
+    assert status_of(response) in statuses
+    assert sum(fixture_server.hits.values()) == before
+
+
+def test_redirects_to_the_upstream_point_at_nginx(behind_nginx, fixture_server):
+    nginx, _ = behind_nginx
+    _, headers, _ = get(nginx.url, f"/respond?Location={fixture_server.url}/next")
+    assert headers["Location"] == nginx.url + "/next"
