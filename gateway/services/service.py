@@ -301,8 +301,11 @@ class Service:
             return None
         if raw is None:
             return None
-        entry = decode_json(raw)
-        return entry["at"], entry["value"]
+        try:
+            entry = decode_json(raw)
+            return float(entry["at"]), entry["value"]
+        except (ValueError, KeyError, TypeError):
+            return None  # another version's or a damaged entry (shared Redis): a miss
 
     def _store(self, key: str, value: Any) -> None:
         if self.keep <= 0:

@@ -131,3 +131,13 @@ def test_a_call_started_in_the_request_phase_is_taken_in_the_response_phase(mock
     response = client.get("/echo?lookup")
     assert response.headers["X-Looked-Up"] == "from-the-third-party"
     assert sorted(r.path for r in mock_service.requests) == ["/echo", "/third"]
+
+
+@pytest.mark.parametrize("entry", [b"not json", b'{"at": 1, "values": []}', b"[]"])
+def test_an_unreadable_cache_entry_is_a_miss(mock_service, entry):
+    """Another version's entry in a shared Redis, or a damaged one, is called for again."""
+    url = mock_service.route("/entry", json={"url": "fresh"})
+    svc = service("svc-entry", cache_ttl=60)
+    svc.cache.set(f"GET {url}", entry, 60)
+    result = svc.call("GET", url)
+    assert (result.outcome, result.value) == ("miss", {"url": "fresh"})
