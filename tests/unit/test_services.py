@@ -141,3 +141,13 @@ def test_an_unreadable_cache_entry_is_a_miss(mock_service, entry):
     svc.cache.set(f"GET {url}", entry, 60)
     result = svc.call("GET", url)
     assert (result.outcome, result.value) == ("miss", {"url": "fresh"})
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"timeout": 0}, "ServiceOptions.timeout must be > 0, not 0"),
+    ({"max_bytes": -1}, "ServiceOptions.max_bytes must be > 0"),
+    ({"cache_ttl": -5}, "must be >= 0"),
+])
+def test_bad_options_are_refused_when_the_filter_is_built(options, error):
+    with pytest.raises(ValueError, match=error):
+        ServiceOptions(**options)
