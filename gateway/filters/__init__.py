@@ -115,4 +115,15 @@ def build_filters(settings: Settings, environ: Mapping[str, str],
     settings loaded from ``environ``; ConfigError on the first bad name or variable."""
     if classes is None:
         classes = enabled_classes(settings.filters)
-    return [cls(load(cls.Config, environ, scope(cls)), settings) for cls in classes]
+    return [_build(cls, settings, environ) for cls in classes]
+
+
+def _build(cls: type[Filter], settings: Settings, environ: Mapping[str, str]) -> Filter:
+    """One filter with its settings; a ValueError from its constructor is a ConfigError."""
+    config = load(cls.Config, environ, scope(cls))
+    try:
+        return cls(config, settings)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"filter {cls.NAME!r}: {exc}") from None

@@ -11,6 +11,9 @@ from gateway.proxy.exchange import Exchange
 class Filter:
     """A filter enabled through GATEWAY_FILTERS; override only the phases it needs.
 
+    Filters written outside the gateway import this class, and all else they use,
+    from :mod:`gateway.pdk`; their settings come from ``GATEWAY_<NAME>_<FIELD>``.
+
     Order: every phase runs highest PRIORITY first (Kong's order). The request
     phase stops at the first filter that answers (``ex.respond``/``ex.error``);
     the response and log phases run for every enabled filter, on the gateway's
@@ -35,6 +38,8 @@ class Filter:
     caching), ``ex.upstream_query`` (the query string that goes upstream) and
     ``ex.upstream_response_headers`` (the upstream's headers as received).
     ``ex.ctx`` is the filter's own per-request space, keyed by its NAME.
+    ``ex.read_body(max_bytes)`` gives the request body to a filter that needs it
+    (413 past the size); it still goes upstream unchanged.
     """
 
     #: The name used in GATEWAY_FILTERS.

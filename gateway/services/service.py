@@ -97,6 +97,18 @@ class ServiceOptions:
     #: Idle connections kept per host per worker; default: GATEWAY_POOL_SIZE.
     pool_size: int | None = None
 
+    def __post_init__(self) -> None:
+        positive = {"timeout": self.timeout, "connect_timeout": self.connect_timeout,
+                    "read_timeout": self.read_timeout, "max_bytes": self.max_bytes,
+                    "pool_size": self.pool_size}
+        for name, value in positive.items():
+            if value is not None and value <= 0:
+                raise ValueError(f"ServiceOptions.{name} must be > 0, not {value!r}")
+        if min(self.cache_ttl, self.stale_if_error, self.breaker_failures,
+               self.breaker_reset) < 0:
+            raise ValueError("ServiceOptions: cache_ttl, stale_if_error, breaker_failures and "
+                             "breaker_reset must be >= 0")
+
 
 @dataclass(frozen=True)
 class Result:
@@ -301,8 +313,11 @@ class Service:
             return None
         if raw is None:
             return None
-        entry = decode_json(raw)
-        return entry["at"], entry["value"]
+        try:
+            entry = decode_json(raw)
+            return float(entry["at"]), entry["value"]
+        except (ValueError, KeyError, TypeError):
+            return None  # another version's or a damaged entry (shared Redis): a miss
 
     def _store(self, key: str, value: Any) -> None:
         if self.keep <= 0:

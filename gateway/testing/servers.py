@@ -163,10 +163,22 @@ class GatewayProcess(Process):
         super().__init__("gateway", argv, env=full_env, cwd=cwd or conf.parent)
         wait_for_port(self.port, self.popen)
         self.wait_for_workers(workers)
+        status_path = full_env.get("GATEWAY_STATUS_PATH", "/_gateway").rstrip("/")
+        if status_path.lower() != "off":
+            self.wait_until_serving(f"{self.url}{status_path}/health")
 
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         return [int(pid) for pid in children]
+
+    def wait_until_serving(self, health_url: str, timeout: float = 15) -> None:
+        """Block until a worker has loaded the app and answers its health endpoint (a
+        booted worker may still be importing it; a request would wait in the queue)."""
+        deadline = time.monotonic() + timeout
+        while http_request(health_url, timeout=timeout).status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{health_url} does not answer 200:\n{self.logs()}")
+            time.sleep(0.05)
 
     def wait_for_workers(self, count: int, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

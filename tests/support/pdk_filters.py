@@ -13,6 +13,8 @@ class TeapotConfig:
     header: str = setting(default="X-Teapot", doc="teapot: header added to every answer.")
     max_body: int = setting(parse=number(int, 0), default="16", doc="teapot: largest body read.")
     lookup_url: str | None = setting(doc="teapot: a JSON service whose url field goes upstream.")
+    lookup_timeout: float = setting(parse=number(float), default="1",
+                                    doc="teapot: seconds for the lookup.")
     token: str | None = setting(doc="teapot: secret header sent to the service.", secret=True)
 
 
@@ -27,8 +29,9 @@ class Teapot(Filter):
 
     def __init__(self, config: TeapotConfig, settings) -> None:
         super().__init__(config, settings)
-        headers = {"X-Token": config.token} if config.token else {}
-        self.service = Service(self.NAME, settings, ServiceOptions(timeout=1, headers=headers))
+        options = ServiceOptions(timeout=config.lookup_timeout,
+                                 headers={"X-Token": config.token} if config.token else {})
+        self.service = Service(self.NAME, settings, options)
 
     def on_request(self, ex: Exchange) -> None:
         args = ex.request.args

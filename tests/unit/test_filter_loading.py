@@ -114,6 +114,11 @@ def test_a_bad_value_names_the_derived_variable():
         create_app(environ(TEAPOT, GATEWAY_TEAPOT_MAX_BODY="lots"))
 
 
+def test_a_value_the_filter_itself_refuses_is_a_one_line_config_error():
+    with pytest.raises(ConfigError, match=r"^filter 'teapot': ServiceOptions.timeout must be > 0"):
+        create_app(environ(TEAPOT, GATEWAY_TEAPOT_LOOKUP_TIMEOUT="0"))
+
+
 def test_custom_variables_count_as_known_only_when_the_filter_is_enabled():
     create_app(environ(TEAPOT, GATEWAY_TEAPOT_HEADER="X-A"))
     with pytest.raises(ConfigError, match="GATEWAY_TEAPOT_HEADR: unknown setting "

@@ -131,3 +131,23 @@ def test_a_call_started_in_the_request_phase_is_taken_in_the_response_phase(mock
     response = client.get("/echo?lookup")
     assert response.headers["X-Looked-Up"] == "from-the-third-party"
     assert sorted(r.path for r in mock_service.requests) == ["/echo", "/third"]
+
+
+@pytest.mark.parametrize("entry", [b"not json", b'{"at": 1, "values": []}', b"[]"])
+def test_an_unreadable_cache_entry_is_a_miss(mock_service, entry):
+    """Another version's entry in a shared Redis, or a damaged one, is called for again."""
+    url = mock_service.route("/entry", json={"url": "fresh"})
+    svc = service("svc-entry", cache_ttl=60)
+    svc.cache.set(f"GET {url}", entry, 60)
+    result = svc.call("GET", url)
+    assert (result.outcome, result.value) == ("miss", {"url": "fresh"})
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"timeout": 0}, "ServiceOptions.timeout must be > 0, not 0"),
+    ({"max_bytes": -1}, "ServiceOptions.max_bytes must be > 0"),
+    ({"cache_ttl": -5}, "must be >= 0"),
+])
+def test_bad_options_are_refused_when_the_filter_is_built(options, error):
+    with pytest.raises(ValueError, match=error):
+        ServiceOptions(**options)
