@@ -118,6 +118,7 @@ def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | by
             log.info("%s closed a pooled connection, sending again on a new one: %s",
                      pool.host, exc)
             conn.close()
+            conn = pool._new_conn()  # counted in the pool's connections opened
             response = _send(conn, head, body, chunked, timeout, head_request, client_gone)
     except BaseException:
         conn.close()
