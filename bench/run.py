@@ -300,7 +300,7 @@ PEER_FACTOR = 1.8
 def ratio_targets(rows: list[Row]) -> list[Figure]:
     """The throughput targets: rows' ratios to the ceiling, and the plain proxy's to the
     peer, measured in the same rounds."""
-    figures = [Figure(f"{row.label} vs ceiling", f"{ratios(row, rows[0]):.0%}",
+    figures = [Figure(f"{row.label} vs ceiling", f"{ratios(row, rows[0]):.1%}",
                       f">= {RATIO_TARGETS[row.label]:.0%}",
                       ratios(row, rows[0]) >= RATIO_TARGETS[row.label])
                for row in rows if row.label in RATIO_TARGETS]
@@ -338,7 +338,7 @@ def machine() -> str:
 
 def versions() -> str:
     packages = ", ".join(f"{name} {metadata.version(name)}"
-                         for name in ("gunicorn", "gevent", "urllib3", "werkzeug"))
+                         for name in ("gunicorn", "gevent", "urllib3", "httptools", "werkzeug"))
     nginx = _version([_nginx_binary(), "-v"], r"nginx/(\S+)")
     wrk_version = _version(["wrk", "-v"], r"wrk (\S+)")
     return f"Python {platform.python_version()}, {packages}, nginx {nginx}, wrk {wrk_version}"
@@ -357,7 +357,8 @@ def report(rows: list[Row], figures: list[Figure], args: argparse.Namespace,
         f"{args.duration} s per row per round, rows interleaved over {args.rounds} rounds; "
         "median per figure, errors summed over the rounds (socket errors + HTTP >= 400); "
         "each server one gunicorn gevent worker (nginx: one worker process); upstream and "
-        "third party: nginx answering a fixed small JSON body.",
+        "third party: nginx answering a fixed small JSON body; streaming: nginx sending a "
+        "file and swallowing the upload.",
         "", *rows_table(rows), "", *figures_table(figures), ""])
 
 

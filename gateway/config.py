@@ -361,7 +361,8 @@ class Settings:
         "connection is dropped.")
     retries: int = setting(
         "GATEWAY_RETRIES", number(int, 0, 10), "2",
-        "Extra attempts, on other targets, for idempotent requests that never reached one.")
+        "Extra attempts, on other targets, for idempotent requests that never reached one, "
+        "or failed before any byte of the answer with a body that can be sent again.")
     target_cooldown: float = setting(
         "GATEWAY_TARGET_COOLDOWN", number(float, 0), "10",
         "Seconds a target that refused a connection is skipped (passive health check).")

@@ -45,7 +45,8 @@ UPSTREAM_DURATION = Histogram(
     "gateway_upstream_duration_seconds", "Time from request sent upstream to its response "
     "headers.", buckets=LATENCY_BUCKETS)
 UPSTREAM_ERRORS = Counter(
-    "gateway_upstream_errors", "Upstream failures by kind: refused, timeout, reset.", ["kind"])
+    "gateway_upstream_errors", "Upstream failures by kind: refused, timeout, reset, invalid "
+    "(an answer the parser refused), client-closed (the client left first).", ["kind"])
 FILTER_OUTCOMES = Counter(
     "gateway_filter_outcomes", "What each filter did, as it reports it (e.g. hit, miss, "
     "error, rejected).", ["filter", "outcome"])

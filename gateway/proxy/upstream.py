@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -27,7 +26,7 @@ from werkzeug.datastructures import Headers
 from gateway.config import Settings
 from gateway.proxy import wire
 from gateway.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
-from gateway.proxy.pools import pool_manager
+from gateway.proxy.pools import Answer, Unanswered, exchange, pool_manager
 from gateway.proxy.request import RequestBody
 
 log = logging.getLogger("gateway.proxy.upstream")
@@ -41,9 +40,6 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: (nginx's and Kong's 499); the client never sees them.
 CLIENT_CLOSED = 499
 CLIENT_CLOSED_MESSAGE = "Client closed the connection"
-# A connection that failed in these ways before any byte of the answer: the request
-# can go again (to a fresh connection, or the next target) if it is safe to repeat.
-_UNANSWERED = (wire.ClosedEarly, ConnectionError)
 
 
 @dataclass
@@ -60,39 +56,6 @@ class Target:
         parts = urlsplit(url)
         return cls(url=url, host_header=parts.netloc.rpartition("@")[2],
                    base_path=parts.path.rstrip("/"))
-
-
-class Answer:
-    """The upstream's answer being streamed, and the pooled connection it came on.
-
-    Iterate for the body; :meth:`release` gives the connection back to the pool when
-    the answer was read whole and may be reused, and closes it otherwise.
-    """
-
-    def __init__(self, pool: urllib3.HTTPConnectionPool, conn: Any,
-                 response: wire.Response) -> None:
-        self.pool = pool
-        self.conn = conn
-        self.response = response
-        self.status = response.status
-        self.headers = response.headers
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.response)
-
-    def release(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        self.response.close()
-        if not self.response.reusable:
-            conn.close()
-            conn = None  # the pool keeps its slot
-        self.pool._put_conn(conn)
-
-
-class _Unanswered(Exception):
-    """The connection failed before any byte of the answer: the request may go again."""
 
 
 def _replayable(body: RequestBody | None, chunked: bool) -> RequestBody | bytes | None:
@@ -164,7 +127,7 @@ class Upstream:
             except ConnectTimeoutError as exc:
                 self._mark_down(target, exc)
                 failure = GatewayError(504, GATEWAY_TIMEOUT, "timeout")
-            except _Unanswered as exc:
+            except Unanswered as exc:
                 log.warning("upstream %s failed before answering: %s", target.url, exc)
                 failure = GatewayError(502, BAD_GATEWAY, "reset")
                 if not repeatable:
@@ -189,53 +152,10 @@ class Upstream:
     def _attempt(self, target: Target, method: str, path: str, headers: Headers,
                  payload: RequestBody | bytes | None, chunked: bool, repeatable: bool,
                  client_gone: Callable[[], bool] | None) -> Answer:
-        """One request on a pooled connection. A pooled connection the upstream closed
-        while idle is replaced once by a new one when the request is safe to repeat."""
-        pool = self._pool(target)
         head = self._head(target, method, path, headers, payload, chunked)
-        conn = pool._get_conn()
-        reused = conn.sock is not None
-        try:
-            try:
-                response = self._exchange(conn, head, payload, chunked, method, client_gone)
-            except _Unanswered as exc:
-                if not (reused and repeatable):
-                    raise
-                log.info("upstream %s closed a pooled connection, sending again on a new "
-                         "one: %s", target.url, exc)
-                conn.close()
-                response = self._exchange(conn, head, payload, chunked, method, client_gone)
-        except BaseException:
-            conn.close()
-            pool._put_conn(None)  # the pool keeps its slot
-            raise
-        return Answer(pool, conn, response)
-
-    def _exchange(self, conn: Any, head: bytes, payload: RequestBody | bytes | None,
-                  chunked: bool, method: str,
-                  client_gone: Callable[[], bool] | None) -> wire.Response:
-        """Connect if needed, send, and read the answer's head; _Unanswered when the
-        connection failed before any byte of the answer."""
-        if conn.sock is None:
-            conn.connect()
-        sock = conn.sock
-        timeout = self.settings.read_timeout
-        sock.settimeout(timeout)
-        response = wire.Response(sock, method == "HEAD")
-        try:
-            try:
-                wire.send_request(sock, head, payload, chunked)
-            except (BrokenPipeError, ConnectionResetError):
-                # The upstream may have answered before reading the whole body (413) and
-                # closed: read that answer; the connection is not reused.
-                response.close_after()
-            response.read_head(timeout, client_gone)
-        except BaseException as exc:
-            response.close()
-            if isinstance(exc, _UNANSWERED) and response.received == 0:
-                raise _Unanswered(str(exc)) from exc
-            raise
-        return response
+        return exchange(self._pool(target), head, payload, chunked,
+                        timeout=self.settings.read_timeout, head_request=method == "HEAD",
+                        repeatable=repeatable, client_gone=client_gone)
 
     def _pool(self, target: Target) -> urllib3.HTTPConnectionPool:
         pool = self._pools.get(target.url)

@@ -13,7 +13,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, Any
 
 import httptools
 from gevent import monkey
@@ -257,9 +257,15 @@ class Response:
         return self.complete and self._keep_alive and not self._extra
 
 
-def peer_closed(sock: socket.socket) -> bool:
-    """True when the peer of ``sock`` closed (or half-closed) its side, checked without
-    waiting: nginx's broken-connection check, which a pipelined request does not trip."""
+def ready_events(sock: Any, events: int) -> int:
+    """The ``events`` (select.POLL*, plus hang-up and error) ready on ``sock`` now: the
+    standard poll() with a zero timeout, no switch through the gevent hub."""
     poller = _poll()
-    poller.register(sock, select.POLLRDHUP)
-    return any(events & _CLOSED for _, events in poller.poll(0))
+    poller.register(sock, events)
+    return next((ready for _, ready in poller.poll(0)), 0)
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """True when the peer of ``sock`` closed (or half-closed) its side: nginx's
+    broken-connection check, which a pipelined request does not trip."""
+    return bool(ready_events(sock, select.POLLRDHUP) & _CLOSED)
