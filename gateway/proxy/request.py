@@ -136,6 +136,12 @@ class RequestBody:
         before anything goes upstream."""
         self.pending = self.read(1)
 
+    @property
+    def remaining(self) -> int | None:
+        """Bytes of a Content-Length body not yet handed out, read-ahead included (None:
+        chunked, length unknown)."""
+        return None if self.missing is None else self.missing + len(self.pending)
+
     def read(self, size: int = -1) -> bytes:
         pending, self.pending = self.pending, b""
         if pending and size > 0:

@@ -61,11 +61,11 @@ class Target:
 def _replayable(body: RequestBody | None, chunked: bool) -> RequestBody | bytes | None:
     """The body read whole when it is small (it can then be sent again, and goes in the
     same send as the head), else the stream itself."""
-    if body is None or chunked or body.missing is None or body.missing > wire.CHUNK:
+    if body is None or chunked or body.remaining is None or body.remaining > wire.CHUNK:
         return body
     pieces = []
-    while body.missing > 0:  # RequestBody raises 400 if the client sends less
-        pieces.append(body.read(body.missing))
+    while left := body.remaining:  # RequestBody raises 400 if the client sends less
+        pieces.append(body.read(left))
     return b"".join(pieces)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.client
 import json
 import re
@@ -147,6 +148,16 @@ def test_seed_path_through_httpbin(gateway, httpbin):
     assert response.status == 200
     assert echoed["json"] == {"a": 1}
     assert echoed["url"].endswith("/anything/x?y=1")
+
+
+@pytest.mark.parametrize("size", [1, 1024, 256 * 1024, 256 * 1024 + 1])
+def test_content_length_bodies_arrive_whole_either_side_of_the_replay_size(proxied, size):
+    """Bodies up to 256 KiB are read whole first (sent with the head, replayable), larger
+    ones streamed; both arrive byte for byte, the byte read ahead for the 408 check too."""
+    body = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    response, data = call(proxied.url, "POST", "/sink", body=body)
+    assert response.status == 200
+    assert json.loads(data) == {"received": size, "sha256": hashlib.sha256(body).hexdigest()}
 
 
 def test_chunked_upload_is_forwarded_chunked(proxied):
