@@ -220,10 +220,22 @@ def test_a_body_that_never_starts_is_408_and_nothing_goes_upstream(body_timeout,
     assert (upstream_calls(fixture_server), fixture_server.connections) == before
 
 
-def test_a_body_that_stops_midway_drops_the_upstream_connection(body_timeout, fixture_server):
-    cut = fixture_server.hits["upload:cut"]
+def test_a_small_body_that_stops_midway_is_408_and_nothing_goes_upstream(body_timeout,
+                                                                         fixture_server):
+    """A body up to 256 KiB is read whole before the upstream is called (it is then sent
+    with the head, and can be sent again), so a stalled one never reaches the upstream."""
+    before = upstream_calls(fixture_server), fixture_server.connections
     response = raw_exchange(body_timeout.url, UPLOAD + b"Content-Length: 9000\r\n\r\n"
                             + b"x" * 3000, timeout=15)
+    assert status_of(response) == 408
+    assert (upstream_calls(fixture_server), fixture_server.connections) == before
+
+
+def test_a_body_that_stops_midway_drops_the_upstream_connection(body_timeout, fixture_server):
+    """A larger body streams; when it stops, the upstream sees it cut."""
+    cut = fixture_server.hits["upload:cut"]
+    response = raw_exchange(body_timeout.url, UPLOAD + b"Content-Length: 1048576\r\n\r\n"
+                            + b"x" * 300_000, timeout=15)
     assert status_of(response) == 408
     deadline = time.monotonic() + 10
     while fixture_server.hits["upload:cut"] == cut and time.monotonic() < deadline:
