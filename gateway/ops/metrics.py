@@ -36,6 +36,10 @@ POOL_REFRESH = 1.0
 REQUESTS = Counter(
     "gateway_http_requests", "Requests answered, by status class and by who answered "
     "(upstream, or gateway: an error or a filter's answer).", ["status_class", "source"])
+ROUTE_REQUESTS = Counter(
+    "gateway_route_requests", "Requests by the service and route that took them (empty "
+    "names for unnamed ones and for requests no route matched) and status class.",
+    ["service", "route", "status_class"])
 REQUEST_DURATION = Histogram(
     "gateway_request_duration_seconds", "Time from request received to last byte sent.",
     buckets=LATENCY_BUCKETS)
@@ -81,7 +85,9 @@ class PoolGauges:
 def observe(ex: Exchange, total: float) -> None:
     """Count a finished request: status, latencies, upstream failure, filter outcomes."""
     source = "upstream" if ex.body is None else "gateway"
-    REQUESTS.labels(f"{(ex.status or 0) // 100}xx", source).inc()
+    status_class = f"{(ex.status or 0) // 100}xx"
+    REQUESTS.labels(status_class, source).inc()
+    ROUTE_REQUESTS.labels(ex.service or "", ex.route or "", status_class).inc()
     REQUEST_DURATION.observe(total)
     if ex.upstream_seconds is not None:
         UPSTREAM_DURATION.observe(ex.upstream_seconds)

@@ -16,10 +16,11 @@ from time import perf_counter
 from typing import Any
 
 from urllib3.exceptions import HTTPError, ReadTimeoutError
+from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
-from gateway.filters import REGISTRY, build_filters
+from gateway.filters import REGISTRY
 from gateway.filters.base import Filter
 from gateway.ops import metrics
 from gateway.ops.accesslog import write_access_line
@@ -35,12 +36,15 @@ from gateway.proxy.headers import (
     response_headers,
 )
 from gateway.proxy.request import request_body, request_target
-from gateway.proxy.upstream import Upstream
+from gateway.routing.chain import Chain
+from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
 #: The answer to a path with . or .. segments, which the gateway does not resolve.
 BAD_PATH = "Bad request path: . and .. segments are not allowed"
 
+#: The chain of a request no route took (Kong runs no plugin on its 404).
+NO_FILTERS = Chain(())
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 # Largest piece read from the upstream and written to the client at once;
 # read1() returns what has arrived, so a slow drip is passed on at once.
@@ -62,14 +66,13 @@ class BodyAborted(ConnectionResetError):
 class Gateway:
     """The gateway as a WSGI application."""
 
-    def __init__(self, settings: Settings, filters: Sequence[Filter]) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable) -> None:
         self.settings = settings
-        #: The enabled filters, highest PRIORITY first (Kong's order).
-        self.filters = sorted(filters, key=lambda f: f.PRIORITY, reverse=True)
-        self.upstream = Upstream(settings)
-        self.request_filters = [f for f in self.filters if f.implements("on_request")]
-        self.response_filters = [f for f in self.filters if f.implements("on_response")]
-        self.log_filters = [f for f in self.filters if f.implements("on_log")]
+        self.routes = routes
+        #: Every route's filters, highest PRIORITY first (Kong's order).
+        self.filters = routes.filters
+        #: The upstream the status endpoints and pool gauges watch: the first service's.
+        self.upstream = next(routes.upstreams)
         self.pools = metrics.PoolGauges(self.upstream)
         self.status: StatusEndpoints | None = None
         if settings.status_path:
@@ -83,35 +86,46 @@ class Gateway:
         ex = Exchange(environ, _request_id(environ))
         REQUEST_ID.set(ex.request_id)
         metrics.IN_FLIGHT.inc()
-        self._guarded(ex, self._request_phase)
-        self._guarded(ex, self._response_phase)
+        found = self.routes.find(environ)
+        chain = NO_FILTERS if found is None else found[0].chain
+        if found is None:
+            ex.error(404, NO_ROUTE)
+        else:
+            self._guarded(ex, lambda ex: self._request_phase(ex, *found))
+        self._guarded(ex, lambda ex: self._response_phase(ex, chain))
         self._stamp(ex)
         try:
             start_response(status_line(ex.status), ex.headers.to_wsgi_list())
         except Exception:
             self.finish(ex, 0)
             raise
-        return ResponseBody(ex, self)
+        return ResponseBody(ex, self, chain)
 
-    def _request_phase(self, ex: Exchange) -> None:
-        for f in self.request_filters:
+    def _request_phase(self, ex: Exchange, destination: Destination, matched: str) -> None:
+        ex.service, ex.route = destination.service, destination.route
+        refusal = destination.protocol_refusal(ex.environ)
+        if refusal is not None:
+            status, message, location = refusal
+            ex.error(status, message, Headers({"Location": location}))
+            return
+        for f in destination.chain.request_filters:
             f.on_request(ex)
             if ex.answered:
                 return
-        self.proxy(ex)
+        self.proxy(ex, destination, matched)
 
-    def _response_phase(self, ex: Exchange) -> None:
+    def _response_phase(self, ex: Exchange, chain: Chain) -> None:
         """Every response, the gateway's own errors included (CORS and rate-limit headers).
 
         A filter that answers here (enrichment's 500) replaces the response, so the
         filters that ran before it run again on the new one, as Kong's header_filter
         runs after its response phase.
         """
-        for index, f in enumerate(self.response_filters):
+        for index, f in enumerate(chain.response_filters):
             body = ex.body
             f.on_response(ex)
             if ex.body is not body:
-                for earlier in self.response_filters[:index]:
+                for earlier in chain.response_filters[:index]:
                     earlier.on_response(ex)
 
     @staticmethod
@@ -127,8 +141,9 @@ class Gateway:
             log.exception("request %s failed inside the gateway", ex.request_id)
             ex.error(500, UNEXPECTED)
 
-    def proxy(self, ex: Exchange) -> None:
-        """Send the request upstream and take its status and headers; GatewayError on failure."""
+    def proxy(self, ex: Exchange, destination: Destination, matched: str) -> None:
+        """Send the request to the route's upstream and take its status and headers;
+        GatewayError on failure."""
         if ex.has_dot_segments:  # e.g. /../admin past GATEWAY_UPSTREAM_URL's path prefix
             raise GatewayError(400, BAD_PATH)
         headers = ex.upstream_headers
@@ -137,8 +152,8 @@ class Gateway:
         body, chunked = request_body(ex.environ)
         ex.upstream_started = perf_counter()
         query = ex.upstream_query if ex.query_replaced else None
-        target, response = self.upstream.send(
-            ex.method, request_target(ex.environ, query), headers, body, chunked)
+        path = destination.upstream_target(request_target(ex.environ, query), ex.path, matched)
+        target, response = destination.upstream.send(ex.method, path, headers, body, chunked)
         ex.upstream_finished = perf_counter()
         ex.target = target.url
         ex.upstream_response = response
@@ -172,9 +187,10 @@ class ResponseBody:
     """The WSGI response iterable: streams the body, then frees the upstream, runs on_log,
     and counts and logs the request."""
 
-    def __init__(self, ex: Exchange, gateway: Gateway) -> None:
+    def __init__(self, ex: Exchange, gateway: Gateway, chain: Chain) -> None:
         self.ex = ex
         self.gateway = gateway
+        self.chain = chain
         #: Body bytes handed to the server so far.
         self.sent = 0
 
@@ -212,7 +228,7 @@ class ResponseBody:
             if not response.isclosed():
                 response.close()  # unread body left: the connection cannot be reused
             response.release_conn()
-        for f in self.gateway.log_filters:
+        for f in self.chain.log_filters:
             try:
                 f.on_log(self.ex)
             except Exception:
@@ -236,7 +252,7 @@ def create_app(environ: Mapping[str, str] = os.environ,
     configs = [cls.Config for cls in REGISTRY.values()]
     reject_unknown(environ, env_names([Settings, ServerSettings, *configs]))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())
-    app: WSGIApp = Gateway(settings, [*build_filters(settings, environ), *extra_filters])
+    app: WSGIApp = Gateway(settings, route_table(settings, environ, extra_filters))
     hops = settings.trusted_proxies
     if hops:
         app = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

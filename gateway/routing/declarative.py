@@ -286,13 +286,3 @@ class _Collector:
 
 def _missing(path: str) -> str:
     raise Invalid(path, "required field missing")
-
-
-def load_declaration(environ: Mapping[str, str], path: str | None,
-                     inline: str | None) -> Declaration | None:
-    """The declaration the settings name, checked; None when there is none."""
-    source = declaration_source(environ, path, inline)
-    if source is None:
-        return None
-    return parse_declaration(*source, environ)
-

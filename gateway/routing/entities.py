@@ -209,6 +209,8 @@ class Route:
     regex_priority: int
     https_redirect_status_code: int
     label: str
+    #: What plugins refer to it by: its name, else its id, else its field path.
+    key: str
 
 
 ROUTE_FIELDS: s.Fields = {
@@ -241,7 +243,8 @@ def route(raw: dict[str, Any], path: str) -> Route:
         methods=raw["methods"], hosts=raw["hosts"], paths=raw["paths"], headers=raw["headers"],
         strip_path=raw["strip_path"], preserve_host=raw["preserve_host"],
         regex_priority=raw["regex_priority"],
-        https_redirect_status_code=raw["https_redirect_status_code"], label=path)
+        https_redirect_status_code=raw["https_redirect_status_code"], label=path,
+        key=raw["name"] or raw["id"] or path)
 
 
 @dataclass(frozen=True)

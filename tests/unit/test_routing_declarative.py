@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ConfigError
-from gateway.routing.declarative import load_declaration, parse_declaration
+from gateway.routing.declarative import declaration_source, parse_declaration
 
 HEAD = '_format_version: "3.0"\n'
 
@@ -121,13 +121,18 @@ def test_vault_references_are_read_from_the_environment_and_never_shown():
     assert "<hidden>" in hidden and "pw" not in hidden
 
 
+def load(environ, path, inline):
+    source = declaration_source(environ, path, inline)
+    return None if source is None else parse_declaration(*source, environ)
+
+
 def test_file_and_string_sources(tmp_path):
     path = tmp_path / "kong.json"
     path.write_text('{"_format_version": "3.0", "services": [{"name": "a", "url": "http://a"}]}')
-    assert list(load_declaration({}, str(path), None).services) == ["a"]
-    assert load_declaration({}, None, HEAD) is not None
-    assert load_declaration({}, None, None) is None
+    assert list(load({}, str(path), None).services) == ["a"]
+    assert load({}, None, HEAD) is not None
+    assert load({}, None, None) is None
     with pytest.raises(ConfigError, match="both set"):
-        load_declaration({}, str(path), HEAD)
+        load({}, str(path), HEAD)
     with pytest.raises(ConfigError, match=r"GATEWAY_DECLARATIVE_CONFIG=/nope\.yml: cannot read"):
-        load_declaration({}, "/nope.yml", None)
+        load({}, "/nope.yml", None)

@@ -1,0 +1,124 @@
+"""The route table inside the app: services, strip_path, scoped plugins, 404, names in logs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.config import ConfigError
+from gateway.routing.entities import Target
+from gateway.routing.table import weighted_ring
+from tests.support.app import gateway_of, in_process
+
+KONG = """
+_format_version: "3.0"
+services:
+- name: orders
+  url: {url}/echo/api
+  routes:
+  - name: orders
+    paths: [/orders]
+  - name: orders-admin
+    paths: [/orders/admin]
+    strip_path: false
+    plugins:
+    - name: request-termination
+      config: {{status_code: 403, message: closed}}
+- name: users
+  url: {url}
+  routes:
+  - name: users
+    hosts: [users.example.com]
+    paths: [/]
+  - name: secure
+    paths: [/secure]
+    protocols: [https]
+  plugins:
+  - name: key-auth
+    config: {{key_names: [apikey], hide_credentials: true}}
+consumers:
+- username: alice
+  keyauth_credentials: [{{key: alice-key}}]
+  plugins:
+  - name: response-transformer
+    service: users
+    config: {{add: {{headers: ["X-Who:alice"]}}}}
+plugins:
+- name: response-transformer
+  config: {{add: {{headers: ["X-Who:anyone", "X-Global:yes"]}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def client(upstream):
+    return in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": KONG.format(url=upstream.url)})
+
+
+def echo(response):
+    return json.loads(response.get_data())
+
+
+def test_strip_path_and_service_path(client):
+    response = client.get("/orders/42?x=1")
+    assert response.status_code == 200
+    assert echo(response)["target"] == "/echo/api/42?x=1"
+    assert response.headers["X-Who"] == "anyone"  # the global plugin
+
+
+def test_route_plugin_and_strip_path_false(client):
+    response = client.get("/orders/admin/x")
+    assert response.status_code == 403
+    assert json.loads(response.get_data())["message"] == "closed"
+
+
+def test_no_route_is_kongs_404(client):
+    response = client.get("/nowhere", headers={"Host": "other.example.com"})
+    assert response.status_code == 404
+    assert json.loads(response.get_data())["message"] == "no Route matched with those values"
+
+
+def test_service_plugin_and_consumer_scoped_plugin(client):
+    host = {"Host": "users.example.com"}
+    assert client.get("/echo", headers=host).status_code == 401
+    response = client.get("/echo", headers={**host, "apikey": "alice-key"})
+    assert response.status_code == 200
+    assert "apikey" not in {k.lower() for k, _ in echo(response)["headers"]}
+    assert response.headers["X-Who"] == "alice"  # consumer+service beats global
+    assert "X-Global" not in response.headers  # one configuration per plugin name
+
+
+def test_https_only_route_answers_426_on_http(client):
+    response = client.get("/secure", headers={"apikey": "alice-key"})
+    assert response.status_code == 426
+    assert json.loads(response.get_data())["message"] == "Please use HTTPS protocol"
+
+
+def test_filters_are_shared_across_routes(client):
+    names = [f.NAME for f in gateway_of(client).filters]
+    assert names.count("key-auth") == 1
+
+
+def test_bad_plugin_config_names_the_field(upstream):
+    text = KONG.format(url=upstream.url).replace("status_code: 403", "status_code: 42")
+    with pytest.raises(ConfigError, match=r"services\[orders\]\.routes\[orders-admin\]\."
+                                          r"plugins\[request-termination\]\.config\.status_code"):
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
+
+
+def test_unsupported_plugin_is_refused(upstream):
+    text = KONG.format(url=upstream.url).replace("request-termination", "jwt")
+    with pytest.raises(ConfigError, match="plugin 'jwt' not enabled; this gateway supports"):
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
+
+
+def test_filters_variable_cannot_be_mixed_with_a_file(upstream):
+    with pytest.raises(ConfigError, match="GATEWAY_FILTERS cannot be combined"):
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": KONG.format(url=upstream.url),
+                    "GATEWAY_FILTERS": "cors"})
+
+
+def test_weighted_ring_spreads_targets():
+    a, b = Target("a", 1, 100), Target("b", 1, 50)
+    assert [t.host for t in weighted_ring([a, b])] == ["a", "b", "a"]
+    assert weighted_ring([Target("c", 1, 0)]) == []
