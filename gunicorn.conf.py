@@ -10,19 +10,24 @@ short-lived child process, so a bad variable stops the start with one line
 instead of a worker that crashes and is respawned forever.
 
 gunicorn runs this file again on SIGHUP (reload). The environment of a running
-master cannot change, so the check can only fail then if the code on disk
-changed; the master then prints the same one-line error and stops gracefully
-(in-flight requests finish, exit status 2) rather than spawn workers that
-cannot boot.
+master cannot change, so besides the declarative file the check can only fail
+then if the code on disk changed; the master then prints the same one-line
+error and stops gracefully (in-flight requests finish, exit status 2) rather
+than spawn workers that cannot boot. The declarative file is copied before it
+is checked and workers read the copy that passed: on reload, a file that no
+longer validates is reported and the previous copy stays in use (Kong's
+reload does not take a running node down either).
 """
 
 import os
 import subprocess
 import sys
+import tempfile
 
 from gateway.config import ConfigError, ServerSettings, load
 from gateway.ops import metricsdir
 from gateway.ops.logjson import logging_config
+from gateway.routing.declarative import SNAPSHOT_ENV
 
 # Set by on_starting: this file is being re-read by a running master (SIGHUP).
 _MASTER = "_GATEWAY_MASTER_PID"
@@ -36,14 +41,52 @@ except ConfigError as exc:
 
 # Without the metrics directory: the check must not leave metric files in it.
 _check_env = {k: v for k, v in os.environ.items() if k != metricsdir.ENV}
-_check = subprocess.run([sys.executable, "-m", "gateway", "check"], env=_check_env, check=False)
-if _check.returncode != 0:
+
+
+def _check(snapshot):
+    """Exit status of ``python -m gateway check``, reading the declarative file from
+    ``snapshot`` (a copy) when given."""
+    env = dict(_check_env, **({SNAPSHOT_ENV: snapshot} if snapshot else {}))
+    return subprocess.run([sys.executable, "-m", "gateway", "check"], env=env,
+                          check=False).returncode
+
+
+def _snapshot():
+    """A private copy of GATEWAY_DECLARATIVE_CONFIG, or None (no file, or unreadable: the
+    check then reports it). Workers read the copy that passed the check, never the file."""
+    path = os.environ.get("GATEWAY_DECLARATIVE_CONFIG", "").strip()
+    try:
+        with open(path, "rb") as source:
+            content = source.read()
+    except OSError:
+        return None
+    fd, copy = tempfile.mkstemp(prefix="gateway-declarative-")
+    with os.fdopen(fd, "wb") as target:
+        target.write(content)
+    return copy
+
+
+_previous = os.environ.get(SNAPSHOT_ENV)
+_candidate = _snapshot()
+_status = _check(_candidate)
+if _status == 0 and _candidate:
+    os.environ[SNAPSHOT_ENV] = _candidate
+    if _previous:
+        os.unlink(_previous)
+elif _candidate:
+    os.unlink(_candidate)
+    if _reloading and _previous and _check(_previous) == 0:
+        # As Kong's reload: a file that no longer validates leaves the previous one in use.
+        print("gateway: reload: GATEWAY_DECLARATIVE_CONFIG does not validate (see the line "
+              "above); the workers keep the previous configuration", file=sys.stderr)
+        _status = 0
+if _status != 0:
     if not _reloading:
-        sys.exit(_check.returncode)
+        sys.exit(_status)
 
     def on_reload(server):
         """The code on disk rejects this environment: stop gracefully, spawn nothing."""
-        server.halt("configuration error on reload (see the line above)", _check.returncode)
+        server.halt("configuration error on reload (see the line above)", _status)
 
 # Always gevent: the gateway is I/O bound and overlaps upstream and third-party calls.
 worker_class = "gevent"
@@ -84,3 +127,5 @@ def on_exit(server):
     """Master, at the very end: delete the metrics directory if it was a temporary one."""
     if _server.metrics_dir is None:
         metricsdir.remove(os.environ[metricsdir.ENV])
+    if os.environ.get(SNAPSHOT_ENV):
+        os.unlink(os.environ[SNAPSHOT_ENV])

@@ -1,4 +1,4 @@
-"""Command line: ``python -m gateway check`` validates the environment; ``settings`` prints
+"""Command line: ``python -m gateway check`` validates the environment and the declarative file
 the settings table in Markdown; ``readme`` rewrites that table in README.md."""
 
 from __future__ import annotations
