@@ -1,5 +1,6 @@
-"""Command line: ``python -m gateway check`` validates the environment and the declarative file
-the settings table in Markdown; ``readme`` rewrites that table in README.md."""
+"""Command line: ``python -m gateway check`` validates the environment and the declarative
+file; ``settings`` prints the settings table in Markdown; ``readme`` rewrites that table in
+README.md."""
 
 from __future__ import annotations
 

@@ -136,3 +136,11 @@ def test_file_and_string_sources(tmp_path):
         load({}, str(path), HEAD)
     with pytest.raises(ConfigError, match=r"GATEWAY_DECLARATIVE_CONFIG=/nope\.yml: cannot read"):
         load({}, "/nope.yml", None)
+
+
+def test_readme_shows_the_example_file_the_integration_test_runs():
+    from tests.support.processes import ROOT
+
+    example = (ROOT / "deploy" / "kong.yml").read_text()
+    assert f"```yaml\n{example}```" in (ROOT / "README.md").read_text()
+    assert parse_declaration(example, "kong.yml", {"DEMO_API_KEY": "k"}).consumers
