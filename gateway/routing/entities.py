@@ -17,8 +17,12 @@ from gateway.routing.schema import REQUIRED, Invalid, shown
 
 #: Kong's timeouts: milliseconds in [1, 2^31 - 2], default 60 s.
 TIMEOUT = (s.integer(1, 2**31 - 2), 60000)
+#: Kong's tags: accepted, no effect here.
 TAGS = (s.array(s.string), ())
 ID = (s.string, None)
+#: Kong's automatic timestamps, present in exported files: accepted, no effect here.
+TIMESTAMP = (s.integer(0, 2**53), None)
+AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP}
 HTTP_PROTOCOLS = ("http", "https")
 METHOD = re.compile(r"[A-Z]+")
 
@@ -149,7 +153,7 @@ class Service:
 
 
 SERVICE_FIELDS: s.Fields = {
-    "id": ID, "name": (s.name, None), "url": (s.string, None),
+    **AUTO, "name": (s.name, None), "url": (s.string, None),
     "protocol": (s.one_of(*HTTP_PROTOCOLS), None), "host": (s.hostname, None),
     "port": (s.port, None), "path": (service_path, None),
     "retries": (s.integer(0, 32767), 5), "connect_timeout": TIMEOUT,
@@ -214,7 +218,7 @@ class Route:
 
 
 ROUTE_FIELDS: s.Fields = {
-    "id": ID, "name": (s.name, None), "service": (reference, None),
+    **AUTO, "name": (s.name, None), "service": (reference, None),
     "protocols": (s.array(s.one_of(*HTTP_PROTOCOLS)), HTTP_PROTOCOLS),
     "methods": (s.array(method), ()), "hosts": (s.array(host_pattern), ()),
     "paths": (s.array(router_path), ()), "headers": (header_rules, ()),
@@ -257,7 +261,7 @@ class Target:
 
 
 TARGET_FIELDS: s.Fields = {
-    "id": ID, "target": (s.string, REQUIRED), "weight": (s.integer(0, 65535), 100),
+    **AUTO, "target": (s.string, REQUIRED), "weight": (s.integer(0, 65535), 100),
     "upstream": (reference, None), "tags": TAGS,
 }
 
@@ -293,7 +297,7 @@ class Upstream:
 
 
 UPSTREAM_FIELDS: s.Fields = {
-    "id": ID, "name": (s.hostname, REQUIRED),
+    **AUTO, "name": (s.hostname, REQUIRED),
     "algorithm": (s.fixed("round-robin"), "round-robin"), "slots": (s.integer(10, 2**16), 10000),
     "hash_on": (s.fixed("none"), "none"), "hash_fallback": (s.fixed("none"), "none"),
     "healthchecks": (_no_active_checks, None), "host_header": UNSUPPORTED,
@@ -313,11 +317,11 @@ class Consumer:
 
 
 CONSUMER_FIELDS: s.Fields = {
-    "id": ID, "username": (s.string, None), "custom_id": (s.string, None), "tags": TAGS,
+    **AUTO, "username": (s.string, None), "custom_id": (s.string, None), "tags": TAGS,
     "keyauth_credentials": NESTED, "plugins": NESTED,
 }
 CREDENTIAL_FIELDS: s.Fields = {
-    "id": ID, "key": (s.string, REQUIRED), "consumer": (reference, None), "tags": TAGS,
+    **AUTO, "key": (s.string, REQUIRED), "consumer": (reference, None), "tags": TAGS,
     "ttl": UNSUPPORTED,
 }
 
@@ -335,7 +339,7 @@ class Plugin:
 
 
 PLUGIN_FIELDS: s.Fields = {
-    "id": ID, "name": (s.string, REQUIRED), "instance_name": (s.name, None),
+    **AUTO, "name": (s.string, REQUIRED), "instance_name": (s.name, None),
     "config": (s.mapping, {}),
     "enabled": (s.boolean, True), "protocols": (s.array(s.string), ()),
     "service": (reference, None), "route": (reference, None), "consumer": (reference, None),

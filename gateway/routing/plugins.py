@@ -87,7 +87,7 @@ def _anonymous(conf: dict[str, Any], path: str, decl: Declaration) -> dict[str, 
 def _transform_lists(*names: str) -> s.Check:
     """response-transformer's add/remove/... records: only ``headers`` may be non-empty."""
     def check(value: Any, path: str) -> dict[str, Any]:
-        fields = {name: (STRINGS, ()) for name in ("headers", "json", "json_types", "body")}
+        fields = {name: (STRINGS, ()) for name in ("headers", "json", "json_types")}
         checked = s.record(value, path, fields)
         for name in fields:
             if name not in names:

@@ -111,7 +111,7 @@ def single_service(settings: Settings, filters: Sequence[Filter]) -> RouteTable:
 
 def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()) -> RouteTable:
     """The routes of a declarative file; Invalid names the entity and field at fault."""
-    instances = {p.label: _instance(p, decl, settings) for p in decl.plugins}
+    instances = [_instance(p, decl, settings) for p in decl.plugins]
     upstreams: dict[tuple[str, bool], Upstream] = {}
     routes = []
     for route in decl.routes:
@@ -136,11 +136,11 @@ def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings) -> Filter
         raise Invalid(f"{plugin.label}.config", str(exc)) from None
 
 
-def _scoped(decl: Declaration, instances: dict[str, Filter], route: str,
+def _scoped(decl: Declaration, instances: list[Filter], route: str,
             service: str) -> list[Filter]:
     """The route's filters: per plugin name the most specific configuration, per consumer."""
     best: dict[str, dict[str | None, tuple[int, Filter]]] = {}
-    for plugin in decl.plugins:
+    for plugin, instance in zip(decl.plugins, instances, strict=True):
         if plugin.route not in (None, route) or plugin.service not in (None, service):
             continue
         rank = _RANK[plugin.consumer is not None, plugin.route is not None,
@@ -148,7 +148,7 @@ def _scoped(decl: Declaration, instances: dict[str, Filter], route: str,
         consumer = decl.consumers[plugin.consumer].username if plugin.consumer else None
         slot = best.setdefault(plugin.name, {})
         if consumer not in slot or rank > slot[consumer][0]:
-            slot[consumer] = rank, instances[plugin.label]
+            slot[consumer] = rank, instance
     filters: list[Filter] = []
     for slot in best.values():
         default = slot.pop(None, (-1, None))
