@@ -269,18 +269,17 @@ class _Collector:
             if kind in parent and checked[kind] is not None:
                 raise Invalid(f"{path}.{kind}", f"a plugin nested in a {kind} is already "
                                                 "scoped to it")
-        if not checked["enabled"]:
-            return
         refs = {kind: self._refer(kind, checked[kind], f"{path}.{kind}")
                 for kind in ("service", "route", "consumer") if kind not in parent}
         index = len(self.plugins)
-        self.plugins.append(e.Plugin(checked["name"], checked["config"], None, None, None, path))
+        plugin = e.Plugin(checked["name"], checked["config"], checked["enabled"], None, None,
+                          None, path)
+        self.plugins.append(plugin)
 
         def bind() -> None:
-            scope = {kind: ref() for kind, ref in refs.items()}
-            self.plugins[index] = e.Plugin(checked["name"], checked["config"],
-                                           **{"service": None, "route": None, "consumer": None,
-                                              **parent, **scope}, label=path)
+            scope = {"service": None, "route": None, "consumer": None, **parent,
+                     **{kind: ref() for kind, ref in refs.items()}}
+            self.plugins[index] = replace(plugin, **scope)
         self.pending.append(bind)
 
 

@@ -332,6 +332,8 @@ class Plugin:
 
     name: str
     config: dict[str, Any]
+    #: A disabled plugin's config is checked all the same (Kong does), then left out.
+    enabled: bool
     service: str | None
     route: str | None
     consumer: str | None

@@ -128,20 +128,24 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
     return RouteTable([d for _, d in routes], Router(routes))
 
 
-def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings) -> Filter:
+def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings) -> Filter | None:
+    """The plugin's filter; None for a disabled plugin (its config checked all the same)."""
     cls, config = filter_config(plugin, decl)
+    if not plugin.enabled:
+        return None
     try:
         return cls(config, settings)
     except (ConfigError, ValueError) as exc:
         raise Invalid(f"{plugin.label}.config", str(exc)) from None
 
 
-def _scoped(decl: Declaration, instances: list[Filter], route: str,
+def _scoped(decl: Declaration, instances: list[Filter | None], route: str,
             service: str) -> list[Filter]:
     """The route's filters: per plugin name the most specific configuration, per consumer."""
     best: dict[str, dict[str | None, tuple[int, Filter]]] = {}
     for plugin, instance in zip(decl.plugins, instances, strict=True):
-        if plugin.route not in (None, route) or plugin.service not in (None, service):
+        if instance is None or plugin.route not in (None, route) or \
+                plugin.service not in (None, service):
             continue
         rank = _RANK[plugin.consumer is not None, plugin.route is not None,
                      plugin.service is not None]

@@ -122,3 +122,13 @@ def test_weighted_ring_spreads_targets():
     a, b = Target("a", 1, 100), Target("b", 1, 50)
     assert [t.host for t in weighted_ring([a, b])] == ["a", "b", "a"]
     assert weighted_ring([Target("c", 1, 0)]) == []
+
+
+def test_a_disabled_plugin_is_checked_but_not_run(upstream):
+    text = KONG.format(url=upstream.url).replace(
+        "      config: {status_code: 403, message: closed}",
+        "      enabled: false\n      config: {status_code: 403, message: closed}")
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
+    assert client.get("/orders/admin/x").status_code == 200
+    with pytest.raises(ConfigError, match=r"config\.status_code: value should be between"):
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text.replace("403", "42")})
