@@ -112,18 +112,20 @@ def single_service(settings: Settings, filters: Sequence[Filter]) -> RouteTable:
 def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()) -> RouteTable:
     """The routes of a declarative file; Invalid names the entity and field at fault."""
     instances = [_instance(p, decl, settings) for p in decl.plugins]
-    upstreams: dict[tuple[str, bool], Upstream] = {}
+    # Services with the same targets, retries, timeouts and Host rule share one Upstream,
+    # so its connection pools.
+    upstreams: dict[Settings, Upstream] = {}
     routes = []
     for route in decl.routes:
         service = decl.services[route.service]
         if not service.enabled:
             continue
-        key = (route.service, route.preserve_host)
-        if key not in upstreams:
-            upstreams[key] = Upstream(_service_settings(settings, service, decl, route))
+        proxy = _service_settings(settings, service, decl, route)
+        if proxy not in upstreams:
+            upstreams[proxy] = Upstream(proxy)
         filters = _scoped(decl, instances, route.key, route.service)
         routes.append((route, Destination(service.name or "", route.name or "",
-                                          Chain([*filters, *extra]), upstreams[key],
+                                          Chain([*filters, *extra]), upstreams[proxy],
                                           route, service.path)))
     return RouteTable([d for _, d in routes], Router(routes))
 

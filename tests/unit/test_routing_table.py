@@ -132,3 +132,17 @@ def test_a_disabled_plugin_is_checked_but_not_run(upstream):
     assert client.get("/orders/admin/x").status_code == 200
     with pytest.raises(ConfigError, match=r"config\.status_code: value should be between"):
         in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text.replace("403", "42")})
+
+
+def test_services_alike_share_one_upstream_and_its_pools(upstream):
+    text = KONG.format(url=upstream.url)
+    destinations = {d.route: d for d in gateway_of(in_process(
+        {"GATEWAY_DECLARATIVE_CONFIG_STRING": text})).routes.destinations}
+    # orders (path /echo/api) and users (no path) go to the same target with the same settings
+    assert destinations["orders"].upstream is destinations["users"].upstream
+    slower = text.replace(f"url: {upstream.url}\n  routes:",
+                          f"url: {upstream.url}\n  read_timeout: 5000\n  routes:")
+    destinations = {d.route: d for d in gateway_of(in_process(
+        {"GATEWAY_DECLARATIVE_CONFIG_STRING": slower})).routes.destinations}
+    assert destinations["orders"].upstream is not destinations["users"].upstream
+    assert destinations["users"].upstream.settings.read_timeout == 5
