@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_ops_reload import LoadLoop, wait_for_new_workers
+from tests.integration.test_ops_reload import THREADS, LoadLoop, wait_for_new_workers
 from tests.support.net import free_port
 from tests.support.processes import ROOT, VENV_BIN
 
@@ -147,5 +147,6 @@ def test_reload_keeps_serving_on_a_bad_file_and_applies_a_good_one(
     finally:
         load.stop()
     assert load.failures == [], load.failures[:5]
+    assert load.retried <= 2 * workers * THREADS  # at most one race per connection per reload
     assert load.ok > 100
     assert get(gw.url + "/new/z")[0] == 200
