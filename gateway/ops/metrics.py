@@ -14,6 +14,7 @@ breaker, rate-limiting's rejections) declares it in its own module.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -65,10 +66,11 @@ POOL_OPENED = Counter(
 
 
 class PoolGauges:
-    """Copies a worker's connection-pool figures into the gauges, at most once a second."""
+    """Copies a worker's connection-pool figures into the gauges, at most once a second
+    (summed per target URL over the services' upstreams)."""
 
-    def __init__(self, upstream: Upstream) -> None:
-        self.upstream = upstream
+    def __init__(self, upstreams: Iterable[Upstream]) -> None:
+        self.upstreams = list(upstreams)
         self.refreshed = 0.0
         self.opened: dict[str, int] = {}
 
@@ -76,7 +78,12 @@ class PoolGauges:
         if now - self.refreshed < POOL_REFRESH:
             return
         self.refreshed = now
-        for url, (idle, opened) in self.upstream.idle_connections().items():
+        totals: dict[str, tuple[int, int]] = {}
+        for upstream in self.upstreams:
+            for url, (idle, opened) in upstream.idle_connections().items():
+                before = totals.get(url, (0, 0))
+                totals[url] = (before[0] + idle, before[1] + opened)
+        for url, (idle, opened) in totals.items():
             POOL_IDLE.labels(url).set(idle)
             POOL_OPENED.labels(url).inc(opened - self.opened.get(url, 0))
             self.opened[url] = opened

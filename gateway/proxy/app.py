@@ -71,9 +71,9 @@ class Gateway:
         self.routes = routes
         #: Every route's filters, highest PRIORITY first (Kong's order).
         self.filters = routes.filters
-        #: The upstream the status endpoints and pool gauges watch: the first service's.
+        #: The upstream the readiness probe watches: the first service's.
         self.upstream = next(routes.upstreams)
-        self.pools = metrics.PoolGauges(self.upstream)
+        self.pools = metrics.PoolGauges(routes.upstreams)
         self.status: StatusEndpoints | None = None
         if settings.status_path:
             self.status = StatusEndpoints(settings.status_path, self.upstream,

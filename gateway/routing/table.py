@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import ConfigError, Settings
-from gateway.filters import build_filters
+from gateway.config import ConfigError, Settings, env_names
+from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
 from gateway.proxy.upstream import Upstream
 from gateway.routing import entities as e
@@ -216,6 +216,11 @@ def route_table(settings: Settings, environ: Mapping[str, str],
     if settings.filters:
         raise ConfigError("GATEWAY_FILTERS cannot be combined with a declarative file: "
                           "declare the plugins in the file")
+    filter_variables = env_names(cls.Config for cls in REGISTRY.values())
+    for name in sorted(filter_variables.intersection(environ)):
+        if environ[name].strip():
+            raise ConfigError(f"{name}: a filter setting has no effect with a declarative "
+                              "file; set it in the plugin's config there")
     text, origin = source
     decl = parse_declaration(text, origin, environ)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.routing.declarative import parse_declaration
 from gateway.routing.table import declared
-from tests.support.app import in_process
+from tests.support.app import get, in_process
 
 DUMP = """
 _format_version: "3.0"
@@ -125,8 +125,8 @@ def test_a_kong_export_works_unchanged(upstream):
     host, port = upstream.url.removeprefix("http://").split(":")
     text = DUMP.replace("{host}", host).replace("{port}", port)
     client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
-    assert client.get("/api/x").status_code == 401
-    response = client.get("/api/x", headers={"apikey": "alice-key"})
+    assert get(client, "/api/x").status_code == 401
+    response = get(client, "/api/x", headers={"apikey": "alice-key"})
     assert response.status_code == 200
     assert json.loads(response.get_data())["target"] == "/echo/x"
     assert response.headers["X-Echo"] == "yes"

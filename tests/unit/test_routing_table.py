@@ -9,7 +9,7 @@ import pytest
 from gateway.config import ConfigError
 from gateway.routing.entities import Target
 from gateway.routing.table import weighted_ring
-from tests.support.app import gateway_of, in_process
+from tests.support.app import gateway_of, get, in_process
 
 KONG = """
 _format_version: "3.0"
@@ -60,28 +60,28 @@ def echo(response):
 
 
 def test_strip_path_and_service_path(client):
-    response = client.get("/orders/42?x=1")
+    response = get(client, "/orders/42?x=1")
     assert response.status_code == 200
     assert echo(response)["target"] == "/echo/api/42?x=1"
     assert response.headers["X-Who"] == "anyone"  # the global plugin
 
 
 def test_route_plugin_and_strip_path_false(client):
-    response = client.get("/orders/admin/x")
+    response = get(client, "/orders/admin/x")
     assert response.status_code == 403
     assert json.loads(response.get_data())["message"] == "closed"
 
 
 def test_no_route_is_kongs_404(client):
-    response = client.get("/nowhere", headers={"Host": "other.example.com"})
+    response = get(client, "/nowhere", headers={"Host": "other.example.com"})
     assert response.status_code == 404
     assert json.loads(response.get_data())["message"] == "no Route matched with those values"
 
 
 def test_service_plugin_and_consumer_scoped_plugin(client):
     host = {"Host": "users.example.com"}
-    assert client.get("/echo", headers=host).status_code == 401
-    response = client.get("/echo", headers={**host, "apikey": "alice-key"})
+    assert get(client, "/echo", headers=host).status_code == 401
+    response = get(client, "/echo", headers={**host, "apikey": "alice-key"})
     assert response.status_code == 200
     assert "apikey" not in {k.lower() for k, _ in echo(response)["headers"]}
     assert response.headers["X-Who"] == "alice"  # consumer+service beats global
@@ -89,7 +89,7 @@ def test_service_plugin_and_consumer_scoped_plugin(client):
 
 
 def test_https_only_route_answers_426_on_http(client):
-    response = client.get("/secure", headers={"apikey": "alice-key"})
+    response = get(client, "/secure", headers={"apikey": "alice-key"})
     assert response.status_code == 426
     assert json.loads(response.get_data())["message"] == "Please use HTTPS protocol"
 
@@ -129,7 +129,7 @@ def test_a_disabled_plugin_is_checked_but_not_run(upstream):
         "      config: {status_code: 403, message: closed}",
         "      enabled: false\n      config: {status_code: 403, message: closed}")
     client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
-    assert client.get("/orders/admin/x").status_code == 200
+    assert get(client, "/orders/admin/x").status_code == 200
     with pytest.raises(ConfigError, match=r"config\.status_code: value should be between"):
         in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text.replace("403", "42")})
 
@@ -146,3 +146,38 @@ def test_services_alike_share_one_upstream_and_its_pools(upstream):
         {"GATEWAY_DECLARATIVE_CONFIG_STRING": slower})).routes.destinations}
     assert destinations["orders"].upstream is not destinations["users"].upstream
     assert destinations["users"].upstream.settings.read_timeout == 5
+
+
+def test_filter_variables_cannot_be_mixed_with_a_file(upstream):
+    with pytest.raises(ConfigError, match="GATEWAY_RATELIMIT_MINUTE: a filter setting has no "
+                                          "effect with a declarative file"):
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": KONG.format(url=upstream.url),
+                    "GATEWAY_RATELIMIT_MINUTE": "5"})
+
+
+def test_preserve_host_is_per_route(upstream):
+    text = KONG.format(url=upstream.url).replace(
+        "    hosts: [users.example.com]\n", "    hosts: [users.example.com]\n"
+        "    preserve_host: true\n")
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
+    kept = echo(get(client, "/echo", headers={"Host": "users.example.com", "apikey": "alice-key"}))
+    assert ["Host", "users.example.com"] in kept["headers"]
+    sent = echo(get(client, "/orders/1", headers={"Host": "other.example.com"}))
+    assert ["Host", upstream.url.removeprefix("http://")] in sent["headers"]
+
+
+def test_pool_gauges_sum_the_services_pools_to_a_target(upstream):
+    from prometheus_client import REGISTRY
+
+    slower = KONG.format(url=upstream.url).replace(
+        f"url: {upstream.url}\n  routes:", f"url: {upstream.url}\n  read_timeout: 5000\n  routes:")
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": slower})
+    assert get(client, "/orders/1").status_code == 200
+    assert get(client, "/echo", headers={"Host": "users.example.com",
+                                         "apikey": "alice-key"}).status_code == 200
+    gateway = gateway_of(client)
+    assert len(gateway.pools.upstreams) == 2
+    gateway.pools.refresh(float("inf"))
+    idle = REGISTRY.get_sample_value("gateway_upstream_idle_connections",
+                                     {"target": upstream.url})
+    assert idle == 2  # one kept-alive connection in each service's pool
