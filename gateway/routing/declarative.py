@@ -132,7 +132,6 @@ class _Collector:
         self.environ = environ
         self.services: dict[str, e.Service] = {}
         self.routes: list[e.Route] = []
-        self.upstreams: dict[str, e.Upstream] = {}
         self.consumers: dict[str, e.Consumer] = {}
         self.plugins: list[e.Plugin] = []
         #: Kind -> name or id -> key, to resolve references.

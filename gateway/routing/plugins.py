@@ -188,14 +188,26 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
     if kong.combine:
         texts.update(kong.combine(conf, path, decl))
     kong_name = {f.ours: k for k, f in kong.fields.items() if f.ours}
+    hidden = {f.ours for k, f in kong.fields.items() if f.ours and _has_secret(conf[k])}
     cls = REGISTRY[kong.filter]
     objects = {"keys": _key_table(decl)} if kong.filter == "key-auth" else {}
-    return cls, _config(cls.Config, texts, objects, path, kong_name)
+    return cls, _config(cls.Config, texts, objects, path, kong_name, hidden)
+
+
+def _has_secret(value: Any) -> bool:
+    """True when a config value (or an element of it) was read from a vault reference."""
+    if isinstance(value, (list, tuple)):
+        return any(_has_secret(item) for item in value)
+    return isinstance(value, s.Secret)
 
 
 def _config(config_cls: type, texts: dict[str, str], objects: dict[str, Any], path: str,
-            kong_name: dict[str, str]) -> Any:
-    """The Config dataclass from texts parsed by each field's own parser, plus ``objects``."""
+            kong_name: dict[str, str], hidden: set[str | None]) -> Any:
+    """The Config dataclass from texts parsed by each field's own parser, plus ``objects``.
+
+    A parser's complaint about a field in ``hidden`` (from a vault) or declared secret is
+    replaced by a generic one: parsers may quote the value.
+    """
     values = dict(objects)
     for f in dataclasses.fields(config_cls):
         if f.name in values:
@@ -210,7 +222,9 @@ def _config(config_cls: type, texts: dict[str, str], objects: dict[str, Any], pa
         try:
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
-            raise Invalid(where, str(exc)) from None
+            secret = f.name in hidden or f.metadata["secret"]
+            raise Invalid(where, "invalid value (hidden: it is a secret)" if secret
+                          else str(exc)) from None
     try:
         return config_cls(**values)
     except (ConfigError, ValueError) as exc:

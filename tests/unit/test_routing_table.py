@@ -181,3 +181,17 @@ def test_pool_gauges_sum_the_services_pools_to_a_target(upstream):
     idle = REGISTRY.get_sample_value("gateway_upstream_idle_connections",
                                      {"target": upstream.url})
     assert idle == 2  # one kept-alive connection in each service's pool
+
+
+def test_a_bad_value_from_a_vault_is_not_echoed(upstream):
+    text = KONG.format(url=upstream.url) + (
+        "- name: enrichment\n  route: orders\n  config: {url: '{vault://env/enrich-url}'}\n")
+    with pytest.raises(ConfigError) as caught:
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text,
+                    "ENRICH_URL": "ftp://user:hunter2@third.example/x"})
+    message = str(caught.value)
+    assert "plugins[enrichment].config.url: invalid value (hidden: it is a secret)" in message
+    assert "hunter2" not in message
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text,
+                         "ENRICH_URL": upstream.url + "/third?id={path}"})
+    assert len([f for f in gateway_of(client).filters if f.NAME == "enrichment"]) == 1
