@@ -56,6 +56,10 @@ def test_readme_example_file(gateway, httpbin, fixture_server, tmp_path):
     assert "Apikey" not in seen["headers"]  # hide_credentials
     assert seen["headers"]["X-Consumer-Username"] == "demo"
     assert headers["X-RateLimit-Limit-Minute"] == "600"  # the global plugin
+    assert int(headers["X-Gateway-Upstream-Latency"]) >= 0
+    assert headers["Via"].endswith("1.1 gateway")
+    assert get(gw.url + "/_gateway/health")[0] == 200
+    assert get(gw.url + "/_gateway/ready")[0] == 200
     # The upstream's two targets take turns (httpbin, then the fixture server).
     answers = {get(gw.url + "/catalog/anything")[1].get("X-Upstream", "httpbin")
                for _ in range(4)}
@@ -83,6 +87,16 @@ def test_global_rate_limit_shared_through_redis(gateway, httpbin, fixture_server
     statuses = [get(gw.url + "/catalog/anything", {"Connection": "close"})[0]
                 for _ in range(8)]
     assert statuses.count(200) == 6 and statuses[-1] == 429, statuses
+
+
+def test_inline_configuration(gateway, fixture_server):
+    text = ('_format_version: "3.0"\nservices:\n- name: echo\n  url: ' + fixture_server.url +
+            '/echo\n  routes:\n  - {name: api, paths: ["~/v\\\\d+/"]}\n')
+    gw = gateway({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
+    status, headers, body = get(gw.url + "/v2/items?a=1")
+    assert status == 200 and headers["X-Upstream"] == "fixture"
+    assert json.loads(body)["target"] == "/echo/items?a=1"  # the regex match stripped
+    assert get(gw.url + "/items")[0] == 404
 
 
 def check(env: dict[str, str]) -> subprocess.CompletedProcess:
