@@ -82,11 +82,20 @@ def host_pattern(value: Any, path: str) -> str:
     return host
 
 
+_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
+
+
+def path_regex(path: str) -> re.Pattern[str]:
+    """The regex of a ``~`` route path; PCRE's ``(?<name>...)`` is read as Python's
+    ``(?P<name>...)``. re.error when it does not compile."""
+    return re.compile(_PCRE_NAMED_GROUP.sub("(?P<", path[1:]))
+
+
 def router_path(value: Any, path: str) -> str:
     value = s.string(value, path)
     if value.startswith("~"):
         try:
-            re.compile(value[1:])
+            path_regex(value)
         except re.error as exc:
             raise Invalid(path, f"invalid regex: {exc}") from None
         if not value.startswith("~/"):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from gateway.routing.entities import Route
+from gateway.routing.entities import Route, path_regex
 
 T = TypeVar("T")
 
@@ -107,7 +107,7 @@ class Router(Generic[T]):
                 self._add(route, value, path, order)
 
     def _add(self, route: Route, value: T, path: str | None, order: int) -> None:
-        regex = re.compile(path[1:]) if path and path.startswith("~") else None
+        regex = path_regex(path) if path and path.startswith("~") else None
         candidate = Candidate(value, route, regex, frozenset(route.methods),
                               tuple(_header_rule(name, values) for name, values in route.headers),
                               _priority(route, path, order))

@@ -69,6 +69,12 @@ def test_regex_paths_by_regex_priority_before_prefixes():
     assert match(r, "/x/status/3") is None  # a regex path matches from the start
 
 
+def test_pcre_named_groups_and_lookarounds():
+    r = router({"paths": [r"~/users/(?<id>\d+)/(?!private)"]})
+    assert match(r, "/users/12/profile") == 0
+    assert match(r, "/users/12/private") is None
+
+
 def test_more_fields_set_wins():
     r = router({"hosts": ["example.com"]}, {"hosts": ["example.com"], "methods": ["POST"]})
     assert match(r, method="GET") == 0
