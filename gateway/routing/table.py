@@ -127,6 +127,8 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
         routes.append((route, Destination(service.name or "", route.name or "",
                                           Chain([*filters, *extra]), upstreams[proxy],
                                           route, service.path)))
+    if not routes:
+        raise Invalid("routes", "no route of an enabled service: every request would be a 404")
     return RouteTable([d for _, d in routes], Router(routes))
 
 

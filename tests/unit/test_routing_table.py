@@ -195,3 +195,10 @@ def test_a_bad_value_from_a_vault_is_not_echoed(upstream):
     client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text,
                          "ENRICH_URL": upstream.url + "/third?id={path}"})
     assert len([f for f in gateway_of(client).filters if f.NAME == "enrichment"]) == 1
+
+
+def test_a_file_without_routes_is_refused(upstream):
+    text = (f'_format_version: "3.0"\nservices:\n- {{name: a, url: "{upstream.url}", '
+            'enabled: false, routes: [{paths: [/]}]}\n')
+    with pytest.raises(ConfigError, match="routes: no route of an enabled service"):
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
