@@ -39,8 +39,9 @@ except ConfigError as exc:
     print(f"gateway: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)  # as `python -m gateway check`: systemd's RestartPreventExitStatus=2
 
-# Without the metrics directory: the check must not leave metric files in it.
-_check_env = {k: v for k, v in os.environ.items() if k != metricsdir.ENV}
+# Without the metrics directory: the check must not leave metric files in it; without the
+# workers' copy of the declarative file: the check reads the file or the copy it is given.
+_check_env = {k: v for k, v in os.environ.items() if k not in (metricsdir.ENV, SNAPSHOT_ENV)}
 
 
 def _check(snapshot):
@@ -73,8 +74,9 @@ if _status == 0 and _candidate:
     os.environ[SNAPSHOT_ENV] = _candidate
     if _previous:
         os.unlink(_previous)
-elif _candidate:
-    os.unlink(_candidate)
+elif _status != 0:
+    if _candidate:
+        os.unlink(_candidate)
     if _reloading and _previous and _check(_previous) == 0:
         # As Kong's reload: a file that no longer validates leaves the previous one in use.
         print("gateway: reload: GATEWAY_DECLARATIVE_CONFIG does not validate (see the line "
