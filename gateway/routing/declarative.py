@@ -19,8 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import yaml
-
 from gateway.config import ConfigError
 from gateway.routing import entities as e
 from gateway.routing import schema as s
@@ -35,7 +33,6 @@ ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_
 #: Top-level keys Kong reads besides the entities.
 META = ("_format_version", "_transform", "_comment", "_workspace")
 _VAULT = re.compile(r"\{vault://env/([A-Za-z0-9_-]+)(?:/([^}]+))?\}")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -71,8 +68,12 @@ def declaration_source(environ: Mapping[str, str], path: str | None,
 
 def parse_declaration(text: str, origin: str, environ: Mapping[str, str]) -> Declaration:
     """The checked entities of ``text``; ConfigError naming ``origin`` and the field path."""
+    # Imported here: only with a declarative file does a worker pay its import (~30 ms).
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built
     try:
-        data = yaml.load(text, Loader=_Loader)  # a safe loader (CSafeLoader when built)
+        data = yaml.load(text, Loader=loader)  # a safe loader: plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
