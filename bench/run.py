@@ -311,6 +311,47 @@ def ratio_targets(rows: list[Row]) -> list[Figure]:
     return figures
 
 
+# Route counts of the routes rows; the largest must keep this share of the smallest's throughput.
+ROUTE_COUNTS = (1, 100, 1000)
+ROUTES_TARGET = 0.90
+
+
+def routes_file(upstream_url: str, count: int) -> Path:
+    """A declarative file of ``count`` routes, half prefix and half host routes that the
+    benchmark's requests miss, then the one they take (a host and a prefix) last."""
+    lines = ['_format_version: "3.0"', "services:", "- name: bench", f"  url: {upstream_url}",
+             "  routes:"]
+    for i in range(count - 1):
+        miss = f"paths: [/service-{i}]" if i % 2 else f"hosts: [host-{i}.example.com]"
+        lines.append(f"  - {{name: miss-{i}, {miss}}}")
+    lines.append(f"  - {{name: bench, hosts: [127.0.0.1], paths: [{PREFIX}], strip_path: false}}")
+    fd, path = tempfile.mkstemp(prefix=f"bench-routes-{count}-", suffix=".yml")
+    os.write(fd, "\n".join(lines).encode() + b"\n")
+    os.close(fd)
+    return Path(path)
+
+
+def routes_rows(upstream_url: str, processes: list[Process]) -> list[Row]:
+    """Rows of the gateway with 1, 100 and 1,000 routes (issue 13: matching cost)."""
+    rows = []
+    for count in ROUTE_COUNTS:
+        path = routes_file(upstream_url, count)
+        gateway = Gateway({"GATEWAY_DECLARATIVE_CONFIG": str(path)})
+        path.unlink()  # the workers read the master's checked copy
+        processes.append(gateway)
+        rows.append(Row(f"gateway, {count:,} route{'s' if count > 1 else ''}", gateway.url, []))
+    return rows
+
+
+def routes_figure(rows: list[Row]) -> Figure:
+    """Throughput with the most routes over the fewest, measured in the same rounds."""
+    fewest, most = (next(r for r in rows if r.label.startswith(f"gateway, {n:,} route"))
+                    for n in (ROUTE_COUNTS[0], ROUTE_COUNTS[-1]))
+    share = ratios(most, fewest)
+    return Figure(f"{most.label} vs {fewest.label}", f"{share:.0%}",
+                  f">= {ROUTES_TARGET:.0%}", share >= ROUTES_TARGET)
+
+
 def figures_table(figures: list[Figure]) -> list[str]:
     lines = ["| target | measured | goal | met |", "|---|---|---|---|"]
     for f in figures:
@@ -411,13 +452,14 @@ def main() -> None:
             processes += [hits, misses]
             rows += [Row("gateway + enrichment, cache on (hits)", hits.url, []),
                      Row("gateway + enrichment, cache off", misses.url, [])]
+        rows += routes_rows(upstream, processes)
         processes.append(start_nginx("reference.conf", port=reference_port,
                                      upstream_port=upstream_port))
         rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}", []))
         print(f"{len(rows)} rows x {args.rounds} rounds x {args.duration} s", flush=True)
         measure_rows(rows, args)
         gateway_max = statistics.median(r.rps for r in rows[2].runs)
-        figures = ratio_targets(rows)
+        figures = [*ratio_targets(rows), routes_figure(rows)]
         print("scenarios ...", flush=True)
         figures.append(scenario_paced(plain.url, gateway_max, args))
         figures += scenario_streaming(args)

@@ -1,7 +1,7 @@
-"""Command line: ``python -m gateway check`` validates the environment; ``settings`` prints
-the settings table in Markdown (with the filters GATEWAY_FILTERS names that are not built
-in); ``readme`` rewrites that table in README.md; ``new-filter NAME DIR`` writes a filter
-package."""
+"""Command line: ``python -m gateway check`` validates the environment and the declarative
+file; ``settings`` prints the settings table in Markdown (with the filters GATEWAY_FILTERS
+names that are not built in); ``readme`` rewrites that table in README.md; ``new-filter NAME
+DIR`` writes a filter package."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ CHECK_HELP = """usage: python -m gateway check
 
 Validates every GATEWAY_* variable in this environment as `gunicorn -c gunicorn.conf.py`
 reads them at start or reload: the server's (GATEWAY_BIND, GATEWAY_WORKERS, timeouts),
-the proxy's and the enabled filters'. Prints "configuration OK" and exits 0, or prints
-one line naming the bad variable and exits 2. Warns about settings of filters that are
-not enabled. Run it in the gateway's environment before a reload."""
+the proxy's and the enabled filters', and the declarative file (GATEWAY_DECLARATIVE_CONFIG
+or GATEWAY_DECLARATIVE_CONFIG_STRING) when there is one. Prints "configuration OK" and
+exits 0, or prints one line naming the bad variable (or the file's entity and field) and
+exits 2. Warns about settings of filters that are not enabled. Run it in the gateway's
+environment before a reload."""
 
 
 def settings_table(custom: Sequence[type[Filter]] = ()) -> str:

@@ -340,11 +340,18 @@ class ServerSettings:
 class Settings:
     """The proxy's own settings (filters have theirs in their modules)."""
 
-    upstream_urls: tuple[str, ...] = setting(
+    upstream_urls: tuple[str, ...] | None = setting(
         "GATEWAY_UPSTREAM_URL", http_urls, None,
         "Upstream base URL, or several comma-separated (round-robin). A path is a prefix; "
-        "no user or password in it (send credentials as a header).",
-        required=True)
+        "no user or password in it (send credentials as a header). Required without a "
+        "declarative file.")
+    declarative_config: str | None = setting(
+        "GATEWAY_DECLARATIVE_CONFIG", text, None,
+        "Kong 3.x declarative file (YAML or JSON) of services, routes, upstreams, consumers "
+        "and plugins (see Services and routes); read again on reload (SIGHUP).")
+    declarative_config_string: str | None = setting(
+        "GATEWAY_DECLARATIVE_CONFIG_STRING", text, None,
+        "The same declarative configuration inline, instead of a file.", secret=True)
     filters: tuple[str, ...] = setting(
         "GATEWAY_FILTERS", names, "", "Comma-separated filter names to enable.")
     connect_timeout: float = setting(

@@ -40,14 +40,27 @@ def installed() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+class FilterNotFound(ValueError):
+    """A filter name that does not lead to a usable filter class; str() says why."""
+
+
 def resolve(name: str) -> type[Filter]:
     """The filter class GATEWAY_FILTERS means by ``name``; ConfigError saying why not."""
+    try:
+        return filter_class(name)
+    except FilterNotFound as exc:
+        raise ConfigError(f"GATEWAY_FILTERS: {exc}") from None
+
+
+def filter_class(name: str) -> type[Filter]:
+    """The filter class ``name`` means (built in, entry point, module:Class), wherever the
+    name was written (GATEWAY_FILTERS, a declarative file's plugin); FilterNotFound if none."""
     if name in REGISTRY:
         return REGISTRY[name]
     entry_point = installed().get(name)
     if entry_point is None and ":" not in name:
-        raise ConfigError(
-            f"GATEWAY_FILTERS: unknown filter {name!r}; known: built in "
+        raise FilterNotFound(
+            f"unknown filter {name!r}; known: built in "
             f"{', '.join(sorted(REGISTRY))}; installed {', '.join(sorted(installed())) or 'none'}"
             "; or give package.module:ClassName")
     try:
@@ -57,31 +70,31 @@ def resolve(name: str) -> type[Filter]:
             module, _, attribute = name.partition(":")
             cls = getattr(importlib.import_module(module), attribute)
     except Exception as exc:
-        raise ConfigError(f"GATEWAY_FILTERS: filter {name!r} failed to import: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise FilterNotFound(f"filter {name!r} failed to import: "
+                             f"{type(exc).__name__}: {exc}") from None
     _check_class(name, cls)
     if entry_point is not None and name != cls.NAME:
-        raise ConfigError(f"GATEWAY_FILTERS: entry point {name!r} loads a filter whose NAME is "
-                          f"{cls.NAME!r}; the two must match")
+        raise FilterNotFound(f"entry point {name!r} loads a filter whose NAME is "
+                             f"{cls.NAME!r}; the two must match")
     return cls
 
 
 def _check_class(name: str, cls: object) -> None:
-    """ConfigError unless ``cls`` is a Filter subclass with NAME, PRIORITY, VERSION and Config."""
+    """FilterNotFound unless ``cls`` is a Filter subclass with NAME, PRIORITY, VERSION and
+    Config."""
     if not (isinstance(cls, type) and issubclass(cls, Filter)):
-        raise ConfigError(f"GATEWAY_FILTERS: filter {name!r} is not a subclass of "
-                          "gateway.pdk.Filter")
+        raise FilterNotFound(f"filter {name!r} is not a subclass of gateway.pdk.Filter")
     kinds = {"NAME": str, "PRIORITY": int, "VERSION": str}
     for attribute, kind in kinds.items():
         if not isinstance(getattr(cls, attribute, None), kind):
-            raise ConfigError(f"GATEWAY_FILTERS: filter {name!r} ({cls.__qualname__}) needs "
-                              f"{attribute} ({kind.__name__})")
+            raise FilterNotFound(f"filter {name!r} ({cls.__qualname__}) needs "
+                                 f"{attribute} ({kind.__name__})")
     if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
-        raise ConfigError(f"GATEWAY_FILTERS: filter {name!r} ({cls.__qualname__}) needs Config, "
-                          "a dataclass of setting(...) fields")
+        raise FilterNotFound(f"filter {name!r} ({cls.__qualname__}) needs Config, "
+                             "a dataclass of setting(...) fields")
     if cls.NAME in REGISTRY and REGISTRY[cls.NAME] is not cls:
-        raise ConfigError(f"GATEWAY_FILTERS: filter {name!r} has NAME {cls.NAME!r}, which is a "
-                          "built-in filter's")
+        raise FilterNotFound(f"filter {name!r} has NAME {cls.NAME!r}, which is a "
+                             "built-in filter's")
 
 
 def scope(cls: type[Filter]) -> str | None:

@@ -44,6 +44,8 @@ def access_entry(ex: Exchange, sent: int, total: float) -> dict[str, Any]:
         "total_ms": _ms(total),
         "upstream_ms": _ms(ex.upstream_seconds),
         "enrichment_ms": _ms(ex.latencies.get("enrichment")),
+        "service": ex.service,
+        "route": ex.route,
         "target": ex.target,
         "upstream_status": ex.upstream_status,
         "outcomes": ex.outcomes,

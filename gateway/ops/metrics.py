@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -38,6 +39,10 @@ POOL_REFRESH = 1.0
 REQUESTS = Counter(
     "gateway_http_requests", "Requests answered, by status class and by who answered "
     "(upstream, or gateway: an error or a filter's answer).", ["status_class", "source"])
+ROUTE_REQUESTS = Counter(
+    "gateway_route_requests", "Requests by the service and route that took them (empty "
+    "names for unnamed ones and for requests no route matched) and status class.",
+    ["service", "route", "status_class"])
 REQUEST_DURATION = Histogram(
     "gateway_request_duration_seconds", "Time from request received to last byte sent.",
     buckets=LATENCY_BUCKETS)
@@ -64,10 +69,11 @@ POOL_OPENED = Counter(
 
 
 class PoolGauges:
-    """Copies a worker's connection-pool figures into the gauges, at most once a second."""
+    """Copies a worker's connection-pool figures into the gauges, at most once a second
+    (summed per target URL over the services' upstreams)."""
 
-    def __init__(self, upstream: Upstream) -> None:
-        self.upstream = upstream
+    def __init__(self, upstreams: Iterable[Upstream]) -> None:
+        self.upstreams = list(upstreams)
         self.refreshed = 0.0
         self.opened: dict[str, int] = {}
 
@@ -75,7 +81,12 @@ class PoolGauges:
         if now - self.refreshed < POOL_REFRESH:
             return
         self.refreshed = now
-        for url, (idle, opened) in self.upstream.idle_connections().items():
+        totals: dict[str, tuple[int, int]] = {}
+        for upstream in self.upstreams:
+            for url, (idle, opened) in upstream.idle_connections().items():
+                before = totals.get(url, (0, 0))
+                totals[url] = (before[0] + idle, before[1] + opened)
+        for url, (idle, opened) in totals.items():
             POOL_IDLE.labels(url).set(idle)
             POOL_OPENED.labels(url).inc(opened - self.opened.get(url, 0))
             self.opened[url] = opened
@@ -87,9 +98,18 @@ def _requests(status_class: int, source: str) -> Any:
     return REQUESTS.labels(f"{status_class}xx", source)
 
 
+@functools.cache
+def _route_requests(service: str, route: str, status_class: int) -> Any:
+    """The ROUTE_REQUESTS child for a service, route and status class (names come from the
+    declarative file, so there are few)."""
+    return ROUTE_REQUESTS.labels(service, route, f"{status_class}xx")
+
+
 def observe(ex: Exchange, total: float) -> None:
     """Count a finished request: status, latencies, upstream failure, filter outcomes."""
-    _requests((ex.status or 0) // 100, "upstream" if ex.body is None else "gateway").inc()
+    status_class = (ex.status or 0) // 100
+    _requests(status_class, "upstream" if ex.body is None else "gateway").inc()
+    _route_requests(ex.service or "", ex.route or "", status_class).inc()
     REQUEST_DURATION.observe(total)
     if ex.upstream_seconds is not None:
         UPSTREAM_DURATION.observe(ex.upstream_seconds)

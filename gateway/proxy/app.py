@@ -15,17 +15,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
+from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway.config import (
-    ServerSettings,
-    Settings,
-    env_names,
-    load,
-    reject_unknown,
-    warn_disabled_filter_settings,
-)
-from gateway.filters import REGISTRY, build_filters, enabled_classes, known_variables
+from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
+from gateway.filters import enabled_classes, known_variables
 from gateway.filters.base import Filter
 from gateway.ops import metrics
 from gateway.ops.accesslog import write_access_line
@@ -42,13 +36,17 @@ from gateway.proxy.headers import (
 )
 from gateway.proxy.redirects import RedirectRewriter
 from gateway.proxy.request import check_request, request_body, request_target
-from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE, Upstream
+from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE
 from gateway.proxy.wire import InvalidResponse
+from gateway.routing.chain import Chain
+from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
 #: The answer to a path with . or .. segments, which the gateway does not resolve.
 BAD_PATH = "Bad request path: . and .. segments are not allowed"
 
+#: The chain of a request no route took (Kong runs no plugin on its 404).
+NO_FILTERS = Chain(())
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
@@ -67,17 +65,18 @@ class BodyAborted(ConnectionResetError):
 class Gateway:
     """The gateway as a WSGI application."""
 
-    def __init__(self, settings: Settings, filters: Sequence[Filter]) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable) -> None:
         self.settings = settings
-        #: The enabled filters, highest PRIORITY first (Kong's order).
-        self.filters = sorted(filters, key=lambda f: f.PRIORITY, reverse=True)
-        self.upstream = Upstream(settings)
-        self.redirects = (RedirectRewriter(settings.upstream_urls)
-                          if settings.rewrite_location else None)
-        self.request_filters = [f for f in self.filters if f.implements("on_request")]
-        self.response_filters = [f for f in self.filters if f.implements("on_response")]
-        self.log_filters = [f for f in self.filters if f.implements("on_log")]
-        self.pools = metrics.PoolGauges(self.upstream)
+        self.routes = routes
+        #: Every route's filters, highest PRIORITY first (Kong's order).
+        self.filters = routes.filters
+        #: The upstream the readiness probe watches: the first service's.
+        self.upstream = next(routes.upstreams)
+        self.pools = metrics.PoolGauges(routes.upstreams)
+        #: Per service Upstream, the rewriter of URLs pointing at its targets.
+        self.redirects = ({upstream: RedirectRewriter(upstream.settings.upstream_urls or ())
+                           for upstream in routes.upstreams}
+                          if settings.rewrite_location else {})
         self.status: StatusEndpoints | None = None
         if settings.status_path:
             self.status = StatusEndpoints(settings.status_path, self.upstream,
@@ -90,10 +89,16 @@ class Gateway:
         ex = Exchange(environ, _request_id(environ))
         REQUEST_ID.set(ex.request_id)
         metrics.IN_FLIGHT.inc()
-        self._guarded(ex, self._request_phase)
-        self._guarded(ex, self._response_phase)
+        found = self.routes.find(environ)
+        if found is None:
+            chain = NO_FILTERS
+            self._guarded(ex, self._unrouted)
+        else:
+            chain = found[0].chain
+            self._guarded(ex, lambda ex: self._request_phase(ex, *found))
+        self._guarded(ex, lambda ex: self._response_phase(ex, chain))
         self._stamp(ex)
-        body = ResponseBody(ex, self)
+        body = ResponseBody(ex, self, chain)
         try:
             start_response(status_line(ex.status), ex.headers.to_wsgi_list())
         except Exception:
@@ -101,26 +106,38 @@ class Gateway:
             raise
         return body
 
-    def _request_phase(self, ex: Exchange) -> None:
+    @staticmethod
+    def _unrouted(ex: Exchange) -> None:
+        """No route matched: Kong's 404, unless the request is one no proxy passes on."""
         check_request(ex.environ)
-        for f in self.request_filters:
+        ex.error(404, NO_ROUTE)
+
+    def _request_phase(self, ex: Exchange, destination: Destination, matched: str) -> None:
+        ex.service, ex.route = destination.service, destination.route
+        check_request(ex.environ)
+        refusal = destination.protocol_refusal(ex.environ)
+        if refusal is not None:
+            status, message, location = refusal
+            ex.error(status, message, Headers({"Location": location}))
+            return
+        for f in destination.chain.request_filters:
             f.on_request(ex)
             if ex.answered:
                 return
-        self.proxy(ex)
+        self.proxy(ex, destination, matched)
 
-    def _response_phase(self, ex: Exchange) -> None:
+    def _response_phase(self, ex: Exchange, chain: Chain) -> None:
         """Every response, the gateway's own errors included (CORS and rate-limit headers).
 
         A filter that answers here (enrichment's 500) replaces the response, so the
         filters that ran before it run again on the new one, as Kong's header_filter
         runs after its response phase.
         """
-        for index, f in enumerate(self.response_filters):
+        for index, f in enumerate(chain.response_filters):
             body = ex.body
             f.on_response(ex)
             if ex.body is not body:
-                for earlier in self.response_filters[:index]:
+                for earlier in chain.response_filters[:index]:
                     earlier.on_response(ex)
 
     @staticmethod
@@ -136,8 +153,9 @@ class Gateway:
             log.exception("request %s failed inside the gateway", ex.request_id)
             ex.error(500, UNEXPECTED)
 
-    def proxy(self, ex: Exchange) -> None:
-        """Send the request upstream and take its status and headers; GatewayError on failure."""
+    def proxy(self, ex: Exchange, destination: Destination, matched: str) -> None:
+        """Send the request to the route's upstream and take its status and headers;
+        GatewayError on failure."""
         if ex.has_dot_segments:  # e.g. /../admin past GATEWAY_UPSTREAM_URL's path prefix
             raise GatewayError(400, BAD_PATH)
         headers = ex.upstream_headers
@@ -145,9 +163,9 @@ class Gateway:
         body, chunked = request_body(ex.environ, self.settings.body_timeout)
         ex.upstream_started = perf_counter()
         query = ex.upstream_query if ex.query_replaced else None
-        target, answer = self.upstream.send(
-            ex.method, request_target(ex.environ, query), headers, body, chunked,
-            ex.environ.get("gunicorn.socket"))
+        path = destination.upstream_target(request_target(ex.environ, query), ex.path, matched)
+        target, answer = destination.upstream.send(ex.method, path, headers, body, chunked,
+                                                   ex.environ.get("gunicorn.socket"))
         ex.upstream_finished = perf_counter()
         ex.target = target.url
         ex.upstream_response = answer
@@ -155,8 +173,9 @@ class Gateway:
         received = response_headers(answer.headers, answer.response.connection)
         ex.upstream_response_headers = received
         ex.headers = received.copy()
-        if self.redirects is not None:
-            self.redirects.rewrite(ex.headers, ex.environ, target.url)
+        redirects = self.redirects.get(destination.upstream)
+        if redirects is not None:
+            redirects.rewrite(ex.headers, ex.environ, target.url)
 
     def _stamp(self, ex: Exchange) -> None:
         """Headers every response carries: request id, Via, Kong-style latencies."""
@@ -183,9 +202,10 @@ class ResponseBody:
     """The WSGI response iterable: streams the body, then frees the upstream, runs on_log,
     and counts and logs the request."""
 
-    def __init__(self, ex: Exchange, gateway: Gateway) -> None:
+    def __init__(self, ex: Exchange, gateway: Gateway, chain: Chain) -> None:
         self.ex = ex
         self.gateway = gateway
+        self.chain = chain
         #: Body bytes handed to the server so far.
         self.sent = 0
 
@@ -221,7 +241,7 @@ class ResponseBody:
         answer = self.ex.upstream_response
         if answer is not None:
             answer.release()  # back to the pool if read whole, else closed
-        for f in self.gateway.log_filters:
+        for f in self.chain.log_filters:
             try:
                 f.on_log(self.ex)
             except Exception:
@@ -245,9 +265,7 @@ def create_app(environ: Mapping[str, str] = os.environ,
     classes = enabled_classes(settings.filters)
     reject_unknown(environ, env_names([Settings, ServerSettings]) | known_variables(classes))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())
-    warn_disabled_filter_settings(environ, REGISTRY, settings.filters)
-    filters = build_filters(settings, environ, classes)
-    app: WSGIApp = Gateway(settings, [*filters, *extra_filters])
+    app: WSGIApp = Gateway(settings, route_table(settings, environ, classes, extra_filters))
     hops = settings.trusted_proxies
     if hops:
         app = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

@@ -68,6 +68,9 @@ class Exchange:
         self.replayed = False
         #: The upstream's status, or None if the upstream was not reached.
         self.upstream_status: int | None = None
+        #: Names of the service and route that took the request ("" unnamed; None: no route).
+        self.service: str | None = None
+        self.route: str | None = None
         #: The upstream target URL used, if any.
         self.target: str | None = None
         #: The upstream answer being streamed (proxy.upstream.Answer); the app releases it.

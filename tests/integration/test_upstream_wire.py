@@ -167,18 +167,39 @@ def test_transfer_encoding_with_content_length_is_502(proxied):
 # -- issue 10 point 8: a client that leaves while the upstream is slow
 
 
-def test_client_that_leaves_is_noticed_and_logged_499(proxied, scripted):
-    client = socket.create_connection(("127.0.0.1", proxied.port))
-    client.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Request-ID: gone-1\r\n\r\n")
+def _leave_a_slow_request(gw, scripted, path: str) -> dict:
+    """Ask ``path`` (the scripted /slow), leave after a second as curl --max-time 1 does;
+    the request's access-log line, once the upstream was let go at once."""
+    client = socket.create_connection(("127.0.0.1", gw.port))
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-ID: gone-1\r\n\r\n".encode())
     time.sleep(1)
-    client.close()  # as curl --max-time 1
+    client.close()
     left = time.monotonic()
-    line = access_line(proxied, "gone-1")
+    line = access_line(gw, "gone-1")
     assert (line["status"], line["outcomes"]) == (499, {"upstream": "client-closed"})
     assert scripted.hangups and scripted.hangups[0] - left < 1.5  # the upstream was let go
-    metrics = scrape(proxied.url)
+    metrics = scrape(gw.url)
     assert metrics['gateway_upstream_errors_total{kind="client-closed"}'] == 1
     assert metrics['gateway_http_requests_total{source="gateway",status_class="4xx"}'] == 1
+    return line
+
+
+def test_client_that_leaves_is_noticed_and_logged_499(proxied, scripted):
+    _leave_a_slow_request(proxied, scripted, "/slow")
+
+
+def test_client_that_leaves_a_routed_request_is_noticed_on_its_services_upstream(gateway,
+                                                                                scripted):
+    """A declarative file's service has its own Upstream: it watches the client too."""
+    kong = {"_format_version": "3.0", "services": [
+        {"name": "scripted", "url": scripted.url, "read_timeout": 10000,
+         "routes": [{"name": "slow", "paths": ["/svc"]}]}]}
+    gw = gateway({"GATEWAY_DECLARATIVE_CONFIG_STRING": json.dumps(kong)}, fresh=True)
+    line = _leave_a_slow_request(gw, scripted, "/svc/slow")
+    assert (line["service"], line["route"]) == ("scripted", "slow")
+    metrics = scrape(gw.url)
+    assert metrics['gateway_route_requests_total{route="slow",service="scripted",'
+                   'status_class="4xx"}'] == 1
 
 
 # -- issue 10 point 13: a target that dies mid-request

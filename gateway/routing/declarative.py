@@ -1,0 +1,287 @@
+"""Kong's declarative configuration (DB-less ``kong.yml``, ``_format_version: "3.0"``).
+
+Read from GATEWAY_DECLARATIVE_CONFIG (a YAML or JSON file) or
+GATEWAY_DECLARATIVE_CONFIG_STRING, as Kong's ``declarative_config`` and
+``declarative_config_string``. Entities may be nested (a service's routes and
+plugins, an upstream's targets, a consumer's keys and plugins) or given at the
+top level with a reference (``service: orders``) by name or id. A string that
+is exactly ``{vault://env/NAME}`` is replaced by that environment variable, as
+Kong's env vault (``NAME`` upper-cased, ``-`` read as ``_``); such values are
+never shown in errors. A bad file raises ConfigError with one line naming the
+entity and the field path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gateway.config import ConfigError
+from gateway.routing import entities as e
+from gateway.routing import schema as s
+from gateway.routing.schema import Invalid
+
+#: The environment variable through which the master hands workers the last file that
+#: passed its check (gunicorn.conf.py), so a reload with a broken file changes nothing.
+SNAPSHOT_ENV = "_GATEWAY_DECLARATIVE_SNAPSHOT"
+FORMAT_VERSION = "3.0"
+ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
+            "plugins")
+#: Top-level keys Kong reads besides the entities.
+META = ("_format_version", "_transform", "_comment", "_workspace")
+_VAULT = re.compile(r"\{vault://env/([A-Za-z0-9_-]+)(?:/([^}]+))?\}")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """Every entity of a file, references resolved to the referenced entity's key."""
+
+    #: By key: the name, else the id, else the field path.
+    services: dict[str, e.Service]
+    routes: list[e.Route]
+    #: By name (the host a service names to be balanced over the targets).
+    upstreams: dict[str, e.Upstream]
+    consumers: dict[str, e.Consumer]
+    plugins: list[e.Plugin]
+
+
+def declaration_source(environ: Mapping[str, str], path: str | None,
+                       inline: str | None) -> tuple[str, str] | None:
+    """(text, origin for errors) of the configured file or string; None without either."""
+    if path and inline:
+        raise ConfigError("GATEWAY_DECLARATIVE_CONFIG and GATEWAY_DECLARATIVE_CONFIG_STRING "
+                          "are both set: use one")
+    if inline:
+        return inline, "GATEWAY_DECLARATIVE_CONFIG_STRING"
+    if not path:
+        return None
+    origin = f"GATEWAY_DECLARATIVE_CONFIG={path}"
+    try:
+        with open(environ.get(SNAPSHOT_ENV) or path, encoding="utf-8") as file:
+            return file.read(), origin
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{origin}: cannot read it: {getattr(exc, 'strerror', exc)}") from None
+
+
+def parse_declaration(text: str, origin: str, environ: Mapping[str, str]) -> Declaration:
+    """The checked entities of ``text``; ConfigError naming ``origin`` and the field path."""
+    # Imported here: only with a declarative file does a worker pay its import (~30 ms).
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built
+    try:
+        data = yaml.load(text, Loader=loader)  # a safe loader: plain data only
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot parse it"
+        raise ConfigError(f"{origin}: not valid YAML or JSON{where}: {problem}") from None
+    try:
+        return _Collector(environ).declaration(data)
+    except Invalid as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _label(kind: str, index: int, raw: Any) -> str:
+    """``services[orders]`` for a named entity, ``routes[2]`` for one without a name."""
+    if isinstance(raw, dict):
+        for key in ("name", "username", "target"):
+            if isinstance(raw.get(key), str) and not _VAULT.fullmatch(raw[key]):
+                return f"{kind}[{raw[key]}]"
+    return f"{kind}[{index}]"
+
+
+def resolve_vaults(value: Any, path: str, environ: Mapping[str, str]) -> Any:
+    """``value`` with every ``{vault://env/NAME}`` string replaced by a Secret."""
+    if isinstance(value, dict):
+        return {k: resolve_vaults(v, f"{path}.{k}" if path else str(k), environ)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        kind = path.rpartition(".")[2]
+        prefix = path.rpartition(".")[0]
+        return [resolve_vaults(item, f"{prefix}.{_label(kind, i, item)}".lstrip("."), environ)
+                for i, item in enumerate(value)]
+    if isinstance(value, str) and (ref := _VAULT.fullmatch(value)):
+        return _vault_value(ref.group(1), ref.group(2), path, environ)
+    return value
+
+
+def _vault_value(name: str, key: str | None, path: str, environ: Mapping[str, str]) -> s.Secret:
+    variable = name.upper().replace("-", "_")
+    raw = environ.get(variable)
+    if raw is None:
+        raise Invalid(path, f"vault reference: environment variable {variable} is not set")
+    if key is None:
+        return s.Secret(raw)
+    try:
+        value = json.loads(raw)[key]
+    except (ValueError, TypeError, KeyError):
+        raise Invalid(path, f"vault reference: {variable} is not JSON with a string field "
+                            f"{key!r}") from None
+    if not isinstance(value, str):
+        raise Invalid(path, f"vault reference: {variable}'s field {key!r} is not a string")
+    return s.Secret(value)
+
+
+class _Collector:
+    """Walks the file: checks each entity, gathers nested ones, resolves references."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.services: dict[str, e.Service] = {}
+        self.routes: list[e.Route] = []
+        self.consumers: dict[str, e.Consumer] = {}
+        self.plugins: list[e.Plugin] = []
+        #: Kind -> name or id -> key, to resolve references.
+        self.keys: dict[str, dict[str, str]] = {"service": {}, "route": {}, "consumer": {},
+                                                "upstream": {}}
+        self.targets: dict[str, list[e.Target]] = {}
+        self.credentials: dict[str, list[str]] = {}
+        #: Checks to run once every entity is known: references to entities defined later.
+        self.pending: list[Callable[[], None]] = []
+
+    def declaration(self, data: Any) -> Declaration:
+        if not isinstance(data, dict):
+            raise Invalid("(top level)", "expected a record with _format_version and entities")
+        for key in data:
+            if key not in ENTITIES and key not in META:
+                raise Invalid(str(key), "unsupported entity (this gateway reads: "
+                                        f"{', '.join(ENTITIES)})")
+        if data.get("_format_version") != FORMAT_VERSION:
+            raise Invalid("_format_version", f'expected "{FORMAT_VERSION}" (Kong 3.x)')
+        data = resolve_vaults({k: data[k] for k in ENTITIES if data.get(k) is not None}, "",
+                              self.environ)
+        for kind in ENTITIES:
+            entries = data.get(kind, [])
+            if not isinstance(entries, list):
+                raise Invalid(kind, "expected an array")
+            add = getattr(self, f"_{kind}")
+            for index, raw in enumerate(entries):
+                add(raw, _label(kind, index, raw), {})
+        for check in self.pending:
+            check()
+        upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())))
+                     for name in self.keys["upstream"].values()}
+        consumers = {key: e.Consumer(c.username, c.custom_id,
+                                     tuple(self.credentials.get(key, ())), c.label)
+                     for key, c in self.consumers.items()}
+        return Declaration(self.services, self.routes, upstreams, consumers, self.plugins)
+
+    def _register(self, kind: str, raw: dict[str, Any], name: str | None, path: str) -> str:
+        """Record an entity's name and id; return its key. Names and ids must be unique."""
+        key = name or raw.get("id") or path
+        for given in (name, raw.get("id")):
+            if given is None:
+                continue
+            if given in self.keys[kind]:
+                raise Invalid(path, f"{kind} {s.shown(given)} is defined twice")
+            self.keys[kind][given] = key
+        return key
+
+    def _refer(self, kind: str, given: str | None, path: str) -> Callable[[], str | None]:
+        """A function giving the key of the referenced entity (checked once all are read)."""
+        def key() -> str | None:
+            if given is None:
+                return None
+            found = self.keys[kind].get(given)
+            if found is None:
+                raise Invalid(path, f"no {kind} named {s.shown(given)} in this file")
+            return found
+        self.pending.append(key)
+        return key
+
+    def _nested(self, raw: dict[str, Any], path: str, kind: str, parent: dict[str, Any]) -> None:
+        add = getattr(self, f"_{kind}")
+        for index, item in enumerate(raw[kind]):
+            add(item, f"{path}.{_label(kind, index, item)}", parent)
+
+    def _services(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.SERVICE_FIELDS)
+        svc = e.service(checked, path)
+        key = self._register("service", checked, svc.name, path)
+        self.services[key] = svc
+        self._nested(checked, path, "routes", {"service": key})
+        self._nested(checked, path, "plugins", {"service": key})
+
+    def _routes(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.ROUTE_FIELDS)
+        if parent and checked["service"] is not None:
+            raise Invalid(f"{path}.service", "a nested route already belongs to its service")
+        service = parent.get("service") or checked["service"]
+        if service is None:
+            raise Invalid(f"{path}.service", "required field missing (a route needs a service)")
+        ref = self._refer("service", service, f"{path}.service")
+        index = len(self.routes)
+        checked["service"] = None
+        self.routes.append(e.route(checked, path))
+        key = self._register("route", checked, checked["name"], path)
+
+        def bind() -> None:
+            self.routes[index] = replace(self.routes[index], service=ref())
+        self.pending.append(bind)
+        self._nested(checked, path, "plugins", {"route": key})
+
+    def _upstreams(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.UPSTREAM_FIELDS)
+        key = self._register("upstream", checked, checked["name"], path)
+        self.targets.setdefault(key, [])
+        self._nested(checked, path, "targets", {"upstream": key})
+
+    def _targets(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.TARGET_FIELDS)
+        target = e.target(checked, path)
+        if "upstream" in parent:
+            self.targets[parent["upstream"]].append(target)
+            return
+        ref = self._refer("upstream", checked["upstream"] or _missing(f"{path}.upstream"),
+                          f"{path}.upstream")
+        self.pending.append(lambda: self.targets[ref()].append(target))
+
+    def _consumers(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.CONSUMER_FIELDS)
+        if checked["username"] is None and checked["custom_id"] is None:
+            raise Invalid(path, "at least one of these fields must be non-empty: 'custom_id', "
+                                "'username'")
+        username = checked["username"] or checked["custom_id"]
+        key = self._register("consumer", checked, checked["username"], path)
+        if checked["custom_id"] is not None and checked["custom_id"] != checked["username"]:
+            self.keys["consumer"].setdefault(checked["custom_id"], key)
+        self.consumers[key] = e.Consumer(username, checked["custom_id"], (), path)
+        self._nested(checked, path, "keyauth_credentials", {"consumer": key})
+        self._nested(checked, path, "plugins", {"consumer": key})
+
+    def _keyauth_credentials(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.CREDENTIAL_FIELDS)
+        if "consumer" in parent:
+            self.credentials.setdefault(parent["consumer"], []).append(checked["key"])
+            return
+        ref = self._refer("consumer", checked["consumer"] or _missing(f"{path}.consumer"),
+                          f"{path}.consumer")
+        self.pending.append(
+            lambda: self.credentials.setdefault(ref(), []).append(checked["key"]))
+
+    def _plugins(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.PLUGIN_FIELDS)
+        for kind in ("service", "route", "consumer"):
+            if kind in parent and checked[kind] is not None:
+                raise Invalid(f"{path}.{kind}", f"a plugin nested in a {kind} is already "
+                                                "scoped to it")
+        refs = {kind: self._refer(kind, checked[kind], f"{path}.{kind}")
+                for kind in ("service", "route", "consumer") if kind not in parent}
+        index = len(self.plugins)
+        plugin = e.Plugin(checked["name"], checked["config"], checked["enabled"], None, None,
+                          None, path)
+        self.plugins.append(plugin)
+
+        def bind() -> None:
+            scope = {"service": None, "route": None, "consumer": None, **parent,
+                     **{kind: ref() for kind, ref in refs.items()}}
+            self.plugins[index] = replace(plugin, **scope)
+        self.pending.append(bind)
+
+
+def _missing(path: str) -> str:
+    raise Invalid(path, "required field missing")

@@ -1,0 +1,358 @@
+"""The entities of a Kong 3.x declarative file, checked, with Kong's defaults filled in.
+
+Fields follow Kong's schemas (kong/db/schema/entities/*.lua). A field Kong
+knows but this gateway cannot honour is refused with "is not supported by this
+gateway"; a field Kong does not know is an "unknown field", as Kong says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.routing import schema as s
+from gateway.routing.schema import REQUIRED, Invalid, shown
+
+#: Kong's timeouts: milliseconds in [1, 2^31 - 2], default 60 s.
+TIMEOUT = (s.integer(1, 2**31 - 2), 60000)
+#: Kong's tags: accepted, no effect here.
+TAGS = (s.array(s.string), ())
+ID = (s.string, None)
+#: Kong's automatic timestamps, present in exported files: accepted, no effect here.
+TIMESTAMP = (s.integer(0, 2**53), None)
+AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP}
+HTTP_PROTOCOLS = ("http", "https")
+METHOD = re.compile(r"[A-Z]+")
+
+
+def unsupported(value: Any, path: str) -> None:
+    """A Kong field this gateway has no equivalent for: only absent or empty is accepted."""
+    if value not in ([], {}, ""):
+        raise Invalid(path, "is not supported by this gateway")
+
+
+UNSUPPORTED = (unsupported, None)
+
+
+def reference(value: Any, path: str) -> str:
+    """A foreign key: a name or id, or a record ``{id: ...}`` / ``{name: ...}``."""
+    if isinstance(value, dict) and len(value) == 1:
+        (key, given), = value.items()
+        if key in ("id", "name"):
+            return s.string(given, f"{path}.{key}")
+    if isinstance(value, str) and value:
+        return value
+    raise Invalid(path, "expected a name or id, or a record with one of them")
+
+
+def nested(value: Any, path: str) -> list[Any]:
+    """Entities given inside their parent: checked when the parent's are collected."""
+    if not isinstance(value, list):
+        raise Invalid(path, "expected an array")
+    return value
+
+
+NESTED = (nested, [])
+
+
+def service_path(value: Any, path: str) -> str:
+    value = s.string(value, path)
+    if not value.startswith("/"):
+        raise Invalid(path, "should start with: /")
+    if "//" in value or any(c in value for c in "?# "):
+        raise Invalid(path, "must be a path without empty segments, query or fragment")
+    return value
+
+
+def host_pattern(value: Any, path: str) -> str:
+    """A route host: a name with an optional port and at most one leftmost or rightmost *."""
+    host = s.string(value, path).lower()
+    name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        raise Invalid(path, f"invalid port in {shown(value)}")
+    labels = name.split(".")
+    stars = host.count("*")
+    if stars > 1:
+        raise Invalid(path, "invalid wildcard: must have at most one wildcard")
+    if stars and "*" not in (labels[0], labels[-1]):
+        raise Invalid(path, "invalid wildcard: must be placed at leftmost or rightmost label")
+    s.hostname(".".join(label for label in labels if label != "*"), path)
+    return host
+
+
+_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
+
+
+def path_regex(path: str) -> re.Pattern[str]:
+    """The regex of a ``~`` route path; PCRE's ``(?<name>...)`` is read as Python's
+    ``(?P<name>...)``. re.error when it does not compile."""
+    return re.compile(_PCRE_NAMED_GROUP.sub("(?P<", path[1:]))
+
+
+def router_path(value: Any, path: str) -> str:
+    value = s.string(value, path)
+    if value.startswith("~"):
+        try:
+            path_regex(value)
+        except re.error as exc:
+            raise Invalid(path, f"invalid regex: {exc}") from None
+        if not value.startswith("~/"):
+            raise Invalid(path, "must start with / or ~ (a regex path is ~/...)")
+        return value
+    if not value.startswith("/"):
+        raise Invalid(path, "must start with / or ~")
+    if "//" in value:
+        raise Invalid(path, "must not have empty segments")
+    return value
+
+
+def method(value: Any, path: str) -> str:
+    value = s.string(value, path)
+    if not METHOD.fullmatch(value):
+        raise Invalid(path, "invalid value: must be uppercase letters, e.g. GET")
+    return value
+
+
+def header_rules(value: Any, path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Route headers: name -> values (a value ``~*regex`` is a case-insensitive regex)."""
+    if not isinstance(value, dict):
+        raise Invalid(path, "expected a map of header name to an array of values")
+    rules = []
+    for header, values in value.items():
+        where = f"{path}.{header}"
+        if not isinstance(header, str) or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+            raise Invalid(where, "invalid header name")
+        if header.lower() == "host":
+            raise Invalid(where, "cannot contain 'host' header, which must be specified in "
+                                 "the 'hosts' attribute")
+        checked = s.array(s.string)(values, where)
+        if not checked:
+            raise Invalid(where, "expected at least one value")
+        for i, item in enumerate(checked):
+            if item.startswith("~*"):
+                try:
+                    re.compile(item[2:])
+                except re.error as exc:
+                    raise Invalid(f"{where}[{i}]", f"invalid regex: {exc}") from None
+        rules.append((header.lower(), checked))
+    return tuple(rules)
+
+
+@dataclass(frozen=True)
+class Service:
+    """Where matched requests go: a host (or an upstream's name), port, path, timeouts."""
+
+    name: str | None
+    protocol: str
+    host: str
+    port: int
+    path: str | None
+    retries: int
+    #: Seconds (Kong's fields are milliseconds).
+    connect_timeout: float
+    read_timeout: float
+    enabled: bool
+    label: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}"
+
+
+SERVICE_FIELDS: s.Fields = {
+    **AUTO, "name": (s.name, None), "url": (s.string, None),
+    "protocol": (s.one_of(*HTTP_PROTOCOLS), None), "host": (s.hostname, None),
+    "port": (s.port, None), "path": (service_path, None),
+    "retries": (s.integer(0, 32767), 5), "connect_timeout": TIMEOUT,
+    "write_timeout": TIMEOUT, "read_timeout": TIMEOUT, "tags": TAGS,
+    "enabled": (s.boolean, True), "client_certificate": UNSUPPORTED,
+    "tls_verify": UNSUPPORTED, "tls_verify_depth": UNSUPPORTED, "ca_certificates": UNSUPPORTED,
+    "routes": NESTED, "plugins": NESTED,
+}
+
+
+def service(raw: dict[str, Any], path: str) -> Service:
+    if raw["url"] is not None:
+        if any(raw[key] is not None for key in ("protocol", "host", "port", "path")):
+            raise Invalid(f"{path}.url", "cannot be combined with protocol, host, port or path")
+        raw.update(_url_fields(raw["url"], f"{path}.url"))
+    if raw["host"] is None:
+        raise Invalid(f"{path}.host", "required field missing (or give url)")
+    protocol = raw["protocol"] or "http"
+    return Service(
+        name=raw["name"], protocol=protocol, host=raw["host"],
+        port=raw["port"] if raw["port"] is not None else 80, path=raw["path"],
+        retries=raw["retries"], connect_timeout=raw["connect_timeout"] / 1000,
+        read_timeout=raw["read_timeout"] / 1000, enabled=raw["enabled"], label=path)
+
+
+def _url_fields(url: str, path: str) -> dict[str, Any]:
+    """Kong's ``url`` shorthand: protocol, host, port (80/443 by scheme) and path."""
+    parts = urlsplit(url)
+    if parts.scheme not in HTTP_PROTOCOLS or not parts.hostname:
+        raise Invalid(path, f"{shown(url)} is not an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise Invalid(path, "a URL with a user or password is not supported")
+    if parts.query or parts.fragment:
+        raise Invalid(path, "must not have a query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise Invalid(path, "invalid port") from None
+    return {"protocol": parts.scheme, "host": s.hostname(parts.hostname, path),
+            "port": port if port is not None else (443 if parts.scheme == "https" else 80),
+            "path": service_path(parts.path, path) if parts.path else None}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which requests go to a service, and how the path is rewritten (Kong's route)."""
+
+    name: str | None
+    service: str | None
+    protocols: tuple[str, ...]
+    methods: tuple[str, ...]
+    hosts: tuple[str, ...]
+    paths: tuple[str, ...]
+    headers: tuple[tuple[str, tuple[str, ...]], ...]
+    strip_path: bool
+    preserve_host: bool
+    regex_priority: int
+    https_redirect_status_code: int
+    label: str
+    #: What plugins refer to it by: its name, else its id, else its field path.
+    key: str
+
+
+ROUTE_FIELDS: s.Fields = {
+    **AUTO, "name": (s.name, None), "service": (reference, None),
+    "protocols": (s.array(s.one_of(*HTTP_PROTOCOLS)), HTTP_PROTOCOLS),
+    "methods": (s.array(method), ()), "hosts": (s.array(host_pattern), ()),
+    "paths": (s.array(router_path), ()), "headers": (header_rules, ()),
+    "strip_path": (s.boolean, True), "preserve_host": (s.boolean, False),
+    "regex_priority": (s.integer(-2**31, 2**31 - 1), 0),
+    "https_redirect_status_code": (s.integer(301, 426), 426),
+    "path_handling": (s.fixed("v0", "only v0 works with the traditional_compatible router"),
+                      "v0"),
+    "request_buffering": (s.boolean, True), "response_buffering": (s.boolean, True),
+    "snis": UNSUPPORTED, "sources": UNSUPPORTED, "destinations": UNSUPPORTED,
+    "tags": TAGS, "plugins": NESTED,
+}
+
+
+def route(raw: dict[str, Any], path: str) -> Route:
+    if not raw["protocols"]:
+        raise Invalid(f"{path}.protocols", "length must be at least 1")
+    if raw["https_redirect_status_code"] not in (426, 301, 302, 307, 308):
+        raise Invalid(f"{path}.https_redirect_status_code", "expected one of: 426, 301, 302, "
+                                                           "307, 308")
+    if not any(raw[key] for key in ("methods", "hosts", "headers", "paths")):
+        raise Invalid(path, "must set one of 'methods', 'hosts', 'headers', 'paths' when "
+                            "'protocols' is 'http' or 'https'")
+    return Route(
+        name=raw["name"], service=raw["service"], protocols=raw["protocols"],
+        methods=raw["methods"], hosts=raw["hosts"], paths=raw["paths"], headers=raw["headers"],
+        strip_path=raw["strip_path"], preserve_host=raw["preserve_host"],
+        regex_priority=raw["regex_priority"],
+        https_redirect_status_code=raw["https_redirect_status_code"], label=path,
+        key=raw["name"] or raw["id"] or path)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One address of an upstream and its share of the traffic."""
+
+    host: str
+    port: int
+    weight: int
+
+
+TARGET_FIELDS: s.Fields = {
+    **AUTO, "target": (s.string, REQUIRED), "weight": (s.integer(0, 65535), 100),
+    "upstream": (reference, None), "tags": TAGS,
+}
+
+
+def target(raw: dict[str, Any], path: str) -> Target:
+    host, sep, port = raw["target"].rpartition(":")
+    if not sep:
+        host, port = raw["target"], "8000"  # Kong's default target port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise Invalid(f"{path}.target", f"invalid port in {shown(raw['target'])}")
+    return Target(s.hostname(host, f"{path}.target"), int(port), raw["weight"])
+
+
+def _no_active_checks(value: Any, path: str) -> Any:
+    """Kong exports a healthchecks record with active checks off (interval 0): accepted."""
+    active = value.get("active", {}) if isinstance(value, dict) else None
+    if active is None:
+        raise Invalid(path, "expected a record")
+    for state in ("healthy", "unhealthy"):
+        if (active.get(state) or {}).get("interval"):
+            raise Invalid(f"{path}.active.{state}.interval", "active health checks are not "
+                          "supported by this gateway (passive ones are: a refused target is "
+                          "skipped for GATEWAY_TARGET_COOLDOWN)")
+    return value
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A virtual host name balanced over weighted targets."""
+
+    name: str
+    targets: tuple[Target, ...] = field(default=())
+
+
+UPSTREAM_FIELDS: s.Fields = {
+    **AUTO, "name": (s.hostname, REQUIRED),
+    "algorithm": (s.fixed("round-robin"), "round-robin"), "slots": (s.integer(10, 2**16), 10000),
+    "hash_on": (s.fixed("none"), "none"), "hash_fallback": (s.fixed("none"), "none"),
+    "healthchecks": (_no_active_checks, None), "host_header": UNSUPPORTED,
+    "client_certificate": UNSUPPORTED, "use_srv_name": (s.fixed(False), False),
+    "tags": TAGS, "targets": NESTED,
+}
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A client identity; its key-auth keys authenticate it."""
+
+    username: str
+    custom_id: str | None
+    keys: tuple[str, ...]
+    label: str
+
+
+CONSUMER_FIELDS: s.Fields = {
+    **AUTO, "username": (s.string, None), "custom_id": (s.string, None), "tags": TAGS,
+    "keyauth_credentials": NESTED, "plugins": NESTED,
+}
+CREDENTIAL_FIELDS: s.Fields = {
+    **AUTO, "key": (s.string, REQUIRED), "consumer": (reference, None), "tags": TAGS,
+    "ttl": UNSUPPORTED,
+}
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A plugin instance and its scope (None: any service, route or consumer)."""
+
+    name: str
+    config: dict[str, Any]
+    #: A disabled plugin's config is checked all the same (Kong does), then left out.
+    enabled: bool
+    service: str | None
+    route: str | None
+    consumer: str | None
+    label: str
+
+
+PLUGIN_FIELDS: s.Fields = {
+    **AUTO, "name": (s.string, REQUIRED), "instance_name": (s.name, None),
+    "config": (s.mapping, {}),
+    "enabled": (s.boolean, True), "protocols": (s.array(s.string), ()),
+    "service": (reference, None), "route": (reference, None), "consumer": (reference, None),
+    "ordering": UNSUPPORTED, "tags": TAGS,
+}

@@ -1,0 +1,144 @@
+"""Checks for the declarative file's values, each raising Invalid with the field path.
+
+A small hand-written validator rather than a schema library: the errors must
+name Kong entities by name (``services[orders].url``) and never echo a secret
+read from a vault reference, which is simpler to get right here than through
+a library's error objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: A check takes a value and its field path and returns the value normalized.
+Check = Callable[[Any, str], Any]
+#: A record's fields: name -> (check, default). A default of REQUIRED makes the field required.
+Fields = Mapping[str, tuple[Check, Any]]
+REQUIRED = object()
+
+
+class Invalid(ValueError):
+    """A value of the declarative file is wrong; str() is ``path: what is wrong``."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+
+
+class Secret(str):
+    """A string read from a ``{vault://env/NAME}`` reference: never shown in an error."""
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message, or <hidden> when it came from a vault."""
+    return "<hidden>" if isinstance(value, Secret) else repr(value)
+
+
+def string(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise Invalid(path, "expected a non-empty string")
+    return value
+
+
+def boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(path, "expected a boolean")
+    return value
+
+
+def integer(low: int, high: int) -> Check:
+    """An integer in [low, high] (Kong's ``between``)."""
+
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(path, "expected an integer")
+        if not low <= value <= high:
+            raise Invalid(path, f"value should be between {low} and {high}")
+        return value
+
+    return check
+
+
+def one_of(*options: str) -> Check:
+    def check(value: Any, path: str) -> str:
+        if value not in options:
+            raise Invalid(path, f"expected one of: {', '.join(options)}")
+        return value
+
+    return check
+
+
+def array(element: Check) -> Check:
+    """A list, each element checked with its index in the path."""
+
+    def check(value: Any, path: str) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise Invalid(path, "expected an array")
+        return tuple(element(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+    return check
+
+
+def mapping(value: Any, path: str) -> dict[str, Any]:
+    """A record whose fields are checked later (a plugin's config)."""
+    if not isinstance(value, dict):
+        raise Invalid(path, "expected a record")
+    return value
+
+
+def fixed(default: Any, reason: str = "is not supported by this gateway") -> Check:
+    """A Kong field accepted only at its default value (or null)."""
+
+    def check(value: Any, path: str) -> Any:
+        if value is not None and value != default:
+            raise Invalid(path, f"{reason} (only {default!r})")
+        return default
+
+    return check
+
+
+def record(value: Any, path: str, fields: Fields) -> dict[str, Any]:
+    """Check a mapping against ``fields``: unknown fields refused, defaults filled in."""
+    if not isinstance(value, dict):
+        raise Invalid(path, "expected a record")
+    for name in value:
+        if name not in fields:
+            raise Invalid(f"{path}.{name}", "unknown field")
+    out = {}
+    for name, (check, default) in fields.items():
+        given = value.get(name)
+        if given is None:
+            if default is REQUIRED:
+                raise Invalid(f"{path}.{name}", "required field missing")
+            out[name] = default
+        else:
+            out[name] = check(given, f"{path}.{name}")
+    return out
+
+
+_NAME = re.compile(r"[\w.~-]+")
+
+
+def name(value: Any, path: str) -> str:
+    """Kong's utf8_name: letters, digits and . - _ ~."""
+    value = string(value, path)
+    if not _NAME.fullmatch(value):
+        raise Invalid(path, f"invalid value {shown(value)}: it must only contain "
+                            "alphanumeric and '., -, _, ~' characters")
+    return value
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def hostname(value: Any, path: str) -> str:
+    """A DNS name or IPv4 address, lowercased (no port)."""
+    host = string(value, path).lower()
+    if not all(_LABEL.fullmatch(label) for label in host.split(".")):
+        raise Invalid(path, f"invalid hostname: {shown(value)}")
+    return host
+
+
+def port(value: Any, path: str) -> int:
+    return integer(0, 65535)(value, path)

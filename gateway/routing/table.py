@@ -1,0 +1,234 @@
+"""The route table the app asks per request: where it goes and which filters it runs.
+
+Without a declarative file the table is one catch-all route to the service of
+GATEWAY_UPSTREAM_URL with the filters of GATEWAY_FILTERS, and the request path
+goes upstream as sent, exactly as before routes existed. With a file, each
+route gets its service's Upstream (targets, retries, timeouts) and its own
+chain: for each plugin name, the most specific configuration wins, in Kong's
+order (consumer+route+service, consumer+route, consumer+service, route+service,
+consumer, route, service, global).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import ConfigError, Settings, env_names, warn_disabled_filter_settings
+from gateway.filters import REGISTRY, build_filters
+from gateway.filters.base import Filter
+from gateway.proxy.upstream import Upstream
+from gateway.routing import entities as e
+from gateway.routing.chain import ByConsumer, Chain
+from gateway.routing.declarative import Declaration, declaration_source, parse_declaration
+from gateway.routing.plugins import filter_config
+from gateway.routing.router import Router, upstream_path
+from gateway.routing.schema import Invalid
+
+#: Kong's answer when no route matches.
+NO_ROUTE = "no Route matched with those values"
+#: Kong's answer to plain http on an https-only route (426).
+USE_HTTPS = "Please use HTTPS protocol"
+#: Most targets listed per upstream for weighted round-robin (weights are scaled down past it).
+MAX_RING = 100
+# Kong's plugin precedence: (consumer, route, service) set -> rank, highest wins.
+_RANK = {(True, True, True): 7, (True, True, False): 6, (True, False, True): 5,
+         (False, True, True): 4, (True, False, False): 3, (False, True, False): 2,
+         (False, False, True): 1, (False, False, False): 0}
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A route's service, upstream and filters."""
+
+    #: Names for the access log and metrics ("" when unnamed).
+    service: str
+    route: str
+    chain: Chain
+    upstream: Upstream
+    #: The route of the file; None for the catch-all route (the path goes as sent).
+    spec: e.Route | None = None
+    service_path: str | None = None
+
+    def upstream_target(self, target: str, decoded_path: str, matched: str) -> str:
+        """The request target sent upstream: the client's, with Kong's path rewrite."""
+        if self.spec is None:
+            return target
+        raw_path, sep, query = target.partition("?")
+        path = upstream_path(self.spec, matched, decoded_path, raw_path, self.service_path)
+        return path + sep + query
+
+    def protocol_refusal(self, environ: Mapping[str, Any]) -> tuple[int, str, str] | None:
+        """(status, message, Location) when the route does not take this scheme (Kong's
+        https_redirect_status_code), else None."""
+        if self.spec is None or environ.get("wsgi.url_scheme", "http") in self.spec.protocols:
+            return None
+        status = self.spec.https_redirect_status_code
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        location = f"https://{host}{environ.get('RAW_URI') or environ.get('PATH_INFO', '/')}"
+        return status, USE_HTTPS if status == 426 else "Moved", location
+
+
+class RouteTable:
+    """Finds the destination of each request."""
+
+    def __init__(self, destinations: Sequence[Destination],
+                 router: Router[Destination] | None = None) -> None:
+        self.destinations = list(destinations)
+        self.router = router
+
+    def find(self, environ: Mapping[str, Any]) -> tuple[Destination, str] | None:
+        """(destination, the part of the decoded path the route matched), or None."""
+        if self.router is None:
+            return self.destinations[0], ""
+        hit = self.router.match(environ["REQUEST_METHOD"],
+                                environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+                                environ.get("PATH_INFO", ""), environ)
+        return None if hit is None else (hit.value, hit.matched)
+
+    @property
+    def filters(self) -> list[Filter]:
+        """Every filter instance of every route, highest PRIORITY first."""
+        seen = {id(f): f for d in self.destinations for f in d.chain.filters}
+        return Chain(list(seen.values())).filters
+
+    @property
+    def upstreams(self) -> Iterator[Upstream]:
+        """Each distinct Upstream once."""
+        return iter({id(d.upstream): d.upstream for d in self.destinations}.values())
+
+
+def single_service(settings: Settings, filters: Sequence[Filter]) -> RouteTable:
+    """GATEWAY_UPSTREAM_URL's service behind a catch-all route with GATEWAY_FILTERS."""
+    if settings.upstream_urls is None:
+        raise ConfigError("GATEWAY_UPSTREAM_URL is required (or a declarative file: "
+                          "GATEWAY_DECLARATIVE_CONFIG)")
+    return RouteTable([Destination("", "", Chain(filters), Upstream(settings))])
+
+
+def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()) -> RouteTable:
+    """The routes of a declarative file; Invalid names the entity and field at fault."""
+    instances = [_instance(p, decl, settings) for p in decl.plugins]
+    # Services with the same targets, retries, timeouts and Host rule share one Upstream,
+    # so its connection pools.
+    upstreams: dict[Settings, Upstream] = {}
+    routes = []
+    for route in decl.routes:
+        service = decl.services[route.service]
+        if not service.enabled:
+            continue
+        proxy = _service_settings(settings, service, decl, route)
+        if proxy not in upstreams:
+            upstreams[proxy] = Upstream(proxy)
+        filters = _scoped(decl, instances, route.key, route.service)
+        routes.append((route, Destination(service.name or "", route.name or "",
+                                          Chain([*filters, *extra]), upstreams[proxy],
+                                          route, service.path)))
+    if not routes:
+        raise Invalid("routes", "no route of an enabled service: every request would be a 404")
+    return RouteTable([d for _, d in routes], Router(routes))
+
+
+def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings) -> Filter | None:
+    """The plugin's filter; None for a disabled plugin (its config checked all the same)."""
+    cls, config = filter_config(plugin, decl)
+    if not plugin.enabled:
+        return None
+    try:
+        return cls(config, settings)
+    except (ConfigError, ValueError) as exc:
+        raise Invalid(f"{plugin.label}.config", str(exc)) from None
+
+
+def _scoped(decl: Declaration, instances: list[Filter | None], route: str,
+            service: str) -> list[Filter]:
+    """The route's filters: per plugin name the most specific configuration, per consumer."""
+    best: dict[str, dict[str | None, tuple[int, Filter]]] = {}
+    for plugin, instance in zip(decl.plugins, instances, strict=True):
+        if instance is None or plugin.route not in (None, route) or \
+                plugin.service not in (None, service):
+            continue
+        rank = _RANK[plugin.consumer is not None, plugin.route is not None,
+                     plugin.service is not None]
+        consumer = decl.consumers[plugin.consumer].username if plugin.consumer else None
+        slot = best.setdefault(plugin.name, {})
+        if consumer not in slot or rank > slot[consumer][0]:
+            slot[consumer] = rank, instance
+    filters: list[Filter] = []
+    for slot in best.values():
+        default = slot.pop(None, (-1, None))
+        overrides = {c: f for c, (rank, f) in slot.items() if rank > default[0]}
+        filters.append(ByConsumer(default[1], overrides) if overrides else default[1])
+    return [f for f in filters if f is not None]
+
+
+def _service_settings(settings: Settings, service: e.Service, decl: Declaration,
+                      route: e.Route) -> Settings:
+    """The proxy settings of one service: its targets, retries, timeouts, Host rule."""
+    upstream = decl.upstreams.get(service.host)
+    if upstream is None:
+        urls: tuple[str, ...] = (service.url,)
+    else:
+        urls = tuple(f"{service.protocol}://{t.host}:{t.port}"
+                     for t in weighted_ring(upstream.targets))
+        if not urls:
+            raise Invalid(f"upstreams[{upstream.name}].targets",
+                          "no target with a weight above 0")
+    return dataclasses.replace(
+        settings, upstream_urls=urls, retries=service.retries,
+        connect_timeout=service.connect_timeout, read_timeout=service.read_timeout,
+        preserve_host=route.preserve_host)
+
+
+def weighted_ring(targets: Sequence[e.Target]) -> list[e.Target]:
+    """Targets repeated in proportion to their weights, spread out (smooth weighted
+    round-robin, as nginx's), so round-robin over the list honours the weights."""
+    live = [t for t in targets if t.weight > 0]
+    if not live:
+        return []
+    divisor = math.gcd(*(t.weight for t in live))
+    shares = [t.weight // divisor for t in live]
+    if sum(shares) > MAX_RING:
+        total = sum(shares)
+        shares = [max(1, round(share * MAX_RING / total)) for share in shares]
+    current = [0] * len(live)
+    ring = []
+    for _ in range(sum(shares)):
+        current = [c + share for c, share in zip(current, shares, strict=True)]
+        chosen = max(range(len(live)), key=current.__getitem__)
+        current[chosen] -= sum(shares)
+        ring.append(live[chosen])
+    return ring
+
+
+def route_table(settings: Settings, environ: Mapping[str, str],
+                classes: Sequence[type[Filter]], extra: Sequence[Filter] = ()) -> RouteTable:
+    """The table the settings describe: the declarative file's routes, else one service
+    with the filters ``classes`` (GATEWAY_FILTERS' classes, as the registry resolved them).
+
+    ``extra`` filters run on every route (tests). ConfigError names the file, the entity
+    and the field path. Settings of filters that are not enabled are a warning without a
+    file (they are ignored) and an error beside one (the file's plugins configure filters).
+    """
+    source = declaration_source(environ, settings.declarative_config,
+                                settings.declarative_config_string)
+    if source is None:
+        warn_disabled_filter_settings(environ, REGISTRY, settings.filters)
+        return single_service(settings, [*build_filters(settings, environ, classes), *extra])
+    if settings.filters:
+        raise ConfigError("GATEWAY_FILTERS cannot be combined with a declarative file: "
+                          "declare the plugins in the file")
+    filter_variables = env_names(cls.Config for cls in REGISTRY.values())
+    for name in sorted(filter_variables.intersection(environ)):
+        if environ[name].strip():
+            raise ConfigError(f"{name}: a filter setting has no effect with a declarative "
+                              "file; set it in the plugin's config there")
+    text, origin = source
+    decl = parse_declaration(text, origin, environ)
+    try:
+        return declared(settings, decl, extra)
+    except Invalid as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
