@@ -32,6 +32,9 @@ _DEFAULTS = (("User-Agent", f"python-urllib3/{urllib3.__version__}"),
              ("Accept-Encoding", "identity"))
 #: Headers the client sets from the body, never the caller's.
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
+#: What a call can fail with on the way (urllib3's connect and TLS errors, socket errors,
+#: an answer llhttp refused, a connection that ended before any answer).
+_FAILURES = (wire.InvalidResponse, Unanswered, HTTPError, OSError)
 
 
 @dataclass(frozen=True)
@@ -79,19 +82,19 @@ class HttpClient:
             parts = parse_url(url)
             pool = self.pool.connection_from_url(url)
         except HTTPError as exc:
-            raise CallFailed(_reason(exc, self.read_timeout)) from None
+            raise self._failure(exc) from None
         head = wire.request_head(method, parts.request_uri,
                                  _fields(parts.netloc or "", headers, method, body))
         try:
             answer = exchange(pool, head, body, False, timeout=self.read_timeout,
                               head_request=method == "HEAD", repeatable=method in IDEMPOTENT)
-        except (wire.InvalidResponse, Unanswered, HTTPError, OSError) as exc:
-            raise CallFailed(_reason(exc, self.read_timeout)) from None
+        except _FAILURES as exc:
+            raise self._failure(exc) from None
         try:
-            fields = urllib3.HTTPHeaderDict(answer.headers)
-            return Answer(answer.status, fields, self._read(answer, fields))
-        except (wire.InvalidResponse, HTTPError, OSError) as exc:
-            raise CallFailed(_reason(exc, self.read_timeout)) from None
+            received = urllib3.HTTPHeaderDict(answer.headers)
+            return Answer(answer.status, received, self._read(answer, received))
+        except _FAILURES as exc:
+            raise self._failure(exc) from None
         finally:
             answer.release()
 
@@ -105,6 +108,22 @@ class HttpClient:
             if len(body) > self.max_bytes:
                 raise CallFailed(f"answer is larger than {self.max_bytes} bytes")
         return bytes(body)
+
+    def _failure(self, exc: Exception) -> CallFailed:
+        """A CallFailed naming what failed in a few words, without urllib3's pool and
+        connection reprs."""
+        if isinstance(exc, Unanswered):
+            cause = exc.__cause__
+            return CallFailed("Connection aborted without an answer" + (
+                "" if isinstance(cause, wire.ClosedEarly) else f" ({cause})"))
+        if isinstance(exc, wire.ClosedEarly):
+            return CallFailed("Connection aborted before the answer ended")
+        if isinstance(exc, wire.InvalidResponse):
+            return CallFailed(f"invalid answer ({exc})")
+        if isinstance(exc, TimeoutError):
+            return CallFailed(f"read timed out after {self.read_timeout:g}s")
+        reason = getattr(exc, "reason", None) or exc
+        return CallFailed(_REPR.sub("", str(reason)) or type(exc).__name__)
 
 
 def _fields(host: str, headers: Mapping[str, str], method: str,
@@ -123,18 +142,3 @@ def _fields(host: str, headers: Mapping[str, str], method: str,
         fields.append(extra)
     return fields
 
-
-def _reason(exc: Exception, read_timeout: float) -> str:
-    """A short reason naming what failed, without urllib3's pool and connection reprs."""
-    if isinstance(exc, Unanswered):
-        cause = exc.__cause__
-        return "Connection aborted without an answer" + (
-            "" if isinstance(cause, wire.ClosedEarly) else f" ({cause})")
-    if isinstance(exc, wire.ClosedEarly):
-        return "Connection aborted before the answer ended"
-    if isinstance(exc, wire.InvalidResponse):
-        return f"invalid answer ({exc})"
-    if isinstance(exc, TimeoutError):
-        return f"read timed out (read timeout={read_timeout:g}s)"
-    reason = getattr(exc, "reason", None) or exc
-    return _REPR.sub("", str(reason)) or type(exc).__name__

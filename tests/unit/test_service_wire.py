@@ -140,3 +140,10 @@ def test_a_header_that_would_inject_a_line_is_refused(mock_service):
     with pytest.raises(ValueError, match="CR, LF or NUL"):
         service().client.call("GET", mock_service.url + "/x", {"X-A": "a\r\nX-B: b"})
     assert mock_service.requests == []
+
+
+def test_a_read_past_the_read_timeout_fails_naming_it(mock_service):
+    url = mock_service.route("/slow", json={}, delay=0.5)
+    with pytest.raises(CallFailed) as caught:
+        service(timeout=5, read_timeout=0.2).get_json(url)
+    assert str(caught.value) == "read timed out after 0.2s"
