@@ -80,7 +80,7 @@ class HttpClient:
         keep-alive answer. ValueError for a CR, LF or NUL in a header (injection)."""
         try:
             parts = parse_url(url)
-            pool = self.pool.connection_from_url(url)
+            pool = self.pool.connection_from_host(parts.host, parts.port, parts.scheme)
         except HTTPError as exc:
             raise self._failure(exc) from None
         head = wire.request_head(method, parts.request_uri,
