@@ -133,6 +133,23 @@ class Row:
     runs: list[Load]
 
 
+def gateway_rows(upstream: str, third: str, processes: list[Process], root: Path = ROOT,
+                 prefix: str = "") -> list[Row]:
+    """The gateway's rows (plain proxy; enrichment with cache hits and with the cache off,
+    when the filter exists) for the checkout at ``root``; its processes join ``processes``."""
+    envs: dict[str, dict[str, str]] = {"gateway, plain proxy": {}}
+    if "enrichment" in REGISTRY:
+        envs["gateway + enrichment, cache on (hits)"] = enrichment_env(third, 300)
+        envs["gateway + enrichment, cache off"] = enrichment_env(third, 0)
+    rows = []
+    for label, env in envs.items():
+        gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream, "PYTHONPATH": str(root), **env},
+                          root=root)
+        processes.append(gateway)
+        rows.append(Row(prefix + label, gateway.url, []))
+    return rows
+
+
 def measure_rows(rows: list[Row], args: argparse.Namespace) -> None:
     """Warm every row up, then load them interleaved for ``args.rounds`` rounds."""
     for row in rows:
@@ -421,6 +438,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--paced-duration", type=int,
                    default=int(env("BENCH_PACED_DURATION", "10")))
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument("--baseline", type=Path,
+                   help="another checkout of the gateway (e.g. `git archive` of an older "
+                        "commit) whose gateway rows are loaded in the same rounds, for a "
+                        "before/after")
     return p.parse_args()
 
 
@@ -428,7 +449,6 @@ def main() -> None:
     args = parse_args()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = machine()
-    has_enrichment = "enrichment" in REGISTRY
     upstream_port, third_port, reference_port = free_port(), free_port(), free_port()
     processes: list[Process] = []
     try:
@@ -441,18 +461,13 @@ def main() -> None:
         ceiling, ceiling_url = start_app("ceiling")
         peer, peer_url = start_app("peer", {"BENCH_UPSTREAM_URL": upstream})
         processes += [ceiling, peer]
-        plain = Gateway({"GATEWAY_UPSTREAM_URL": upstream})
-        processes.append(plain)
         rows = [Row("ceiling: do-nothing WSGI app", ceiling_url, []),
                 Row("peer: werkzeug ProxyMiddleware", peer_url, []),
-                Row("gateway, plain proxy", plain.url, [])]
-        if has_enrichment:
-            hits = Gateway({"GATEWAY_UPSTREAM_URL": upstream, **enrichment_env(third, 300)})
-            misses = Gateway({"GATEWAY_UPSTREAM_URL": upstream, **enrichment_env(third, 0)})
-            processes += [hits, misses]
-            rows += [Row("gateway + enrichment, cache on (hits)", hits.url, []),
-                     Row("gateway + enrichment, cache off", misses.url, [])]
+                *gateway_rows(upstream, third, processes)]
         rows += routes_rows(upstream, processes)
+        if args.baseline is not None:
+            rows += gateway_rows(upstream, third, processes, args.baseline.resolve(),
+                                 f"baseline {args.baseline.name}: ")
         processes.append(start_nginx("reference.conf", port=reference_port,
                                      upstream_port=upstream_port))
         rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}", []))
@@ -461,9 +476,9 @@ def main() -> None:
         gateway_max = statistics.median(r.rps for r in rows[2].runs)
         figures = [*ratio_targets(rows), routes_figure(rows)]
         print("scenarios ...", flush=True)
-        figures.append(scenario_paced(plain.url, gateway_max, args))
+        figures.append(scenario_paced(rows[2].url, gateway_max, args))
         figures += scenario_streaming(args)
-        if has_enrichment:
+        if "enrichment" in REGISTRY:
             figures += [scenario_overlap(args), scenario_third_party(upstream, args)]
     finally:
         for process in reversed(processes):

@@ -35,7 +35,7 @@ log = logging.getLogger("gateway.proxy.upstream")
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 # Retrying these is safe: RFC 9110 9.2.2.
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: The status and words logged for a client that left before the upstream answered
 #: (nginx's and Kong's 499); the client never sees them.
 CLIENT_CLOSED = 499

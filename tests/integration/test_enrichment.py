@@ -16,6 +16,7 @@ import pytest
 from tests.integration.test_key_auth import wait_for_log
 from tests.support.fixture_server import FixtureServer, closed_port_url
 from tests.support.net import call, first_piece
+from tests.support.scripted import Script, ScriptedUpstream
 
 TIMEOUT = 1.5
 ACCESS = "Error when trying to access 3rd party service: "
@@ -213,3 +214,24 @@ def test_third_party_connections_are_kept_alive(enriched):
         assert third.connections == 1  # ten calls, one pooled connection
     finally:
         third.stop()
+
+
+@pytest.mark.parametrize("answer, reason", [
+    (b"HTTP/1.1 200 OK\r\nX-Evil: a\rSet-Cookie: x=1\r\nContent-Length: 13\r\n\r\n"
+     b'{"url": "ok"}', "invalid answer (Missing expected LF after header value)"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 13\r\n\r\n"
+     b'd\r\n{"url": "ok"}\r\n0\r\n\r\n',
+     "invalid answer (Content-Length can't be present with Transfer-Encoding)"),
+])
+def test_an_invalid_third_party_answer_is_the_access_error(enriched, answer, reason):
+    third = ScriptedUpstream({"/bad": Script(answer)})
+    try:
+        gw = enriched("fail", url=third.url + "/bad")
+        response, body, _ = timed(gw.url, "/echo")
+        assert response.status == 500
+        assert json.loads(body)["message"] == ACCESS + reason
+        assert response.getheader("X-MyPlugin") is None
+        assert response.getheader("Set-Cookie") is None
+        assert third.paths() == ["/bad"]
+    finally:
+        third.close()
