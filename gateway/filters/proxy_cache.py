@@ -261,7 +261,8 @@ class ProxyCache(Filter):
     def upstream_headers(ex: Exchange) -> Headers | None:
         """The upstream's own response headers (not those other filters added), or None
         when the gateway answered instead (an error, another filter's response)."""
-        return None if ex.body is not None else ex.upstream_response_headers
+        received = ex.upstream_response_headers
+        return None if ex.body is not None or received is None else Headers(received)
 
     def response_ttl(self, status: int | None, headers: Headers) -> float | None:
         """Seconds to keep a response with ``status`` and ``headers``; None: do not store it."""

@@ -77,7 +77,7 @@ class Exchange:
         self.upstream_response: Any = None
         #: The upstream's end-to-end response headers as received (before any filter edited
         #: ``headers``); None when the upstream was not reached.
-        self.upstream_response_headers: Headers | None = None
+        self.upstream_response_headers: tuple[tuple[str, str], ...] | None = None
         #: The message of an error the gateway answered, for the log phase.
         self.error_message: str | None = None
         #: Per-filter outcome for logs and metrics, e.g. {"enrichment": "hit"}.
