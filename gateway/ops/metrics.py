@@ -117,8 +117,10 @@ class WorkerMetrics:
             counts[child] = counts.get(child, 0) + 1
         for name, seconds in ex.latencies.items():
             self._observe(_filter_duration(name), seconds)
-        if self.in_flight == 0 or now - self.refreshed >= POOL_REFRESH:
+        if now - self.refreshed >= POOL_REFRESH:
             self.refresh(now)
+        elif self.in_flight == 0:
+            self._write()
 
     def _observe(self, histogram: Any, amount: float) -> None:
         pending = self.observed.get(histogram)
@@ -130,6 +132,10 @@ class WorkerMetrics:
     def refresh(self, now: float) -> None:
         """Write the pending figures, the in-flight gauge and the pool gauges."""
         self.refreshed = now
+        self._write()
+        self._refresh_pools()
+
+    def _write(self) -> None:
         counts, self.counts = self.counts, {}
         for child, count in counts.items():
             child.inc(count)
@@ -140,7 +146,6 @@ class WorkerMetrics:
                 if count:
                     bucket.inc(count)
         IN_FLIGHT.set(self.in_flight)
-        self._refresh_pools()
 
     def _refresh_pools(self) -> None:
         totals: dict[str, tuple[int, int]] = {}
