@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +29,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from gateway.ops.batch import PENDING
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.upstream import Upstream
 
@@ -70,28 +70,18 @@ POOL_OPENED = Counter(
 
 
 class WorkerMetrics:
-    """This worker's figures, kept in memory and written to prometheus_client in batches.
-
-    In multiprocess mode every ``inc``/``observe`` of prometheus_client is a write into
-    an mmap'd file under a lock (a histogram observation writes its sum and a bucket);
-    a request made eight of them. Here a request costs a few dictionary updates, and
-    the pending counts are written at most once a second (POOL_REFRESH) and whenever
-    the worker has no request left in flight, before its in-flight gauge drops: a
-    scrape that sees no request in flight sees every finished request counted, as
-    before. A scrape served by this worker writes its pending figures first. The pool
-    gauges are copied at the same times (summed per target URL over the services).
-    """
+    """This worker's request figures, counted in memory (:mod:`gateway.ops.batch`) and
+    written at most once a second and whenever the worker has no request in flight,
+    before its in-flight gauge drops. A scrape served by this worker writes its pending
+    figures first. The pool gauges are copied once a second (summed per target URL
+    over the services' upstreams)."""
 
     def __init__(self, upstreams: Iterable[Upstream]) -> None:
         self.upstreams = list(upstreams)
         self.refreshed = 0.0
         self.opened: dict[str, int] = {}
-        #: Requests this worker is handling now (the gauge is written on 0 <-> 1 and flushes).
+        #: Requests this worker is handling now (the gauge is written on 0 -> 1 and flushes).
         self.in_flight = 0
-        #: Pending increments per counter child.
-        self.counts: dict[Any, int] = {}
-        #: Pending observations per histogram child: [sum, count per bucket].
-        self.observed: dict[Any, list[Any]] = {}
 
     def started(self) -> None:
         """A request came in."""
@@ -100,34 +90,24 @@ class WorkerMetrics:
             IN_FLIGHT.set(1)
 
     def finished(self, ex: Exchange, total: float, now: float) -> None:
-        """A request is over (``total`` seconds): count it; flush when due or idle."""
+        """A request is over (``total`` seconds): count it; write when due or idle."""
         self.in_flight -= 1
-        counts = self.counts
         status_class = (ex.status or 0) // 100
-        for child in (_requests(status_class, "upstream" if ex.body is None else "gateway"),
-                      _route_requests(ex.service or "", ex.route or "", status_class)):
-            counts[child] = counts.get(child, 0) + 1
-        self._observe(REQUEST_DURATION, total)
+        PENDING.count(_requests(status_class, "upstream" if ex.body is None else "gateway"))
+        PENDING.count(_route_requests(ex.service or "", ex.route or "", status_class))
+        PENDING.observe(REQUEST_DURATION, total)
         upstream_seconds = ex.upstream_seconds
         if upstream_seconds is not None:
-            self._observe(UPSTREAM_DURATION, upstream_seconds)
+            PENDING.observe(UPSTREAM_DURATION, upstream_seconds)
         for name, outcome in ex.outcomes.items():
-            child = (_upstream_errors(outcome) if name == "upstream"
-                     else _filter_outcomes(name, outcome))
-            counts[child] = counts.get(child, 0) + 1
+            PENDING.count(_upstream_errors(outcome) if name == "upstream"
+                          else _filter_outcomes(name, outcome))
         for name, seconds in ex.latencies.items():
-            self._observe(_filter_duration(name), seconds)
+            PENDING.observe(_filter_duration(name), seconds)
         if now - self.refreshed >= POOL_REFRESH:
             self.refresh(now)
         elif self.in_flight == 0:
             self._write()
-
-    def _observe(self, histogram: Any, amount: float) -> None:
-        pending = self.observed.get(histogram)
-        if pending is None:
-            pending = self.observed[histogram] = [0.0] + [0] * len(histogram._upper_bounds)
-        pending[0] += amount
-        pending[1 + bisect_left(histogram._upper_bounds, amount)] += 1
 
     def refresh(self, now: float) -> None:
         """Write the pending figures, the in-flight gauge and the pool gauges."""
@@ -136,15 +116,7 @@ class WorkerMetrics:
         self._refresh_pools()
 
     def _write(self) -> None:
-        counts, self.counts = self.counts, {}
-        for child, count in counts.items():
-            child.inc(count)
-        observed, self.observed = self.observed, {}
-        for histogram, (total, *buckets) in observed.items():
-            histogram._sum.inc(total)
-            for bucket, count in zip(histogram._buckets, buckets, strict=True):
-                if count:
-                    bucket.inc(count)
+        PENDING.write()
         IN_FLIGHT.set(self.in_flight)
 
     def _refresh_pools(self) -> None:
@@ -160,8 +132,6 @@ class WorkerMetrics:
 
 
 # The children of labelled metrics, cached: labels() locks and formats on every call.
-# Histograms are written through their private _sum/_buckets/_upper_bounds (the
-# batched observe above); setup.cfg pins prometheus_client below 1.0 for that.
 
 @functools.cache
 def _requests(status_class: int, source: str) -> Any:
