@@ -8,6 +8,12 @@ ceiling measured in the same round, so machine noise cancels. Then the
 scenario figures: latency overlap, streaming memory, third-party calls under
 a cache TTL, and the p99 at half the gateway's throughput.
 
+The steady figure is CPU microseconds per request: the serving worker's own
+user + system time (``/proc/<pid>/stat``) over a wrk run, divided by the
+requests wrk counted. req/s on a shared 2-core machine swings 2x with the
+neighbours; the CPU a request costs barely moves. The floor row (a minimal
+pooled httptools proxy, ``bench/apps.py``) shows what the architecture allows.
+
 A benchmark, not a test: it prints figures and never fails on speed.
 """
 
@@ -27,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -50,6 +56,8 @@ MIB = 1024 * 1024
 STREAM_SPEED_TARGETS = {"response": 1024, "upload": 400}
 # Concurrent clients in the latency-overlap scenario (a latency figure, not a load test).
 OVERLAP_CONNECTIONS = 5
+FLOOR = "floor: minimal pooled httptools proxy (bench/apps.py)"
+PEER = "peer: werkzeug ProxyMiddleware"
 
 
 # ------------------------------------------------------------------ servers
@@ -100,28 +108,59 @@ def enrichment_env(third_party_url: str, ttl: float) -> dict[str, str]:
 
 @dataclass
 class Load:
-    """What wrk measured in one run."""
+    """What wrk measured in one run, and the serving worker's CPU per request."""
 
     rps: float
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
+    cpu_us: float = float("nan")
 
 
 def wrk(url: str, duration: int, connections: int, threads: int,
-        interval_ms: float | None = None) -> Load:
-    """One wrk run (keep-alive) against ``url``; paced when ``interval_ms`` is given."""
+        interval_ms: float | None = None, headers: tuple[str, ...] = ()) -> Load:
+    """One wrk run (keep-alive) against ``url``; paced when ``interval_ms`` is given;
+    ``headers`` (``Name: value``) sent on every request."""
     env = dict(os.environ)
     if interval_ms is not None:
         env["BENCH_INTERVAL_MS"] = f"{interval_ms:.3f}"
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
-            "--timeout", "10s", "-s", str(LUA), url]
+            "--timeout", "10s", "-s", str(LUA),
+            *(arg for header in headers for arg in ("-H", header)), url]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("BENCH "))
     f = {k: int(v) for k, v in (item.split("=") for item in line.split()[1:])}
     errors = f["connect"] + f["read"] + f["write"] + f["status"] + f["timeout"]
     return Load(rps=f["requests"] / (f["duration_us"] / 1e6), p50_ms=f["p50_us"] / 1000,
-                p99_ms=f["p99_us"] / 1000, errors=errors)
+                p99_ms=f["p99_us"] / 1000, errors=errors, requests=f["requests"])
+
+
+_TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pid(process: Process) -> int:
+    """The one worker of a gunicorn or nginx master started with a single worker."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    if len(children) != 1:
+        raise RuntimeError(f"{process.name}: expected one worker, found {children}")
+    return int(children[0])
+
+
+def cpu_us(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far, in microseconds (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_US
+
+
+def measured(row: Row, args: argparse.Namespace) -> Load:
+    """One wrk run of ``row``, with the CPU its worker spent per request."""
+    pid = worker_pid(row.process)
+    before = cpu_us(pid)
+    load = wrk(row.url + row.path, args.duration, args.connections, args.threads,
+               headers=row.headers)
+    load.cpu_us = (cpu_us(pid) - before) / max(load.requests, 1)
+    return load
 
 
 # --------------------------------------------------------------------- rows
@@ -130,36 +169,72 @@ def wrk(url: str, duration: int, connections: int, threads: int,
 class Row:
     label: str
     url: str
-    runs: list[Load]
+    process: Process
+    runs: list[Load] = field(default_factory=list)
+    #: Headers sent on every request of this row (an API key, an Origin).
+    headers: tuple[str, ...] = ()
+    path: str = PATH
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A gateway row: its settings and the headers its requests carry."""
+
+    env: dict[str, str]
+    headers: tuple[str, ...] = ()
+
+
+KEY = ("apikey: bench-key",)
+KEYAUTH = {"GATEWAY_KEYAUTH_KEYS": "bench:bench-key"}
+RATELIMIT = {"GATEWAY_RATELIMIT_SECOND": "1000000000", "GATEWAY_RATELIMIT_POLICY": "local"}
+#: Filter rows, each on its fast path: label -> (filters, settings, headers).
+FILTER_ROWS = {
+    "gateway + key-auth (a known key)": ("key-auth", KEYAUTH, KEY),
+    "gateway + rate-limiting local (under the limit)": ("rate-limiting", RATELIMIT, ()),
+    "gateway + key-auth + rate-limiting local": ("key-auth,rate-limiting",
+                                                 {**KEYAUTH, **RATELIMIT}, KEY),
+    "gateway + proxy-cache (hits)": ("proxy-cache", {"GATEWAY_CACHE_TTL": "3600"}, ()),
+    "gateway + cors (a simple request)": ("cors", {}, ("Origin: https://app.example.com",)),
+}
+
+
+def gateway_setups(third: str, filter_rows: bool) -> dict[str, Setup]:
+    """The gateway's rows: plain proxy; enrichment with cache hits and with the cache off
+    (when the filter exists); with ``filter_rows``, each built-in filter on its fast path."""
+    setups = {"gateway, plain proxy": Setup({})}
+    if "enrichment" in REGISTRY:
+        setups["gateway + enrichment, cache on (hits)"] = Setup(enrichment_env(third, 300))
+        setups["gateway + enrichment, cache off"] = Setup(enrichment_env(third, 0))
+    if filter_rows:
+        for label, (filters, env, headers) in FILTER_ROWS.items():
+            if all(name in REGISTRY for name in filters.split(",")):
+                setups[label] = Setup({"GATEWAY_FILTERS": filters, **env}, headers)
+    return setups
 
 
 def gateway_rows(upstream: str, third: str, processes: list[Process], root: Path = ROOT,
-                 prefix: str = "") -> list[Row]:
-    """The gateway's rows (plain proxy; enrichment with cache hits and with the cache off,
-    when the filter exists) for the checkout at ``root``; its processes join ``processes``."""
-    envs: dict[str, dict[str, str]] = {"gateway, plain proxy": {}}
-    if "enrichment" in REGISTRY:
-        envs["gateway + enrichment, cache on (hits)"] = enrichment_env(third, 300)
-        envs["gateway + enrichment, cache off"] = enrichment_env(third, 0)
+                 prefix: str = "", filter_rows: bool = True) -> list[Row]:
+    """The gateway's rows for the checkout at ``root``; its processes join ``processes``."""
     rows = []
-    for label, env in envs.items():
-        gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream, "PYTHONPATH": str(root), **env},
-                          root=root)
+    for label, setup in gateway_setups(third, filter_rows).items():
+        gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream, "PYTHONPATH": str(root),
+                           **setup.env}, root=root)
         processes.append(gateway)
-        rows.append(Row(prefix + label, gateway.url, []))
+        rows.append(Row(prefix + label, gateway.url, gateway, headers=setup.headers))
     return rows
 
 
 def measure_rows(rows: list[Row], args: argparse.Namespace) -> None:
     """Warm every row up, then load them interleaved for ``args.rounds`` rounds."""
     for row in rows:
-        wrk(row.url + PATH, 1, args.connections, args.threads)
+        wrk(row.url + row.path, 1, args.connections, args.threads, headers=row.headers)
     for number in range(1, args.rounds + 1):
         for row in rows:
-            load = wrk(row.url + PATH, args.duration, args.connections, args.threads)
+            load = measured(row, args)
             row.runs.append(load)
-            print(f"  round {number}: {row.label}: {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} "
-                  f"ms, p99 {load.p99_ms:.2f} ms, {load.errors} errors", flush=True)
+            print(f"  round {number}: {row.label}: {load.cpu_us:,.0f} us CPU/req, "
+                  f"{load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, "
+                  f"{load.errors} errors", flush=True)
 
 
 def ratios(row: Row, ceiling: Row) -> float:
@@ -167,13 +242,26 @@ def ratios(row: Row, ceiling: Row) -> float:
     return statistics.median(r.rps / c.rps for r, c in zip(row.runs, ceiling.runs, strict=True))
 
 
+def cpu(row: Row) -> float:
+    """Median CPU microseconds per request of the row's worker."""
+    return statistics.median(r.cpu_us for r in row.runs)
+
+
+def cpu_share(row: Row, ceiling: Row) -> float:
+    """The ceiling's CPU per request over this row's, median over the rounds (1.0: as cheap
+    as the do-nothing app; 0.5: twice its cost)."""
+    return statistics.median(c.cpu_us / r.cpu_us
+                             for r, c in zip(row.runs, ceiling.runs, strict=True))
+
+
 def rows_table(rows: list[Row]) -> list[str]:
-    lines = ["| # | row | req/s | p50 ms | p99 ms | errors | vs ceiling |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| # | row | CPU us/req | CPU share of ceiling | req/s | p50 ms | p99 ms | errors "
+             "| req/s vs ceiling |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for number, row in enumerate(rows, 1):
         med = statistics.median
         lines.append(
-            f"| {number} | {row.label} | {med(r.rps for r in row.runs):,.0f} "
+            f"| {number} | {row.label} | {cpu(row):,.0f} | {cpu_share(row, rows[0]):.2f} "
+            f"| {med(r.rps for r in row.runs):,.0f} "
             f"| {med(r.p50_ms for r in row.runs):.2f} | {med(r.p99_ms for r in row.runs):.2f} "
             f"| {sum(r.errors for r in row.runs)} | {ratios(row, rows[0]):.0%} |")
     return lines
@@ -307,24 +395,44 @@ def scenario_third_party(upstream_url: str, args: argparse.Namespace) -> Figure:
         third.stop()
 
 
-# Row label -> the least share of the ceiling's throughput it should reach (issue 12).
-RATIO_TARGETS = {"gateway, plain proxy": 0.50, "gateway + enrichment, cache on (hits)": 0.45,
-                 "gateway + enrichment, cache off": 0.30}
-# The plain proxy's throughput over werkzeug's ProxyMiddleware's, at least.
-PEER_FACTOR = 1.8
+# Row label -> the least share of the ceiling's CPU per request it should reach (issue 19):
+# the ceiling's CPU per request over the row's.
+CPU_TARGETS = {"gateway, plain proxy": 0.50, "gateway + enrichment, cache on (hits)": 0.45,
+               "gateway + key-auth + rate-limiting local": 0.40,
+               "gateway + enrichment, cache off": 0.30}
+# The plain proxy at least this many times cheaper per request than ProxyMiddleware.
+PEER_FACTOR = 2.5
+# A filter on its fast path adds at most this much CPU per request over the plain proxy.
+FAST_PATH_US = 25
+FAST_PATH_ROWS = ("gateway + key-auth (a known key)",
+                  "gateway + rate-limiting local (under the limit)",
+                  "gateway + proxy-cache (hits)", "gateway + enrichment, cache on (hits)",
+                  "gateway + cors (a simple request)")
 
 
-def ratio_targets(rows: list[Row]) -> list[Figure]:
-    """The throughput targets: rows' ratios to the ceiling, and the plain proxy's to the
-    peer, measured in the same rounds."""
-    figures = [Figure(f"{row.label} vs ceiling", f"{ratios(row, rows[0]):.1%}",
-                      f">= {RATIO_TARGETS[row.label]:.0%}",
-                      ratios(row, rows[0]) >= RATIO_TARGETS[row.label])
-               for row in rows if row.label in RATIO_TARGETS]
-    peer, plain = rows[1], rows[2]
-    factor = ratios(plain, peer)
-    figures.append(Figure(f"{plain.label} vs {peer.label}", f"{factor:.2f}x",
-                          f">= {PEER_FACTOR}x", factor >= PEER_FACTOR))
+def by_label(rows: list[Row], label: str) -> Row | None:
+    return next((row for row in rows if row.label == label), None)
+
+
+def cpu_targets(rows: list[Row]) -> list[Figure]:
+    """The CPU targets: rows' shares of the ceiling, the plain proxy against the peer, and
+    each filter's cost over plain on its fast path, from the same rounds."""
+    ceiling, peer, plain = rows[0], by_label(rows, PEER), by_label(rows, "gateway, plain proxy")
+    figures = [Figure(f"{row.label}: CPU share of the ceiling", f"{cpu_share(row, ceiling):.2f}",
+                      f">= {CPU_TARGETS[row.label]:.2f}",
+                      cpu_share(row, ceiling) >= CPU_TARGETS[row.label])
+               for row in rows if row.label in CPU_TARGETS]
+    factor = statistics.median(p.cpu_us / g.cpu_us
+                               for g, p in zip(plain.runs, peer.runs, strict=True))
+    figures.append(Figure(f"{plain.label} vs {peer.label}: CPU per request", f"{factor:.2f}x "
+                          "cheaper", f">= {PEER_FACTOR}x", factor >= PEER_FACTOR))
+    for label in FAST_PATH_ROWS:
+        row = by_label(rows, label)
+        if row is not None:
+            extra = statistics.median(r.cpu_us - g.cpu_us
+                                      for r, g in zip(row.runs, plain.runs, strict=True))
+            figures.append(Figure(f"{label}: CPU over plain", f"{extra:+.0f} us",
+                                  f"<= {FAST_PATH_US} us", extra <= FAST_PATH_US))
     return figures
 
 
@@ -356,7 +464,8 @@ def routes_rows(upstream_url: str, processes: list[Process]) -> list[Row]:
         gateway = Gateway({"GATEWAY_DECLARATIVE_CONFIG": str(path)})
         path.unlink()  # the workers read the master's checked copy
         processes.append(gateway)
-        rows.append(Row(f"gateway, {count:,} route{'s' if count > 1 else ''}", gateway.url, []))
+        rows.append(Row(f"gateway, {count:,} route{'s' if count > 1 else ''}", gateway.url,
+                        gateway))
     return rows
 
 
@@ -364,8 +473,9 @@ def routes_figure(rows: list[Row]) -> Figure:
     """Throughput with the most routes over the fewest, measured in the same rounds."""
     fewest, most = (next(r for r in rows if r.label.startswith(f"gateway, {n:,} route"))
                     for n in (ROUTE_COUNTS[0], ROUTE_COUNTS[-1]))
-    share = ratios(most, fewest)
-    return Figure(f"{most.label} vs {fewest.label}", f"{share:.0%}",
+    share = statistics.median(f.cpu_us / m.cpu_us
+                              for m, f in zip(most.runs, fewest.runs, strict=True))
+    return Figure(f"{most.label} vs {fewest.label}: CPU share", f"{share:.0%}",
                   f">= {ROUTES_TARGET:.0%}", share >= ROUTES_TARGET)
 
 
@@ -414,6 +524,9 @@ def report(rows: list[Row], figures: list[Figure], args: argparse.Namespace,
         f"- Method: wrk, keep-alive, {args.connections} connections, {args.threads} threads, "
         f"{args.duration} s per row per round, rows interleaved over {args.rounds} rounds; "
         "median per figure, errors summed over the rounds (socket errors + HTTP >= 400); "
+        "CPU us/req: the serving worker's user + system time from /proc/<pid>/stat over "
+        "the run, divided by the requests wrk counted (gateway rows at their defaults, JSON "
+        "access log on); "
         "each server one gunicorn gevent worker (nginx: one worker process); upstream and "
         "third party: nginx answering a fixed small JSON body; streaming: nginx sending a "
         "file and swallowing the upload.",
@@ -459,24 +572,28 @@ def main() -> None:
         upstream = f"http://127.0.0.1:{upstream_port}"
         third = f"http://127.0.0.1:{third_port}"
         ceiling, ceiling_url = start_app("ceiling")
+        floor, floor_url = start_app("floor", {"BENCH_UPSTREAM_URL": upstream})
         peer, peer_url = start_app("peer", {"BENCH_UPSTREAM_URL": upstream})
-        processes += [ceiling, peer]
-        rows = [Row("ceiling: do-nothing WSGI app", ceiling_url, []),
-                Row("peer: werkzeug ProxyMiddleware", peer_url, []),
+        processes += [ceiling, floor, peer]
+        rows = [Row("ceiling: do-nothing WSGI app", ceiling_url, ceiling),
+                Row(FLOOR, floor_url, floor), Row(PEER, peer_url, peer),
                 *gateway_rows(upstream, third, processes)]
         rows += routes_rows(upstream, processes)
         if args.baseline is not None:
             rows += gateway_rows(upstream, third, processes, args.baseline.resolve(),
-                                 f"baseline {args.baseline.name}: ")
-        processes.append(start_nginx("reference.conf", port=reference_port,
-                                     upstream_port=upstream_port))
-        rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}", []))
+                                 f"baseline {args.baseline.name}: ", filter_rows=False)
+        reference = start_nginx("reference.conf", port=reference_port,
+                                upstream_port=upstream_port)
+        processes.append(reference)
+        rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}",
+                        reference))
         print(f"{len(rows)} rows x {args.rounds} rounds x {args.duration} s", flush=True)
         measure_rows(rows, args)
-        gateway_max = statistics.median(r.rps for r in rows[2].runs)
-        figures = [*ratio_targets(rows), routes_figure(rows)]
+        plain = by_label(rows, "gateway, plain proxy")
+        gateway_max = statistics.median(r.rps for r in plain.runs)
+        figures = [*cpu_targets(rows), routes_figure(rows)]
         print("scenarios ...", flush=True)
-        figures.append(scenario_paced(rows[2].url, gateway_max, args))
+        figures.append(scenario_paced(plain.url, gateway_max, args))
         figures += scenario_streaming(args)
         if "enrichment" in REGISTRY:
             figures += [scenario_overlap(args), scenario_third_party(upstream, args)]

@@ -29,6 +29,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from gateway.ops.batch import PENDING
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.upstream import Upstream
 
@@ -68,19 +69,57 @@ POOL_OPENED = Counter(
     ["target"])
 
 
-class PoolGauges:
-    """Copies a worker's connection-pool figures into the gauges, at most once a second
-    (summed per target URL over the services' upstreams)."""
+class WorkerMetrics:
+    """This worker's request figures, counted in memory (:mod:`gateway.ops.batch`) and
+    written at most once a second and whenever the worker has no request in flight,
+    before its in-flight gauge drops. A scrape served by this worker writes its pending
+    figures first. The pool gauges are copied once a second (summed per target URL
+    over the services' upstreams)."""
 
     def __init__(self, upstreams: Iterable[Upstream]) -> None:
         self.upstreams = list(upstreams)
         self.refreshed = 0.0
         self.opened: dict[str, int] = {}
+        #: Requests this worker is handling now (the gauge is written on 0 -> 1 and flushes).
+        self.in_flight = 0
+
+    def started(self) -> None:
+        """A request came in."""
+        self.in_flight += 1
+        if self.in_flight == 1:
+            IN_FLIGHT.set(1)
+
+    def finished(self, ex: Exchange, total: float, now: float) -> None:
+        """A request is over (``total`` seconds): count it; write when due or idle."""
+        self.in_flight -= 1
+        status_class = (ex.status or 0) // 100
+        PENDING.count(_requests(status_class, "upstream" if ex.body is None else "gateway"))
+        PENDING.count(_route_requests(ex.service or "", ex.route or "", status_class))
+        PENDING.observe(REQUEST_DURATION, total)
+        upstream_seconds = ex.upstream_seconds
+        if upstream_seconds is not None:
+            PENDING.observe(UPSTREAM_DURATION, upstream_seconds)
+        for name, outcome in ex.outcomes.items():
+            PENDING.count(_upstream_errors(outcome) if name == "upstream"
+                          else _filter_outcomes(name, outcome))
+        for name, seconds in ex.latencies.items():
+            PENDING.observe(_filter_duration(name), seconds)
+        if now - self.refreshed >= POOL_REFRESH:
+            self.refresh(now)
+        elif self.in_flight == 0:
+            self._write()
 
     def refresh(self, now: float) -> None:
-        if now - self.refreshed < POOL_REFRESH:
-            return
+        """Write the pending figures, the in-flight gauge and the pool gauges."""
         self.refreshed = now
+        self._write()
+        self._refresh_pools()
+
+    def _write(self) -> None:
+        PENDING.write()
+        IN_FLIGHT.set(self.in_flight)
+
+    def _refresh_pools(self) -> None:
         totals: dict[str, tuple[int, int]] = {}
         for upstream in self.upstreams:
             for url, (idle, opened) in upstream.idle_connections().items():
@@ -92,34 +131,32 @@ class PoolGauges:
             self.opened[url] = opened
 
 
+# The children of labelled metrics, cached: labels() locks and formats on every call.
+
 @functools.cache
 def _requests(status_class: int, source: str) -> Any:
-    """The REQUESTS child for a status class and source (labels() locks and formats)."""
     return REQUESTS.labels(f"{status_class}xx", source)
 
 
 @functools.cache
 def _route_requests(service: str, route: str, status_class: int) -> Any:
-    """The ROUTE_REQUESTS child for a service, route and status class (names come from the
-    declarative file, so there are few)."""
+    """Names come from the declarative file, so there are few."""
     return ROUTE_REQUESTS.labels(service, route, f"{status_class}xx")
 
 
-def observe(ex: Exchange, total: float) -> None:
-    """Count a finished request: status, latencies, upstream failure, filter outcomes."""
-    status_class = (ex.status or 0) // 100
-    _requests(status_class, "upstream" if ex.body is None else "gateway").inc()
-    _route_requests(ex.service or "", ex.route or "", status_class).inc()
-    REQUEST_DURATION.observe(total)
-    if ex.upstream_seconds is not None:
-        UPSTREAM_DURATION.observe(ex.upstream_seconds)
-    for name, outcome in ex.outcomes.items():
-        if name == "upstream":
-            UPSTREAM_ERRORS.labels(outcome).inc()
-        else:
-            FILTER_OUTCOMES.labels(name, outcome).inc()
-    for name, seconds in ex.latencies.items():
-        FILTER_DURATION.labels(name).observe(seconds)
+@functools.cache
+def _upstream_errors(kind: str) -> Any:
+    return UPSTREAM_ERRORS.labels(kind)
+
+
+@functools.cache
+def _filter_outcomes(name: str, outcome: str) -> Any:
+    return FILTER_OUTCOMES.labels(name, outcome)
+
+
+@functools.cache
+def _filter_duration(name: str) -> Any:
+    return FILTER_DURATION.labels(name)
 
 
 #: The Content-Type of exposition().

@@ -28,11 +28,11 @@ class StatusEndpoints:
     """Serves ``<prefix>/health``, ``<prefix>/ready`` and ``<prefix>/metrics``."""
 
     def __init__(self, prefix: str, upstream: Upstream, ready_window: float,
-                 pools: metrics.PoolGauges) -> None:
+                 worker_metrics: metrics.WorkerMetrics) -> None:
         self.prefix = prefix
         self.upstream = upstream
         self.ready_window = ready_window
-        self.pools = pools
+        self.worker_metrics = worker_metrics
         #: perf_counter() time a probe last found a target accepting connections.
         self.probed_at = float("-inf")
 
@@ -49,7 +49,7 @@ class StatusEndpoints:
         elif name == "/ready":
             status, content_type, body = self.ready()
         elif name == "/metrics":
-            self.pools.refresh(time.perf_counter())
+            self.worker_metrics.refresh(time.perf_counter())
             status, content_type, body = 200, metrics.CONTENT_TYPE, metrics.exposition()
         else:
             status = 404

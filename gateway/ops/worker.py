@@ -11,11 +11,10 @@ A client whose idle connection was closed opens a new one (RFC 9112 9.3.1).
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
-from gevent import getcurrent
+from gevent import Timeout, getcurrent
 from gunicorn.workers.ggevent import GeventWorker
 
 
@@ -41,19 +40,9 @@ class GatewayWorker(GeventWorker):
             self.clients.pop(current, None)
             self.idle.pop(current, None)
 
-    @contextmanager
-    def _waiting(self) -> Iterator[None]:
+    def timeout_ctx(self) -> _IdleWait:
         """gunicorn's keep-alive wait for the next request, marked idle while it lasts."""
-        current = getcurrent()
-        self.idle[current] = None
-        try:
-            with super().timeout_ctx():
-                yield
-        finally:
-            self.idle.pop(current, None)
-
-    def timeout_ctx(self) -> Any:
-        return self._waiting()
+        return _IdleWait(self)
 
     def _close_idle(self, count: int) -> None:
         """Close the ``count`` oldest idle connections: their greenlets end quietly."""
@@ -61,3 +50,26 @@ class GatewayWorker(GeventWorker):
             del self.idle[greenlet]
             with suppress(OSError):  # the client left already
                 self.clients[greenlet].shutdown(socket.SHUT_RDWR)
+
+
+class _IdleWait:
+    """gunicorn's keep-alive timeout around the wait for a request, with the connection's
+    greenlet listed in ``worker.idle`` meanwhile (a class: a generator-based context
+    manager cost twice as much, on every request of every keep-alive connection)."""
+
+    __slots__ = ("greenlet", "timeout", "worker")
+
+    def __init__(self, worker: GatewayWorker) -> None:
+        self.worker = worker
+        self.greenlet = getcurrent()
+        self.timeout = Timeout(worker.cfg.keepalive, False)
+
+    def __enter__(self) -> None:
+        self.worker.idle[self.greenlet] = None
+        self.timeout.start()
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        self.timeout.close()
+        self.worker.idle.pop(self.greenlet, None)
+        # Like gevent.Timeout(seconds, False): its own expiry ends the wait quietly.
+        return error is self.timeout

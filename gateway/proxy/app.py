@@ -72,7 +72,7 @@ class Gateway:
         self.filters = routes.filters
         #: The upstream the readiness probe watches: the first service's.
         self.upstream = next(routes.upstreams)
-        self.pools = metrics.PoolGauges(routes.upstreams)
+        self.metrics = metrics.WorkerMetrics(routes.upstreams)
         #: Per service Upstream, the rewriter of URLs pointing at its targets.
         self.redirects = ({upstream: RedirectRewriter(upstream.settings.upstream_urls or ())
                            for upstream in routes.upstreams}
@@ -80,7 +80,7 @@ class Gateway:
         self.status: StatusEndpoints | None = None
         if settings.status_path:
             self.status = StatusEndpoints(settings.status_path, self.upstream,
-                                          settings.ready_window, self.pools)
+                                          settings.ready_window, self.metrics)
         self.access_log = settings.access_log == "json"
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -88,7 +88,7 @@ class Gateway:
             return self.status(environ, start_response)
         ex = Exchange(environ, _request_id(environ))
         REQUEST_ID.set(ex.request_id)
-        metrics.IN_FLIGHT.inc()
+        self.metrics.started()
         found = self.routes.find(environ)
         if found is None:
             chain = NO_FILTERS
@@ -189,9 +189,7 @@ class Gateway:
         """The request is over (``sent`` body bytes out): metrics and the access-log line."""
         now = perf_counter()
         total = now - ex.started
-        metrics.IN_FLIGHT.dec()
-        metrics.observe(ex, total)
-        self.pools.refresh(now)
+        self.metrics.finished(ex, total, now)
         if self.access_log:
             write_access_line(ex, sent, total)
         REQUEST_ID.set(None)

@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.config import Settings
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.ops.batch import PENDING
 from gateway.ops.logjson import REQUEST_ID
 from gateway.services.breaker import Breaker
 from gateway.services.client import Answer, HttpClient
@@ -281,9 +282,9 @@ class Service:
 
     def _record(self, result: Result) -> Result:
         """Count the lookup in the service's metrics."""
-        self._calls[result.outcome].inc()
+        PENDING.count(self._calls[result.outcome])
         if result.outcome not in ("hit", "breaker-open"):
-            self._duration.observe(result.seconds)
+            PENDING.observe(self._duration, result.seconds)
         return result
 
     def _breaker_changed(self, opened: bool) -> None:

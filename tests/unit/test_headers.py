@@ -57,3 +57,22 @@ def test_request_id_rules():
     assert not is_valid_request_id("")
     assert not is_valid_request_id("has space")
     assert not is_valid_request_id("x" * 201)
+
+
+def test_checked_headers_behave_as_werkzeugs_own():
+    from werkzeug.datastructures import Headers
+
+    from gateway.proxy.headers import checked_headers
+
+    pairs = [("Content-Type", "text/plain"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+    checked = checked_headers(list(pairs))
+    assert checked == Headers(pairs)
+    assert checked.getlist("set-cookie") == ["a=1", "b=2"]
+    checked.set("Content-Type", "application/json")
+    checked.add("X-New", "1")
+    assert checked.to_wsgi_list() == [("Content-Type", "application/json"),
+                                      ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
+                                      ("X-New", "1")]
+    copied = checked.copy()
+    copied.remove("X-New")
+    assert "X-New" in checked and "X-New" not in copied

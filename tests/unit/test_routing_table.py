@@ -176,8 +176,8 @@ def test_pool_gauges_sum_the_services_pools_to_a_target(upstream):
     assert get(client, "/echo", headers={"Host": "users.example.com",
                                          "apikey": "alice-key"}).status_code == 200
     gateway = gateway_of(client)
-    assert len(gateway.pools.upstreams) == 2
-    gateway.pools.refresh(float("inf"))
+    assert len(gateway.metrics.upstreams) == 2
+    gateway.metrics.refresh(float("inf"))
     idle = REGISTRY.get_sample_value("gateway_upstream_idle_connections",
                                      {"target": upstream.url})
     assert idle == 2  # one kept-alive connection in each service's pool
