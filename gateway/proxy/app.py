@@ -42,8 +42,6 @@ from gateway.routing.chain import Chain
 from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
-#: The answer to a path with . or .. segments, which the gateway does not resolve.
-BAD_PATH = "Bad request path: . and .. segments are not allowed"
 
 #: The chain of a request no route took (Kong runs no plugin on its 404).
 NO_FILTERS = Chain(())
@@ -112,7 +110,8 @@ class Gateway:
         check_request(ex.environ)
         ex.error(404, NO_ROUTE)
 
-    def _request_phase(self, ex: Exchange, destination: Destination, matched: str) -> None:
+    def _request_phase(self, ex: Exchange, destination: Destination, path: str,
+                       matched: str) -> None:
         ex.service, ex.route = destination.service, destination.route
         check_request(ex.environ)
         refusal = destination.protocol_refusal(ex.environ)
@@ -124,7 +123,7 @@ class Gateway:
             f.on_request(ex)
             if ex.answered:
                 return
-        self.proxy(ex, destination, matched)
+        self.proxy(ex, destination, path, matched)
 
     def _response_phase(self, ex: Exchange, chain: Chain) -> None:
         """Every response, the gateway's own errors included (CORS and rate-limit headers).
@@ -153,19 +152,20 @@ class Gateway:
             log.exception("request %s failed inside the gateway", ex.request_id)
             ex.error(500, UNEXPECTED)
 
-    def proxy(self, ex: Exchange, destination: Destination, matched: str) -> None:
+    def proxy(self, ex: Exchange, destination: Destination, path: str, matched: str) -> None:
         """Send the request to the route's upstream and take its status and headers;
-        GatewayError on failure."""
-        if ex.has_dot_segments:  # e.g. /../admin past GATEWAY_UPSTREAM_URL's path prefix
-            raise GatewayError(400, BAD_PATH)
+        GatewayError on failure. ``path`` is the request path as routed (normalised) and
+        ``matched`` the part of it the route matched."""
+        query = ex.upstream_query if ex.query_replaced else None
+        sent = request_target(ex.environ, query)
+        upstream_target = destination.upstream_target(sent, path, matched)
         headers = ex.upstream_headers
-        add_forwarding(headers, ex.environ, ex.request_id)
+        add_forwarding(headers, ex.environ, ex.request_id, sent.partition("?")[0],
+                       destination.forwarded_prefix(sent, matched))
         body, chunked = request_body(ex.environ, self.settings.body_timeout)
         ex.upstream_started = perf_counter()
-        query = ex.upstream_query if ex.query_replaced else None
-        path = destination.upstream_target(request_target(ex.environ, query), ex.path, matched)
-        target, answer = destination.upstream.send(ex.method, path, headers, body, chunked,
-                                                   ex.environ.get("gunicorn.socket"))
+        target, answer = destination.upstream.send(ex.method, upstream_target, headers, body,
+                                                   chunked, ex.environ.get("gunicorn.socket"))
         ex.upstream_finished = perf_counter()
         ex.target = target.url
         ex.upstream_response = answer

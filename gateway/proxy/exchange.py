@@ -136,8 +136,9 @@ class Exchange:
 
     @property
     def has_dot_segments(self) -> bool:
-        """True when the decoded path has a . or .. segment, which could climb out of a
-        path prefix (the upstream's, or the enrichment URL's)."""
+        """True when the decoded path (``%2F`` as ``/``) has a . or .. segment, which could
+        climb out of a path prefix it is put under (the enrichment URL's). The upstream
+        path is normalised as Kong's instead (:mod:`gateway.routing.uri`)."""
         return not DOT_SEGMENTS.isdisjoint(self.path.split("/"))
 
     @property

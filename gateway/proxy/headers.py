@@ -127,15 +127,20 @@ def set_fields(headers: Headers, replace: Iterable[tuple[str, str]],
 
 
 def add_forwarding(headers: Headers, environ: Mapping[str, object],
-                   request_id: str | None = None) -> None:
+                   request_id: str | None = None, path: str | None = None,
+                   prefix: str | None = None) -> None:
     """Set X-Forwarded-*, X-Real-IP and Via as a proxy hop does (and X-Request-ID if given).
 
     ``environ`` is the one ProxyFix produced: REMOTE_ADDR, the scheme, host and
     port are the client's own when the hops in front are trusted, and this
     hop's otherwise. X-Forwarded-For gets the address of the peer that
     connected to us appended, as nginx's $proxy_add_x_forwarded_for does.
+    X-Forwarded-Path is ``path`` (the client's, as sent) and X-Forwarded-Prefix
+    ``prefix`` (what strip_path removed; none: the client's is dropped), as Kong
+    sets them; a trusted hop's own X-Forwarded-Path and -Prefix are kept.
     """
     original = environ.get("werkzeug.proxy_fix.orig") or environ
+    trusted = original is not environ
     peer = original.get("REMOTE_ADDR")  # type: ignore[union-attr]
     replace = [
         ("X-Forwarded-Proto", str(environ["wsgi.url_scheme"])),
@@ -148,4 +153,11 @@ def add_forwarding(headers: Headers, environ: Mapping[str, object],
         replace.append(("X-Real-IP", str(environ["REMOTE_ADDR"])))
     if request_id is not None:
         replace.append(("X-Request-ID", request_id))
+    if path is not None and not (trusted and "HTTP_X_FORWARDED_PATH" in environ):
+        replace.append(("X-Forwarded-Path", path))
+    if not (trusted and "HTTP_X_FORWARDED_PREFIX" in environ):
+        if prefix is not None:
+            replace.append(("X-Forwarded-Prefix", prefix))
+        elif "HTTP_X_FORWARDED_PREFIX" in environ:
+            headers.remove("X-Forwarded-Prefix")
     set_fields(headers, replace, append)

@@ -2,7 +2,8 @@
 
 Requests a proxy must not pass on (CONNECT, ``OPTIONS *``, TRACE, a bad Host, a
 length past 2^63) are refused before anything goes upstream. The target is sent
-as the client wrote it (no re-encoding); the body is streamed, never read
+as the client wrote it, unless it needs Kong's normalisation (``%``-escapes, ``//``,
+dot segments: see :mod:`gateway.routing.uri`); the body is streamed, never read
 whole, with client-side faults (a cut, malformed or stalled body) told apart
 from upstream ones.
 A filter may ask for the body up to a size (:func:`read_body`): it is then
@@ -106,6 +107,11 @@ def request_target(environ: Mapping[str, Any], query: str | None = None) -> str:
         return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     query = environ.get("QUERY_STRING")
     return quote(environ.get("PATH_INFO", "") or "/") + (f"?{query}" if query else "")
+
+
+def request_path(environ: Mapping[str, Any]) -> str:
+    """The path of :func:`request_target`: as the client sent it (escapes kept), no query."""
+    return request_target(environ).partition("?")[0]
 
 
 class RequestBody:

@@ -4,9 +4,11 @@ Each (route, path) pair is a candidate with Kong's priority (kong/router/transfo
 ``get_priority``): the number of fields set (methods, hosts, headers, paths), then
 hosts without wildcards, then the header count, then regex paths before prefixes,
 ``regex_priority``, and the prefix length; the earlier route in the file wins a tie.
+Paths are matched on the request path as Kong normalises it (:mod:`.uri`): ``/a/../b``,
+``/a//b`` and ``/%61/b`` all match the route ``/a/b``, ``/a%2Fb`` does not.
 Hosts are exact (the port ignored unless the route names one) or have one leftmost
 (``*.example.com``) or rightmost (``example.*``) wildcard. A prefix matches the start
-of the decoded path as a string; a regex path ``~/...`` matches from its start.
+of the normalised path as a string; a regex path ``~/...`` matches from its start.
 
 The cost of a match does not grow with the number of plain host and prefix routes:
 candidates are indexed by host, then by prefix (one dictionary look-up per distinct
@@ -19,7 +21,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
 
 from gateway.routing.entities import Route, path_regex
 
@@ -57,7 +58,7 @@ def _header_value_matches(value: str, values: frozenset[str],
 
 @dataclass(frozen=True)
 class Hit(Generic[T]):
-    """The route that matched and how much of the decoded path its path matched."""
+    """The route that matched and how much of the normalised path its path matched."""
 
     value: T
     route: Route
@@ -168,39 +169,38 @@ def _priority(route: Route, path: str | None, order: int) -> tuple[int, ...]:
             len(path) if path is not None and not regex else 0, -order)
 
 
-def upstream_path(route: Route, matched: str, decoded_path: str, raw_path: str,
-                  service_path: str | None) -> str:
-    """The path sent upstream (Kong's path_handling v0): with ``strip_path`` the matched
-    part of the path is dropped, and the service's path is put in front.
-
-    ``raw_path`` is the path as the client sent it (escapes kept); ``matched`` is what
-    the route's path matched in the decoded path.
-    """
-    base = service_path or "/"
+def client_part(route: Route, matched: str, path: str) -> str:
+    """What the request adds to the service's path: with ``strip_path``, the rest of the
+    path after what the route matched (a leading ``.`` or ``..`` left by the strip
+    dropped, Kong's sanitize_uri_postfix), else the whole path."""
     if not route.strip_path:
-        return base + raw_path[1:] if base.endswith("/") else (
-            base if raw_path == "/" else base + raw_path)
-    if matched and raw_path.startswith(matched):
-        postfix = raw_path[len(matched):]
-    elif matched:
-        postfix = quote(decoded_path[len(matched):])
-    else:
-        postfix = raw_path[1:]
-    postfix = _sanitize(postfix)
-    if base.endswith("/"):
-        if not postfix:
-            return base if base == "/" or raw_path.endswith("/") else base[:-1]
-        return base[:-1] + postfix if postfix.startswith("/") else base + postfix
-    if not postfix:
-        return base + "/" if len(raw_path) > 1 and raw_path.endswith("/") else base
-    return base + postfix if postfix.startswith("/") else base + "/" + postfix
-
-
-def _sanitize(postfix: str) -> str:
-    """Kong's sanitize_uri_postfix: a leading . or .. segment left by the strip is dropped."""
+        return path
+    postfix = path[len(matched):] if matched else path[1:]
     if postfix in (".", ".."):
         return ""
     for lead in ("./", "../"):
         if postfix.startswith(lead):
             return postfix[len(lead):]
     return postfix
+
+
+def upstream_path(route: Route, matched: str, path: str, service_path: str | None) -> str:
+    """The path sent upstream (Kong's get_upstream_uri_v0): with ``strip_path`` what the
+    route matched is dropped, and the service's path goes in front.
+
+    ``path`` is the request path as Kong routes it (normalised, :mod:`.uri`); ``matched``
+    is the part of it the route's path matched.
+    """
+    base = service_path or "/"
+    if not route.strip_path:
+        if base.endswith("/"):
+            return base + path[1:]
+        return base if path == "/" else base + path
+    postfix = client_part(route, matched, path)
+    if base.endswith("/"):
+        if not postfix:
+            return base if base == "/" or path.endswith("/") else base[:-1]
+        return base[:-1] + postfix if postfix.startswith("/") else base + postfix
+    if not postfix:
+        return base + "/" if len(path) > 1 and path.endswith("/") else base
+    return base + postfix if postfix.startswith("/") else base + "/" + postfix

@@ -2,7 +2,8 @@
 
 Without a declarative file the table is one catch-all route to the service of
 GATEWAY_UPSTREAM_URL with the filters of GATEWAY_FILTERS, and the request path
-goes upstream as sent, exactly as before routes existed. With a file, each
+goes upstream after GATEWAY_UPSTREAM_URL's path, normalised as Kong's router normalises it
+(:mod:`gateway.routing.uri`; as sent when there is nothing to normalise). With a file, each
 route gets its service's Upstream (targets, retries, timeouts) and its own
 chain: for each plugin name, the most specific configuration wins, in Kong's
 order (consumer+route+service, consumer+route, consumer+service, route+service,
@@ -20,16 +21,22 @@ from typing import Any
 from gateway.config import ConfigError, Settings, env_names, warn_disabled_filter_settings
 from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
+from gateway.proxy.errors import GatewayError
+from gateway.proxy.request import request_path
 from gateway.proxy.upstream import Upstream
 from gateway.routing import entities as e
 from gateway.routing.chain import ByConsumer, Chain
 from gateway.routing.declarative import Declaration, declaration_source, parse_declaration
 from gateway.routing.plugins import filter_config
-from gateway.routing.router import Router, upstream_path
+from gateway.routing.router import Router, client_part, upstream_path
 from gateway.routing.schema import Invalid
+from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
 
 #: Kong's answer when no route matches.
 NO_ROUTE = "no Route matched with those values"
+#: The answer to a path whose encoded separators (``%2F``) and ``..`` segments would climb
+#: out of the service's path at an upstream that decodes them.
+BAD_PATH = "Bad request path: an encoded / with .. segments would leave the service path"
 #: Kong's answer to plain http on an https-only route (426).
 USE_HTTPS = "Please use HTTPS protocol"
 #: Most targets listed per upstream for weighted round-robin (weights are scaled down past it).
@@ -49,17 +56,37 @@ class Destination:
     route: str
     chain: Chain
     upstream: Upstream
-    #: The route of the file; None for the catch-all route (the path goes as sent).
+    #: The route of the file; None for the catch-all route (the path is not rewritten).
     spec: e.Route | None = None
     service_path: str | None = None
 
-    def upstream_target(self, target: str, decoded_path: str, matched: str) -> str:
-        """The request target sent upstream: the client's, with Kong's path rewrite."""
-        if self.spec is None:
-            return target
+    def upstream_target(self, target: str, path: str, matched: str) -> str:
+        """The request target sent upstream, Kong's way: the routed ``path`` (normalised),
+        rewritten by the route (strip_path, the service path in front) and escaped, then
+        the query of ``target`` (the client's request target, as sent).
+
+        GatewayError 400 when the client's part of it holds an encoded separator
+        (``%2F``, ``%5C``) with ``..`` segments that would climb out of the service's path
+        (or GATEWAY_UPSTREAM_URL's) once the upstream decodes it; Kong passes those on.
+        """
         raw_path, sep, query = target.partition("?")
-        path = upstream_path(self.spec, matched, decoded_path, raw_path, self.service_path)
-        return path + sep + query
+        if self.spec is None:
+            built = part = path
+        else:
+            built = upstream_path(self.spec, matched, path, self.service_path)
+            part = client_part(self.spec, matched, path)
+        if needs_normalizing(raw_path):
+            if climbs_out(part):
+                raise GatewayError(400, BAD_PATH)
+            built = escape(built)
+        return built + sep + query
+
+    def forwarded_prefix(self, target: str, matched: str) -> str | None:
+        """Kong's X-Forwarded-Prefix: what a strip_path route matched (and stripped), None
+        when nothing was stripped (or only ``/``). ``target`` is the client's, as sent."""
+        if self.spec is None or not self.spec.strip_path or matched in ("", "/"):
+            return None
+        return escape(matched) if needs_normalizing(target.partition("?")[0]) else matched
 
     def protocol_refusal(self, environ: Mapping[str, Any]) -> tuple[int, str, str] | None:
         """(status, message, Location) when the route does not take this scheme (Kong's
@@ -72,6 +99,12 @@ class Destination:
         return status, USE_HTTPS if status == 426 else "Moved", location
 
 
+def routed_path(environ: Mapping[str, Any]) -> str:
+    """The client's path (escapes as sent, no query), normalised as Kong's router does."""
+    raw = request_path(environ)
+    return normalize(raw) if needs_normalizing(raw) else raw
+
+
 class RouteTable:
     """Finds the destination of each request."""
 
@@ -80,14 +113,16 @@ class RouteTable:
         self.destinations = list(destinations)
         self.router = router
 
-    def find(self, environ: Mapping[str, Any]) -> tuple[Destination, str] | None:
-        """(destination, the part of the decoded path the route matched), or None."""
+    def find(self, environ: Mapping[str, Any]) -> tuple[Destination, str, str] | None:
+        """(destination, the request path as Kong routes it (normalised, no query), the part
+        of it the route matched), or None: Kong's 404."""
+        path = routed_path(environ)
         if self.router is None:
-            return self.destinations[0], ""
+            return self.destinations[0], path, ""
         hit = self.router.match(environ["REQUEST_METHOD"],
                                 environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
-                                environ.get("PATH_INFO", ""), environ)
-        return None if hit is None else (hit.value, hit.matched)
+                                path, environ)
+        return None if hit is None else (hit.value, path, hit.matched)
 
     @property
     def filters(self) -> list[Filter]:

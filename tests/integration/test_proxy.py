@@ -33,9 +33,16 @@ def test_every_method_and_body_reach_the_upstream(proxied, method):
 
 
 def test_path_and_query_are_forwarded_byte_for_byte(proxied):
-    target = "/echo/a%2Fb/%7Euser;p=1/%E2%82%AC?q=%20x&q=y&empty=&flag&enc=%2B%26"
+    target = "/echo/a%2Fb/~user;p=1/%E2%82%AC?q=%20x&q=y&empty=&flag&enc=%2B%26"
     _, data = call(proxied.url, "GET", target)
     assert json.loads(data)["target"] == target
+
+
+def test_the_path_is_normalised_as_kong_does_and_the_query_kept(proxied):
+    # Unreserved escapes decoded (%7E), reserved ones kept upper-cased (%2f), others kept.
+    target = "/echo/a%2fb/%7Euser/%E2%82%AC/./x/..?q=%7E/../"
+    _, data = call(proxied.url, "GET", target)
+    assert json.loads(data)["target"] == "/echo/a%2Fb/~user/%E2%82%AC/?q=%7E/../"
 
 
 def test_upstream_path_is_a_prefix(gateway, fixture_server):
@@ -232,11 +239,19 @@ def test_round_robin_over_targets(gateway):
 
 
 @pytest.mark.parametrize("target", ["/api/../admin", "/api/%2e%2e/admin", "/./admin"])
-def test_dot_segments_are_refused_not_passed_on(gateway, fixture_server, target):
-    """With GATEWAY_UPSTREAM_URL=http://svc/api, /../admin must not reach /admin upstream."""
+def test_dot_segments_are_resolved_under_the_prefix(gateway, fixture_server, target):
+    """With GATEWAY_UPSTREAM_URL=http://svc/api, /../admin must not reach /admin upstream:
+    the path is normalised as Kong's router does (never above its root), then prefixed."""
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url + "/api"})
+    response, body = call(gw.url, target=target)
+    assert response.status == 200
+    assert json.loads(body)["target"] == "/api/admin"
+
+
+def test_an_encoded_slash_climbing_out_is_refused(gateway, fixture_server):
     gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url + "/api"})
     before = sum(fixture_server.hits.values())
-    response, body = call(gw.url, target=target)
+    response, body = call(gw.url, target="/a%2F..%2F..%2Fadmin")
     assert response.status == 400
     assert json.loads(body)["message"].startswith("Bad request path")
     assert sum(fixture_server.hits.values()) == before

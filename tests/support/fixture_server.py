@@ -22,6 +22,9 @@ from tests.support.net import free_port
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: without TCP_NODELAY the body waits for the client's
+    # delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
     server: FixtureServer
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -45,6 +45,35 @@ def test_forwarding_appends_peer_and_uses_proxyfix_view():
     assert headers["Via"] == "1.0 edge, 1.1 gateway"
 
 
+def _forwarded(client: dict[str, str], trusted: bool, path: str, prefix: str | None) -> Headers:
+    environ = {"REMOTE_ADDR": "10.0.0.2", "wsgi.url_scheme": "http", "HTTP_HOST": "h",
+               "SERVER_NAME": "h", "SERVER_PORT": "80",
+               **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in client.items()}}
+    if trusted:
+        environ["werkzeug.proxy_fix.orig"] = {"REMOTE_ADDR": "10.0.0.2"}
+    headers = request_headers(environ)
+    add_forwarding(headers, environ, None, path, prefix)
+    return headers
+
+
+def test_forwarded_path_and_prefix_as_kong_sets_them():
+    # Kong's handler.lua: the client's path as sent, the prefix strip_path removed.
+    headers = _forwarded({}, False, "/route%2E%2E/req", "/route")
+    assert headers["X-Forwarded-Path"] == "/route%2E%2E/req"
+    assert headers["X-Forwarded-Prefix"] == "/route"
+    # An untrusted client's values are replaced, its prefix dropped when nothing was stripped.
+    forged = {"X-Forwarded-Path": "/admin", "X-Forwarded-Prefix": "/admin"}
+    headers = _forwarded(forged, False, "/x", None)
+    assert headers.getlist("X-Forwarded-Path") == ["/x"]
+    assert "X-Forwarded-Prefix" not in headers
+    assert _forwarded(forged, False, "/x", "/p").getlist("X-Forwarded-Prefix") == ["/p"]
+    # A trusted hop's own are kept (Kong: trusted_ips).
+    headers = _forwarded(forged, True, "/x", "/p")
+    assert (headers["X-Forwarded-Path"], headers["X-Forwarded-Prefix"]) == ("/admin", "/admin")
+    headers = _forwarded({}, True, "/x", None)
+    assert headers["X-Forwarded-Path"] == "/x" and "X-Forwarded-Prefix" not in headers
+
+
 def test_header_value_safety():
     assert is_safe_value("http://example.com/anything?a=1\tb")
     assert is_safe_value("caf\u00e9")
