@@ -6,6 +6,9 @@ listen queue until an idle one times out (75 s). nginx instead closes its
 idle keep-alive connections when it runs out of connections; so does this
 worker, oldest idle first, once fewer than a twentieth of its slots are free.
 A client whose idle connection was closed opens a new one (RFC 9112 9.3.1).
+As in nginx, only connections that were answered at least once are idle: a new
+connection waiting for its first request is not closed (its request may be on
+the way, and the client could not tell the close from a failure).
 """
 
 from __future__ import annotations
@@ -25,20 +28,25 @@ class GatewayWorker(GeventWorker):
         super().__init__(*args, **kwargs)
         #: The client socket of each connection's greenlet.
         self.clients: dict[Any, socket.socket] = {}
-        #: Greenlets waiting for a request on their connection, oldest first (dicts keep order).
+        #: Greenlets waiting for a further request on their connection, oldest first (dicts
+        #: keep order).
         self.idle: dict[Any, None] = {}
+        #: Greenlets of connections still waiting for their first request.
+        self.fresh: set[Any] = set()
         #: Connections kept below worker_connections so the server keeps accepting.
         self.busy_limit = self.worker_connections - max(1, self.worker_connections // 20)
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         current = getcurrent()
         self.clients[current] = client
+        self.fresh.add(current)
         try:
             self._close_idle(len(self.clients) - self.busy_limit)
             super().handle(listener, client, addr)
         finally:
             self.clients.pop(current, None)
             self.idle.pop(current, None)
+            self.fresh.discard(current)
 
     def timeout_ctx(self) -> _IdleWait:
         """gunicorn's keep-alive wait for the next request, marked idle while it lasts."""
@@ -65,7 +73,11 @@ class _IdleWait:
         self.timeout = Timeout(worker.cfg.keepalive, False)
 
     def __enter__(self) -> None:
-        self.worker.idle[self.greenlet] = None
+        fresh = self.worker.fresh
+        if self.greenlet in fresh:
+            fresh.discard(self.greenlet)  # the first request: not a keep-alive wait
+        else:
+            self.worker.idle[self.greenlet] = None
         self.timeout.start()
 
     def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
