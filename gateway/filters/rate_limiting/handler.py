@@ -81,7 +81,7 @@ class RateLimitingConfig:
         "GATEWAY_RATELIMIT_POLICY", choice("local", "redis"), None,
         "rate-limiting: `local` (counts in each worker's memory: with N workers a client may get "
         "up to N times the limit) or `redis` (shared by all workers and instances); default: "
-        "redis when GATEWAY_REDIS_URL is set, else local.")
+        "redis when GATEWAY_REDIS_URL (or GATEWAY_RATELIMIT_REDIS_URL) is set, else local.")
     redis_url: str | None = setting(
         "GATEWAY_RATELIMIT_REDIS_URL", redis_url, None,
         "rate-limiting: the Redis the `redis` policy counts in, in the forms of "
@@ -152,8 +152,8 @@ class RateLimiting(Filter):
 
     def __init__(self, config: RateLimitingConfig, settings: Settings) -> None:
         super().__init__(config, settings)
-        policy = config.policy or ("redis" if settings.redis_url else "local")
         url = config.redis_url or settings.redis_url
+        policy = config.policy or ("redis" if url else "local")
         if policy == "redis":
             if not url:
                 raise ConfigError("policy redis needs a Redis: set GATEWAY_REDIS_URL (or "
