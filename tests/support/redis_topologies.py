@@ -61,6 +61,7 @@ class SentinelSet:
     replica: Process
     sentinel: Process
     ports: dict[str, int]
+    workdir: Path
     processes: list[Process] = field(default_factory=list)
 
     @property
@@ -72,36 +73,46 @@ class SentinelSet:
         return int(client.sentinel_get_master_addr_by_name(SERVICE)[1])
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.popen.poll() is None:
-                process.stop()
+        _stop_all(self.processes, self.workdir)
+
+
+def _stop_all(processes: list[Process], workdir: Path) -> None:
+    for process in processes:
+        if process.popen.poll() is None:
+            process.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def start_sentinel_set() -> SentinelSet:
-    """Start and wait until the sentinel knows the replica (so it can promote it)."""
+    """Start and wait until the sentinel knows the replica in sync (so it can promote it)."""
     workdir = Path(tempfile.mkdtemp(prefix="gw-sentinel-"))
     ports = {name: free_port() for name in ("primary", "replica", "sentinel")}
     for name in ("p", "r"):
         (workdir / name).mkdir()
-    primary = _server("redis-primary", ports["primary"], workdir / "p",
-                      "--repl-diskless-sync-delay", "0")
-    replica = _server("redis-replica", ports["replica"], workdir / "r",
-                      "--replicaof", "127.0.0.1", str(ports["primary"]))
-    conf = workdir / "sentinel.conf"
-    conf.write_text(
-        f"port {ports['sentinel']}\nbind 127.0.0.1\ndir {workdir}\n"
-        f"sentinel monitor {SERVICE} 127.0.0.1 {ports['primary']} 1\n"
-        f"sentinel down-after-milliseconds {SERVICE} 500\n"
-        f"sentinel failover-timeout {SERVICE} 3000\n")
-    sentinel = Process("redis-sentinel", [_binary("redis-server"), str(conf), "--sentinel"],
-                       cwd=str(workdir))
-    wait_for_port(ports["sentinel"], sentinel.popen)
-    topology = SentinelSet(primary, replica, sentinel, ports, [primary, replica, sentinel])
-    client = redis.Redis(port=ports["sentinel"], socket_timeout=1)
-    _until(lambda: client.sentinel_slaves(SERVICE) and
-           client.sentinel_slaves(SERVICE)[0]["master-link-status"] == "ok",
-           10, "the sentinel to see the replica in sync")
-    return topology
+    started: list[Process] = []
+    try:
+        started.append(_server("redis-primary", ports["primary"], workdir / "p",
+                               "--repl-diskless-sync-delay", "0"))
+        started.append(_server("redis-replica", ports["replica"], workdir / "r",
+                               "--replicaof", "127.0.0.1", str(ports["primary"])))
+        conf = workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {ports['sentinel']}\nbind 127.0.0.1\ndir {workdir}\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {ports['primary']} 1\n"
+            f"sentinel down-after-milliseconds {SERVICE} 500\n"
+            f"sentinel failover-timeout {SERVICE} 3000\n")
+        started.append(Process("redis-sentinel",
+                               [_binary("redis-server"), str(conf), "--sentinel"],
+                               cwd=str(workdir)))
+        wait_for_port(ports["sentinel"], started[-1].popen)
+        client = redis.Redis(port=ports["sentinel"], socket_timeout=1)
+        _until(lambda: client.sentinel_slaves(SERVICE) and
+               client.sentinel_slaves(SERVICE)[0]["master-link-status"] == "ok",
+               10, "the sentinel to see the replica in sync")
+    except BaseException:
+        _stop_all(started, workdir)
+        raise
+    return SentinelSet(*started, ports, workdir, started)
 
 
 @dataclass
@@ -110,14 +121,14 @@ class Cluster:
 
     ports: list[int]
     processes: list[Process]
+    workdir: Path
 
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
+        _stop_all(self.processes, self.workdir)
 
 
 def _cluster_port() -> int:
@@ -138,21 +149,23 @@ def start_cluster() -> Cluster:
     """Start three cluster nodes, join them with ``redis-cli --cluster create``, wait for ok."""
     workdir = Path(tempfile.mkdtemp(prefix="gw-cluster-"))
     ports = [_cluster_port() for _ in range(3)]
-    processes = []
-    for port in ports:
-        node = workdir / str(port)
-        node.mkdir()
-        processes.append(_server(f"redis-cluster-{port}", port, node, "--cluster-enabled", "yes",
-                                 "--cluster-config-file", str(node / "nodes.conf")))
-    cluster = Cluster(ports, processes)
-    create = subprocess.run(
-        [_binary("redis-cli"), "--cluster", "create",
-         *(f"127.0.0.1:{port}" for port in ports), "--cluster-yes"],
-        capture_output=True, text=True, timeout=20, check=False)
-    if create.returncode != 0:
-        cluster.stop()
-        pytest.skip(f"redis-cli --cluster create failed: {create.stdout[-300:]}")
-    clients = [redis.Redis(port=port, socket_timeout=1) for port in ports]
-    _until(lambda: all(c.cluster("INFO")["cluster_state"] == "ok" for c in clients), 10,
-           "cluster_state:ok on every node")
-    return cluster
+    started: list[Process] = []
+    try:
+        for port in ports:
+            node = workdir / str(port)
+            node.mkdir()
+            started.append(_server(f"redis-cluster-{port}", port, node, "--cluster-enabled",
+                                   "yes", "--cluster-config-file", str(node / "nodes.conf")))
+        create = subprocess.run(
+            [_binary("redis-cli"), "--cluster", "create",
+             *(f"127.0.0.1:{port}" for port in ports), "--cluster-yes"],
+            capture_output=True, text=True, timeout=20, check=False)
+        if create.returncode != 0:
+            pytest.skip(f"redis-cli --cluster create failed: {create.stdout[-300:]}")
+        clients = [redis.Redis(port=port, socket_timeout=1) for port in ports]
+        _until(lambda: all(c.cluster("INFO")["cluster_state"] == "ok" for c in clients), 10,
+               "cluster_state:ok on every node")
+    except BaseException:
+        _stop_all(started, workdir)
+        raise
+    return Cluster(ports, started, workdir)
