@@ -86,6 +86,17 @@ def test_the_deprecated_flat_fields_are_kongs_shorthands(upstream, guarded):
     assert redis.Redis(port=guarded, password=PASSWORD, db=3).keys("gateway:ratelimit:*")
 
 
+def test_a_dump_with_both_forms_at_the_same_values_loads(upstream, guarded):
+    """Kong 3.x's Admin API (so decK) writes the legacy fields beside the record, equal."""
+    record = {"host": "127.0.0.1", "port": guarded, "password": PASSWORD, "database": 0,
+              "ssl": False, "ssl_verify": False, "server_name": None, "timeout": 2000,
+              "username": None}
+    client = load(upstream, {"redis": record,
+                             **{f"redis_{name}": value for name, value in record.items()}})
+    assert statuses(client) == [200, 200, 429]
+    assert counted(guarded, PASSWORD)
+
+
 def test_a_vault_reference_gives_the_password(upstream, guarded):
     client = load(upstream, {"redis": {"host": "127.0.0.1", "port": guarded,
                                        "password": "{vault://env/redis-pw}"}},
