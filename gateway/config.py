@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 PREFIX = "GATEWAY_"
 log = logging.getLogger("gateway.config")
@@ -238,19 +238,194 @@ def http_url(raw: str) -> str:
     return raw
 
 
-def redis_url(raw: str) -> str:
-    """A redis://, rediss:// or unix:// URL as redis-py reads it: host, port, database number."""
-    parts = urlsplit(raw)
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ValueError("unix:// needs a socket path")
-        return raw
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ValueError("must be a redis://, rediss:// or unix:// URL with a host")
-    if not _port_ok(parts):
-        raise ValueError("has a bad port")
-    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+#: Default ports of the Redis URL forms' nodes.
+_REDIS_PORTS = {"redis": 6379, "sentinel": 26379, "cluster": 6379}
+_REDIS_SCHEMES = {"redis": ("redis", False), "rediss": ("redis", True),
+                  "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
+                  "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
+                  "unix": ("unix", False)}
+_REDIS_FORMS = ("must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// "
+                "URL (see the README's Redis URL forms)")
+_REDIS_OPTIONS = {"redis": {"timeout", "ssl_verify", "server_name"},
+                  "unix": {"timeout", "db"},
+                  "sentinel": {"timeout", "ssl_verify", "sentinel_username",
+                               "sentinel_password"},
+                  "cluster": {"timeout", "ssl_verify"}}
+_DATABASE = re.compile(r"[0-9]{1,5}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisTarget:
+    """Where a Redis is and how to talk to it, as a Redis URL says (see :func:`redis_target`).
+
+    ``kind``: ``redis`` (one server), ``unix`` (a socket), ``sentinel`` (the master
+    named ``service``, found through the sentinels of ``nodes``) or ``cluster``
+    (``nodes`` are startup nodes). Passwords stay out of repr(); :meth:`shown` is the
+    form for logs and errors.
+    """
+
+    kind: str
+    nodes: tuple[tuple[str, int], ...] = ()
+    path: str | None = None
+    database: int = 0
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    tls: bool = False
+    tls_verify: bool = True
+    server_name: str | None = None
+    #: Seconds to connect and for each answer: Redis is on the request path.
+    timeout: float = 0.5
+    service: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = dataclasses.field(default=None, repr=False)
+
+    def url(self) -> str:
+        """The URL that :func:`redis_target` reads back into this target (secrets included)."""
+        scheme = {"redis": "redis", "unix": "unix", "sentinel": "redis+sentinel",
+                  "cluster": "redis+cluster"}[self.kind]
+        if self.tls:
+            scheme = scheme.replace("redis", "rediss", 1)
+        user = ""
+        if self.username is not None or self.password is not None:
+            user = quote(self.username or "", safe="")
+            if self.password is not None:
+                user += ":" + quote(self.password, safe="")
+            user += "@"
+        options = {"timeout": f"{self.timeout:g}"}
+        if self.tls and not self.tls_verify:
+            options["ssl_verify"] = "false"
+        for name in ("server_name", "sentinel_username", "sentinel_password"):
+            if getattr(self, name) is not None:
+                options[name] = getattr(self, name)
+        if self.kind == "unix":
+            options["db"] = str(self.database)
+            return f"unix://{user}{quote(self.path or '')}?{urlencode(options)}"
+        where = self._nodes()
+        if self.kind == "sentinel":
+            where += f"/{quote(self.service or '', safe='')}"
+        if self.kind != "cluster":
+            where += f"/{self.database}"
+        return f"{scheme}://{user}{where}?{urlencode(options)}"
+
+    def shown(self) -> str:
+        """The target for a log line or an error: no user, password or option."""
+        tls = "s" if self.tls else ""
+        if self.kind == "unix":
+            return f"unix://{self.path}"
+        if self.kind == "sentinel":
+            return f"redis{tls}+sentinel://{self._nodes()}/{self.service}/{self.database}"
+        if self.kind == "cluster":
+            return f"redis{tls}+cluster://{self._nodes()}"
+        return f"redis{tls}://{self._nodes()}/{self.database}"
+
+    def _nodes(self) -> str:
+        return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.nodes)
+
+
+def _redis_nodes(hosts: str, kind: str) -> tuple[tuple[str, int], ...]:
+    """``host[:port],[v6]:port,...`` -> ((host, port), ...), each port in 1-65535."""
+    nodes = []
+    for item in hosts.split(","):
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":")
+            if rest and not rest.startswith(":"):
+                raise ValueError(f"{_REDIS_FORMS}: a bad [IPv6]:port")
+        else:
+            host, _, port = item.partition(":")
+        if not host or any(c.isspace() or c in "/?#@[]" for c in host):
+            raise ValueError(f"{_REDIS_FORMS}, with a host")
+        if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+            raise ValueError("has a bad port (1-65535)")
+        nodes.append((host, int(port) if port else _REDIS_PORTS[kind]))
+    if kind == "redis" and len(nodes) > 1:
+        raise ValueError("redis:// names one server; several are redis+sentinel:// or "
+                         "redis+cluster://")
+    return tuple(nodes)
+
+
+def _redis_options(query: str, kind: str) -> dict[str, str]:
+    """The URL's ``?name=value`` options, each allowed for ``kind`` and given once."""
+    options: dict[str, str] = {}
+    try:
+        given = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise SecretInValue("the options after ? must be name=value pairs joined by &") from None
+    for name, value in given:
+        if name not in _REDIS_OPTIONS[kind]:
+            allowed = ", ".join(sorted(_REDIS_OPTIONS[kind]))
+            raise SecretInValue(f"option {name!r} is not one of: {allowed}")
+        if name in options:
+            raise SecretInValue(f"option {name!r} is given twice")
+        options[name] = value
+    return options
+
+
+def _redis_location(kind: str, path: str) -> tuple[str | None, int]:
+    """The URL path: ``/service/db`` (sentinel), ``/db`` (one server), empty or ``/0``."""
+    parts = [unquote(part) for part in path.strip("/").split("/")] if path.strip("/") else []
+    service = None
+    if kind == "sentinel":
+        if not parts or not parts[0]:
+            raise ValueError("redis+sentinel:// needs the master's name: "
+                             "redis+sentinel://host:26379/mymaster/0")
+        service = parts.pop(0)
+    if len(parts) > 1 or (parts and not _DATABASE.fullmatch(parts[0])):
         raise ValueError("the path must be a database number, e.g. redis://host:6379/0")
+    database = int(parts[0]) if parts else 0
+    if kind == "cluster" and database:
+        raise ValueError("a Redis Cluster has database 0 only")
+    return service, database
+
+
+def redis_target(raw: str) -> RedisTarget:
+    """A Redis URL (every form the README lists) as a :class:`RedisTarget`.
+
+    Errors never quote the URL: it may hold a password.
+    """
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme.lower() not in _REDIS_SCHEMES or any(c.isspace() for c in raw):
+        raise ValueError(_REDIS_FORMS)
+    if "#" in rest:
+        raise ValueError(f"{_REDIS_FORMS}; no #fragment (write # in a password as %23)")
+    kind, tls = _REDIS_SCHEMES[scheme.lower()]
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    user, _, hosts = netloc.rpartition("@")
+    username, colon, password = user.partition(":")
+    options = _redis_options(query, kind)
+    creds = {"username": unquote(username) or None,
+             "password": unquote(password) if colon else None}
+    if kind == "unix":
+        if hosts or not path:
+            raise ValueError("unix:// needs a socket path: unix:///run/redis.sock")
+        database = options.get("db", "0")
+        if not _DATABASE.fullmatch(database):
+            raise ValueError("the db option must be a database number")
+        return RedisTarget("unix", path=unquote(slash + path), database=int(database),
+                           timeout=_redis_timeout(options), **creds)
+    service, database = _redis_location(kind, slash + path)
+    try:
+        verify = boolean(options.get("ssl_verify", "true"))
+    except ValueError:
+        raise ValueError("the ssl_verify option must be true or false") from None
+    return RedisTarget(
+        kind, _redis_nodes(hosts, kind), database=database, tls=tls, tls_verify=verify,
+        server_name=options.get("server_name") or None, timeout=_redis_timeout(options),
+        service=service, sentinel_username=options.get("sentinel_username") or None,
+        sentinel_password=options.get("sentinel_password"), **creds)
+
+
+def _redis_timeout(options: dict[str, str]) -> float:
+    try:
+        return number(float, 0.001, 3600)(options.get("timeout", "0.5"))
+    except ValueError as exc:
+        raise ValueError(f"the timeout option (seconds) {exc}") from None
+
+
+def redis_url(raw: str) -> str:
+    """A Redis URL in one of the forms :func:`redis_target` reads (kept as text)."""
+    redis_target(raw)
     return raw
 
 
@@ -389,7 +564,9 @@ class Settings:
         "of the enrichment filter) per worker.")
     redis_url: str | None = setting(
         "GATEWAY_REDIS_URL", redis_url, None,
-        "redis:// URL for state shared by workers and instances; unset: in-process memory.",
+        "Redis for state shared by workers and instances (rate-limiting counters, caches): "
+        "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// (see Redis URL "
+        "forms); unset: in-process memory.",
         secret=True)
     log_level: str = setting(
         "GATEWAY_LOG_LEVEL", choice("debug", "info", "warning", "error"), "info",

@@ -23,6 +23,7 @@ from gateway.filters.key_auth import KeyTable
 from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
+from gateway.routing.kong_redis import REDIS_CHECKS, redis_texts
 from gateway.routing.schema import Invalid
 
 
@@ -51,6 +52,8 @@ class KongPlugin:
     fields: Mapping[str, Field]
     #: Our fields made from several Kong fields (or from other entities): name -> text.
     combine: Callable[[dict[str, Any], str, Declaration], dict[str, str]] | None = None
+    #: Kong's ``redis`` record (and its ``redis_*`` shorthands) feeds our ``redis_url``.
+    redis: bool = False
 
 
 STRINGS = s.array(s.string)
@@ -120,11 +123,9 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         **_same("fault_tolerant hide_client_headers", s.boolean),
         "error_code": Field(s.integer(400, 599), "error_code"),
         "error_message": Field(s.string, "error_message"),
-        "sync_rate": Field(s.fixed(-1)), "redis": IGNORED,
-        **{f"redis_{name}": IGNORED for name in (
-            "host", "port", "password", "username", "ssl", "ssl_verify", "server_name",
-            "timeout", "database")},
-    }, _limit_by),
+        "sync_rate": Field(s.fixed(-1)),
+        **{name: Field(check) for name, check in REDIS_CHECKS.items()},
+    }, _limit_by, redis=True),
     "proxy-cache": KongPlugin("proxy-cache", {
         "cache_ttl": Field(s.integer(1, 2**31), "ttl"),
         "request_method": Field(STRINGS, "methods"),
@@ -196,6 +197,8 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
              if f.ours and conf[k] is not None}
     if kong.combine:
         texts.update(kong.combine(conf, path, decl))
+    if kong.redis:
+        texts.update(redis_texts(conf, path))
     kong_name = {f.ours: k for k, f in kong.fields.items() if f.ours}
     hidden = {f.ours for k, f in kong.fields.items() if f.ours and _has_secret(conf[k])}
     objects = {"keys": _key_table(decl)} if kong.filter == "key-auth" else {}

@@ -93,8 +93,9 @@ class RedisCache:
             redis_client(self.url).set(self.prefix + key, value, px=milliseconds)
 
 
-def make_cache(settings: Settings, prefix: str, max_bytes: int) -> Cache:
-    """A RedisCache (keys under ``prefix``) when GATEWAY_REDIS_URL is set, else a MemoryCache."""
-    if settings.redis_url:
-        return RedisCache(settings.redis_url, prefix)
+def make_cache(settings: Settings, prefix: str, max_bytes: int, url: str | None = None) -> Cache:
+    """A RedisCache (keys under ``prefix``) in the Redis ``url`` names (a plugin's own), else
+    GATEWAY_REDIS_URL's when set; else a MemoryCache."""
+    if url or settings.redis_url:
+        return RedisCache(url or settings.redis_url, prefix)
     return MemoryCache(max_bytes)

@@ -9,11 +9,13 @@ import pytest
 from gateway.__main__ import README, readme_with_table
 from gateway.config import (
     ConfigError,
+    RedisTarget,
     ServerSettings,
     Settings,
     load,
     number,
     pairs,
+    redis_target,
     reject_unknown,
     setting,
 )
@@ -63,23 +65,61 @@ def test_bad_values_name_variable_value_and_rule(name, value, message):
     assert "\n" not in str(caught.value)
 
 
+FORMS = "must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL"
+
+
 @pytest.mark.parametrize("url, message", [
-    ("localhost:6379", "must be a redis://, rediss:// or unix:// URL"),
-    ("redis://:pa#ss@host", "must be a redis://, rediss:// or unix:// URL"),
+    ("localhost:6379", FORMS),
+    ("redis://:pa#ss@host", FORMS),
     ("redis://host:63x79/0", "has a bad port"),
     ("redis://host:6379/cache", "the path must be a database number"),
+    ("redis://:pw@a:1,b:2/0", "redis:// names one server"),
+    ("redis+sentinel://:pw@h1:26379,h2:26379", "redis+sentinel:// needs the master's name"),
+    ("redis+sentinel://h:26379/mymaster/x", "the path must be a database number"),
+    ("redis+cluster://:pw@h:7000/3", "a Redis Cluster has database 0 only"),
+    ("redis://h?sentinel_password=pw", "option 'sentinel_password' is not one of"),
+    ("redis://h?pw", "the options after ? must be name=value pairs"),
+    ("redis://h?timeout=0&x=pw", "option 'x' is not one of"),
+    ("redis://h?timeout=pw", "the timeout option (seconds) must be a number"),
+    ("rediss://h?ssl_verify=pw", "the ssl_verify option must be true or false"),
+    ("unix://:pw@", "unix:// needs a socket path"),
 ])
 def test_bad_redis_urls_stop_the_start_without_the_password(url, message):
     with pytest.raises(ConfigError) as caught:
         load(Settings, {**BASE, "GATEWAY_REDIS_URL": url})
     assert str(caught.value).startswith(f"GATEWAY_REDIS_URL=<hidden>: {message}")
     assert url not in str(caught.value)
+    assert "pw" not in str(caught.value) and "pa#ss" not in str(caught.value)
 
 
 def test_good_redis_urls_load():
     for url in ("redis://127.0.0.1:6379/0", "rediss://:secret@cache.internal:6380",
-                "unix:///run/redis.sock"):
+                "unix:///run/redis.sock", "redis+sentinel://h1:26379,h2/mymaster/2",
+                "redis+cluster://10.0.0.1:7000,10.0.0.2:7001", "rediss://h?ssl_verify=false"):
         assert load(Settings, {**BASE, "GATEWAY_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize("url, target", [
+    ("redis://127.0.0.1/3", RedisTarget("redis", (("127.0.0.1", 6379),), database=3)),
+    ("rediss://user:p%40ss@cache:6380?server_name=redis.test&timeout=2",
+     RedisTarget("redis", (("cache", 6380),), username="user", password="p@ss", tls=True,
+                 server_name="redis.test", timeout=2.0)),
+    ("unix:///run/redis.sock?db=1", RedisTarget("unix", path="/run/redis.sock", database=1)),
+    ("redis+sentinel://:pw@s1,[::1]:26380/my%2Fmaster/1?sentinel_password=spw",
+     RedisTarget("sentinel", (("s1", 26379), ("::1", 26380)), database=1, password="pw",
+                 service="my/master", sentinel_password="spw")),
+    ("rediss+cluster://n1:7000,n2?ssl_verify=false",
+     RedisTarget("cluster", (("n1", 7000), ("n2", 6379)), tls=True, tls_verify=False)),
+])
+def test_redis_url_forms_read_back_from_their_own_url(url, target):
+    assert redis_target(url) == target
+    assert redis_target(target.url()) == target
+
+
+def test_a_redis_target_shows_no_secret():
+    target = redis_target("redis+sentinel://u:pw@s1:26379/mymaster/0?sentinel_password=spw")
+    assert target.shown() == "redis+sentinel://s1:26379/mymaster/0"
+    assert "pw" not in repr(target)
 
 
 def test_urls_with_credentials_are_refused_without_echoing_them():

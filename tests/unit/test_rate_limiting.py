@@ -71,7 +71,7 @@ def test_bad_limit_by_is_refused(raw):
 
 
 def test_redis_policy_needs_a_redis_url_and_is_the_default_with_one(upstream):
-    with pytest.raises(ConfigError, match="GATEWAY_RATELIMIT_POLICY=redis: needs GATEWAY_REDIS"):
+    with pytest.raises(ConfigError, match="policy redis needs a Redis: set GATEWAY_REDIS_URL"):
         Setup(upstream, GATEWAY_RATELIMIT_MINUTE="1", GATEWAY_RATELIMIT_POLICY="redis")
     setup = Setup(upstream, GATEWAY_RATELIMIT_MINUTE="1", GATEWAY_REDIS_URL="redis://127.0.0.1:1")
     assert isinstance(setup.limiter.counters, RedisCounters)

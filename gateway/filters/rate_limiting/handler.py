@@ -18,7 +18,17 @@ from itertools import pairwise
 from prometheus_client import Counter
 from werkzeug.datastructures import Headers
 
-from gateway.config import ConfigError, Settings, boolean, choice, number, setting, text
+from gateway.config import (
+    ConfigError,
+    Settings,
+    boolean,
+    choice,
+    number,
+    redis_target,
+    redis_url,
+    setting,
+    text,
+)
 from gateway.filters.base import Filter
 from gateway.filters.rate_limiting.counters import (
     PERIODS,
@@ -71,7 +81,12 @@ class RateLimitingConfig:
         "GATEWAY_RATELIMIT_POLICY", choice("local", "redis"), None,
         "rate-limiting: `local` (counts in each worker's memory: with N workers a client may get "
         "up to N times the limit) or `redis` (shared by all workers and instances); default: "
-        "redis when GATEWAY_REDIS_URL is set, else local.")
+        "redis when GATEWAY_REDIS_URL (or GATEWAY_RATELIMIT_REDIS_URL) is set, else local.")
+    redis_url: str | None = setting(
+        "GATEWAY_RATELIMIT_REDIS_URL", redis_url, None,
+        "rate-limiting: the Redis the `redis` policy counts in, in the forms of "
+        "GATEWAY_REDIS_URL; default: GATEWAY_REDIS_URL. A declarative file's plugin gives "
+        "it as Kong's `redis` record.", secret=True)
     fault_tolerant: bool = setting(
         "GATEWAY_RATELIMIT_FAULT_TOLERANT", boolean, "true",
         "rate-limiting: when Redis fails, let requests through and log a warning (true) or "
@@ -137,18 +152,21 @@ class RateLimiting(Filter):
 
     def __init__(self, config: RateLimitingConfig, settings: Settings) -> None:
         super().__init__(config, settings)
-        policy = config.policy or ("redis" if settings.redis_url else "local")
+        url = config.redis_url or settings.redis_url
+        policy = config.policy or ("redis" if url else "local")
         if policy == "redis":
-            if not settings.redis_url:
-                raise ConfigError("GATEWAY_RATELIMIT_POLICY=redis: needs GATEWAY_REDIS_URL")
-            self.counters: LocalCounters | RedisCounters = RedisCounters(
-                settings.redis_url, config.windows)
+            if not url:
+                raise ConfigError("policy redis needs a Redis: set GATEWAY_REDIS_URL (or "
+                                  "GATEWAY_RATELIMIT_REDIS_URL; in a declarative file, the "
+                                  "plugin's config.redis.host)")
+            self.counters: LocalCounters | RedisCounters = RedisCounters(url, config.windows)
         else:
             self.counters = LocalCounters(config.windows)
         #: The clock, in epoch seconds (tests move it).
         self.clock = time.time
+        where = redis_target(url).shown().replace("%", "%%") if policy == "redis" else "Redis"
         self.outage = OutageWarning(
-            log, "rate-limiting: Redis failed, letting requests through unlimited: %s")
+            log, f"rate-limiting: {where} failed, letting requests through unlimited: %s")
 
     def on_request(self, ex: Exchange) -> None:
         now = self.clock()
