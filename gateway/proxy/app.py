@@ -147,7 +147,7 @@ class Gateway:
         except GatewayError as exc:
             if exc.kind:
                 ex.outcomes["upstream"] = exc.kind
-            ex.error(exc.status, exc.message)
+            ex.error(exc.status, exc.message, Headers(exc.headers) if exc.headers else None)
         except Exception:
             log.exception("request %s failed inside the gateway", ex.request_id)
             ex.error(500, UNEXPECTED)

@@ -41,14 +41,17 @@ _HTML_PAGE = """<!doctype html>
 class GatewayError(Exception):
     """An error answered to the client with ``status`` and ``message`` (Kong's words).
 
-    ``kind`` names an upstream failure (refused, timeout, reset) for logs and metrics.
+    ``kind`` names an upstream failure (refused, timeout, reset) for logs and metrics;
+    ``headers`` are sent with the answer (``Allow`` on a 405).
     """
 
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str | None = None,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
+        self.headers = headers
 
 
 @functools.cache

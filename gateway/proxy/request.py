@@ -36,6 +36,8 @@ _READ_BODY = "gateway.request_body"
 BAD_TARGET = "Bad request target: CONNECT and OPTIONS * are not proxied"
 #: Kong's answer to TRACE (it would echo the request's headers, credentials included).
 METHOD_NOT_ALLOWED = "Method not allowed"
+#: The methods the gateway passes on: the Allow header RFC 9110 15.5.6 requires on a 405.
+ALLOWED_METHODS = (("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),)
 #: The answer to a Host header missing on HTTP/1.1 or not a host[:port] (RFC 9112 3.2).
 BAD_HOST = "Bad request: missing or invalid Host header"
 #: The answer to a Content-Length that is not a number up to MAX_LENGTH.
@@ -56,7 +58,7 @@ def check_request(environ: Mapping[str, Any]) -> None:
     """
     method = environ["REQUEST_METHOD"]
     if method == "TRACE":
-        raise GatewayError(405, METHOD_NOT_ALLOWED)
+        raise GatewayError(405, METHOD_NOT_ALLOWED, headers=ALLOWED_METHODS)
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
     if method == "CONNECT" or raw == "*":
         raise GatewayError(400, BAD_TARGET)

@@ -62,6 +62,17 @@ def test_trace_connect_and_bad_hosts_are_refused_routed_or_not(client, path):
         "Bad request: missing or invalid Host header"
 
 
+@pytest.mark.parametrize("path", ["/fixture/respond", "/nowhere"])
+def test_the_405_to_trace_says_which_methods_are_allowed(client, path):
+    response = client.open(path, method="TRACE")
+    response.close()
+    assert response.status_code == 405
+    allowed = {m.strip() for m in response.headers["Allow"].split(",")}  # RFC 9110 15.5.6
+    assert allowed >= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+    assert "TRACE" not in allowed
+    assert json.loads(response.data)["message"] == "Method not allowed"
+
+
 def test_an_unrouted_request_that_passes_the_checks_is_kongs_404(client):
     assert get(client, "/nowhere").status_code == 404
 
