@@ -2,7 +2,9 @@
 
 It writes a pyproject.toml registering the filter under the ``gateway.filters``
 entry point, the filter module with its Config, tests that use the testing
-kit, and a README; ``pip install -e DIR && pytest DIR`` passes at once.
+kit, and a README; ``pip install -e 'DIR[test]' && pytest DIR`` passes at once (the
+``test`` extra brings pytest, which a gateway installed without its own test extra
+lacks).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ description = "The $name filter for the gateway."
 requires-python = ">=3.11"
 # Installed into the gateway's own environment, next to the gateway.
 dependencies = ["gateway"]
+
+# pip install -e '.[test]': pytest runs the tests with the gateway's testing kit.
+[project.optional-dependencies]
+test = ["pytest>=8"]
 
 # GATEWAY_FILTERS=$name finds the filter through this entry point.
 [project.entry-points."gateway.filters"]
@@ -99,7 +105,7 @@ def test_a_bad_setting_stops_the_start(gateway_client):
 
 A filter for the gateway.
 
-    pip install -e .          # into the gateway's environment
+    pip install -e '.[test]'  # into the gateway's environment; test brings pytest
     pytest                    # the gateway's testing kit is a pytest plugin
     GATEWAY_FILTERS=$name gunicorn -c gunicorn.conf.py gateway.wsgi:app
 

@@ -64,6 +64,20 @@ def test_new_filter_writes_a_package_that_installs_and_passes_its_tests(venv, tm
     assert "| `GATEWAY_SHOUT_IT_HEADER_NAME` | `X-ShoutIt` |" in table
 
 
+def test_a_new_filter_installs_its_test_needs_beside_a_gateway_without_test_extras(tmp_path):
+    """As a user who ran ``pip install .`` (no test extra) and follows the README."""
+    folder, env = tmp_path / "shout-it", tmp_path / "venv"
+    run(sys.executable, "-m", "venv", env)
+    python = env / "bin" / "python"
+    run(python, "-m", "pip", "install", "--quiet", ROOT)
+    assert "No module named" in run(python, "-c", "import importlib.util as u; "
+                                    "print(u.find_spec('pytest') or 'No module named pytest')")
+    run(python, "-m", "gateway", "new-filter", "shout-it", folder)
+    run(python, "-m", "pip", "install", "--quiet", "-e", f"{folder}[test]")
+    assert "2 passed" in run(python, "-m", "pytest", "-p", "no:cacheprovider", folder,
+                             cwd=folder)
+
+
 def test_new_filter_refuses_a_bad_name_or_a_used_folder(tmp_path):
     for args in (["Bad_Name", tmp_path / "a"], ["ok", ROOT / "gateway"]):
         result = subprocess.run([sys.executable, "-m", "gateway", "new-filter", *map(str, args)],
