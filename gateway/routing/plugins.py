@@ -19,7 +19,7 @@ from typing import Any
 from gateway.config import ConfigError
 from gateway.filters import REGISTRY, FilterNotFound, filter_class, installed
 from gateway.filters.base import Filter
-from gateway.filters.key_auth import KeyTable
+from gateway.filters.key_auth import KeyTable, Owner, consumer_id
 from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
@@ -82,7 +82,7 @@ def _anonymous(conf: dict[str, Any], path: str, decl: Declaration) -> dict[str, 
     if given is None:
         return {}
     for key, consumer in decl.consumers.items():
-        if given in (key, consumer.username, consumer.custom_id):
+        if given in (key, consumer.id, consumer.username, consumer.custom_id):
             return {"anonymous": consumer.username}
     raise Invalid(f"{path}.anonymous", f"no consumer {s.shown(given)} in this file")
 
@@ -240,12 +240,15 @@ def _config(config_cls: type, texts: dict[str, str], objects: dict[str, Any], pa
 
 
 def _key_table(decl: Declaration) -> KeyTable:
-    """Every consumer's key-auth keys."""
+    """Every consumer (by username, id and custom_id) and its key-auth keys with their ids."""
     table = KeyTable()
     for consumer in decl.consumers.values():
-        for index, key in enumerate(consumer.keys):
+        owner = Owner(consumer.username, consumer.id or consumer_id(consumer.username),
+                      consumer.custom_id)
+        table.add_owner(owner, consumer.id, consumer.custom_id)
+        for index, (key, credential_id) in enumerate(consumer.keys):
             try:
-                table.add(consumer.username, key)
+                table.add(consumer.username, key, credential_id)
             except ValueError as exc:
                 raise Invalid(f"{consumer.label}.keyauth_credentials[{index}].key",
                               str(exc)) from None
