@@ -63,10 +63,13 @@ def _same(names: str, check: s.Check) -> dict[str, Field]:
 
 
 def _limit_by(conf: dict[str, Any], path: str, _decl: Declaration) -> dict[str, str]:
-    if conf["limit_by"] == "header":
-        if not conf["header_name"]:
-            raise Invalid(f"{path}.header_name", "required when limit_by is header")
-        return {"limit_by": f"header:{conf['header_name']}"}
+    """limit_by with the field it reads (header_name, path); the other one is ignored, as
+    in Kong (its specs set both)."""
+    for kind, field in (("header", "header_name"), ("path", "path")):
+        if conf["limit_by"] == kind:
+            if not conf[field]:
+                raise Invalid(f"{path}.{field}", f"required when limit_by is {kind}")
+            return {"limit_by": f"{kind}:{conf[field]}"}
     return {"limit_by": conf["limit_by"]}
 
 
@@ -112,10 +115,10 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "key_in_body": Field(s.fixed(False)),
     }, _anonymous),
     "rate-limiting": KongPlugin("rate-limiting", {
-        **_same("second minute hour day", s.integer(1, 2**53)),
-        "month": UNSUPPORTED, "year": UNSUPPORTED,
-        "limit_by": Field(s.one_of("consumer", "ip", "header"), default="consumer"),
-        "header_name": Field(s.string), "path": UNSUPPORTED,
+        **_same("second minute hour day month year", s.integer(1, 2**53)),
+        "limit_by": Field(s.one_of("consumer", "credential", "ip", "service", "header", "path"),
+                          default="consumer"),
+        "header_name": Field(s.string), "path": Field(s.string),
         "policy": Field(s.one_of("local", "redis"), "policy", default="local"),
         **_same("fault_tolerant hide_client_headers", s.boolean),
         "error_code": Field(s.integer(400, 599), "error_code"),
