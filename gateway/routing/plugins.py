@@ -141,9 +141,9 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
     }),
     "cors": KongPlugin("cors", {
         **_same("origins methods headers exposed_headers", STRINGS),
-        **_same("credentials preflight_continue", s.boolean),
+        **_same("credentials preflight_continue private_network allow_origin_absent",
+                s.boolean),
         "max_age": Field(s.integer(0, 2**31), "max_age"),
-        "private_network": Field(s.fixed(False)), "allow_origin_absent": Field(s.fixed(True)),
     }),
     "request-size-limiting": KongPlugin("request-size-limiting", {
         "allowed_payload_size": Field(s.integer(0, 2**40), default=128),
