@@ -90,6 +90,19 @@ def _anonymous(conf: dict[str, Any], path: str, decl: Declaration) -> dict[str, 
     raise Invalid(f"{path}.anonymous", f"no consumer {s.shown(given)} in this file")
 
 
+def _shown_headers(value: Any, path: str) -> dict[str, bool]:
+    """proxy-cache's response_headers record: age, X-Cache-Status, X-Cache-Key (true)."""
+    return s.record(value, path, {name: (s.boolean, True)
+                                  for name in ("age", "X-Cache-Status", "X-Cache-Key")})
+
+
+def _cache_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
+    shown = conf["response_headers"]
+    if shown is None:
+        return {}
+    return {"response_headers": ",".join(name for name, on in shown.items() if on) or "none"}
+
+
 def _transform_lists(*names: str) -> s.Check:
     """response-transformer's add/remove/... records: only ``headers`` may be non-empty."""
     def check(value: Any, path: str) -> dict[str, Any]:
@@ -135,10 +148,12 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "content_type": Field(STRINGS, "content_types"),
         "cache_control": Field(s.boolean, "cache_control"),
         "vary_headers": Field(STRINGS, "vary_headers"),
-        "strategy": Field(s.fixed("memory")), "memory": IGNORED, "response_headers": IGNORED,
-        "vary_query_params": UNSUPPORTED, "storage_ttl": UNSUPPORTED,
-        "ignore_uri_case": Field(s.fixed(False)),
-    }),
+        "vary_query_params": Field(STRINGS, "vary_query_params"),
+        "storage_ttl": Field(s.integer(1, 2**31), "storage_ttl"),
+        "ignore_uri_case": Field(s.boolean, "ignore_uri_case"),
+        "response_headers": Field(_shown_headers),
+        "strategy": Field(s.fixed("memory")), "memory": IGNORED,
+    }, _cache_headers),
     "cors": KongPlugin("cors", {
         **_same("origins methods headers exposed_headers", STRINGS),
         **_same("credentials preflight_continue private_network allow_origin_absent",
