@@ -246,7 +246,7 @@ class KeyAuth(Filter):
 
     def find_key(self, ex: Exchange) -> tuple[str | None, bool]:
         """(key, duplicate): the first key found by name, header before query (Kong's order)."""
-        for name, header in zip(self.config.key_names, self.header_names):
+        for name, header in zip(self.config.key_names, self.header_names, strict=True):
             if self.config.key_in_header and (value := ex.upstream_headers.get(header)):
                 return value, False
             if self.config.key_in_query:
