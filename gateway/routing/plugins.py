@@ -167,9 +167,8 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
     }, _payload_size),
     "request-termination": KongPlugin("request-termination", {
         "status_code": Field(s.integer(100, 599), "status"),
-        "message": Field(s.string, "message"),
-        **{name: UNSUPPORTED for name in ("body", "content_type", "trigger")},
-        "echo": Field(s.fixed(False)),
+        **_same("message body content_type trigger", s.string),
+        "echo": Field(s.boolean, "echo"),
     }),
     "response-transformer": KongPlugin("response-headers", {
         "add": Field(_transform_lists("headers")), "remove": Field(_transform_lists("headers")),
