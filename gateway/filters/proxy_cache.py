@@ -74,7 +74,7 @@ def response_header_names(raw: str) -> frozenset[str]:
 
 
 def media_types(raw: str) -> tuple[str, ...]:
-    parsed = tuple(name.lower() for name in names(raw))
+    parsed = names(raw)
     if not parsed or not all("/" in name for name in parsed):
         raise ValueError("must be comma-separated media types such as application/json or text/*")
     return parsed
@@ -97,8 +97,9 @@ class ProxyCacheConfig:
         "proxy-cache: upstream statuses that are cached.")
     content_types: tuple[str, ...] = setting(
         "GATEWAY_CACHE_CONTENT_TYPES", media_types, "text/plain,application/json",
-        "proxy-cache: upstream media types that are cached (parameters such as charset "
-        "ignored; `text/*` and `*/*` allowed).")
+        "proxy-cache: upstream media types that are cached, as Kong matches them: `*` for a "
+        "type or subtype, parameters (charset) equal: `text/plain` does not match "
+        "`text/plain; charset=utf-8`.")
     cache_control: bool = setting(
         "GATEWAY_CACHE_CONTROL", boolean, "false",
         "proxy-cache: obey Cache-Control as Kong's cache_control: clients' no-cache/no-store/"
@@ -190,12 +191,34 @@ def cache_key(ex: Exchange, config: ProxyCacheConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def parse_media_type(value: str) -> tuple[str, str, dict[str, str]] | None:
+    """``type/subtype; k=v`` -> (type, subtype, params), names lower-cased; None if malformed
+    (as Kong's parse_mime_type: ``application/xml;`` is, and then matches nothing)."""
+    media, *params = value.split(";")
+    kind, slash, subtype = media.strip().lower().partition("/")
+    if not slash or not kind or not subtype:
+        return None
+    parsed = {}
+    for param in params:
+        name, equals, val = param.partition("=")
+        if not name.strip() or not equals:
+            return None
+        parsed[name.strip().lower()] = val.strip().strip('"')
+    return kind, subtype, parsed
+
+
 def media_type_allowed(content_type: str | None, allowed: tuple[str, ...]) -> bool:
-    media = (content_type or "").partition(";")[0].strip().lower()
-    if not media:
+    """Kong's match: type and subtype equal (or ``*``) and exactly the same parameters, so
+    ``text/plain`` does not match ``text/plain; charset=utf-8``."""
+    got = parse_media_type(content_type or "")
+    if got is None:
         return False
-    kind = media.partition("/")[0]
-    return any(pattern in (media, "*/*", f"{kind}/*") for pattern in allowed)
+    for pattern in allowed:
+        wanted = parse_media_type(pattern)
+        if wanted is not None and wanted[0] in ("*", got[0]) and wanted[1] in ("*", got[1]) \
+                and wanted[2] == got[2]:
+            return True
+    return False
 
 
 class ProxyCache(Filter):

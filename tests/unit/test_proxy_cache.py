@@ -214,9 +214,13 @@ def test_entry_round_trip_and_damaged_entries():
 
 
 def test_media_type_matching():
-    allowed = ("application/json", "text/*")
-    assert media_type_allowed("application/json; charset=utf-8", allowed)
+    allowed = ("application/json", "text/*", "text/html; charset=UTF-8")
+    assert not media_type_allowed("application/json; charset=utf-8", allowed)  # as Kong
+    assert media_type_allowed("application/json", allowed)
     assert media_type_allowed("TEXT/html", allowed)
+    assert media_type_allowed("text/html; Charset=UTF-8", allowed)
+    assert not media_type_allowed("text/html; charset=utf-8", allowed)  # values as written
+    assert not media_type_allowed("application/xml;", ("application/xml;",))
     assert not media_type_allowed("application/xml", allowed)
     assert not media_type_allowed(None, allowed)
     assert media_type_allowed("image/png", ("*/*",))
