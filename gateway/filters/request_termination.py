@@ -14,6 +14,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.config import ConfigError, boolean, number, setting, text
 from gateway.filters.base import Filter
@@ -113,7 +114,8 @@ class RequestTermination(Filter):
 def echo(ex: Exchange, message: str | None) -> dict[str, Any]:
     """Kong's echo: the request as the gateway received it, and who answered."""
     request = ex.request
-    host, _, port = request.host.partition(":")
+    host = urlsplit("//" + request.host).hostname or ""  # as Kong's get_host: no port
+    port = ex.environ.get("SERVER_PORT", "")  # the port the client reached (get_port)
     args: dict[str, Any] = {}
     for name in request.args:
         values = [value or True for value in request.args.getlist(name)]
