@@ -185,8 +185,9 @@ def cache_key(ex: Exchange, config: ProxyCacheConfig) -> str:
     wanted = config.vary_query_params or sorted(params)
     query = ":".join(f"{name}={','.join(sorted(params[name]))}" for name in wanted
                      if name in params)
+    # upstream_headers spell `a_b` as `A-B` (WSGI knows the two as one name)
     headers = ":".join(f"{name}={value}" for name in config.vary_headers
-                       if (value := ex.upstream_headers.get(name)) is not None)
+                       if (value := ex.upstream_headers.get(name.replace("_", "-"))) is not None)
     text = f"{prefix}|{ex.method}|{ex.environ.get('HTTP_HOST', '')}{path}|{query}|{headers}"
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -237,7 +238,7 @@ class ProxyCache(Filter):
 
     def shown(self, ex: Exchange) -> frozenset[str]:
         """The diagnostic headers this response may carry (all of them with Kong-Debug)."""
-        if "HTTP_KONG_DEBUG" in ex.environ:
+        if ex.environ.get("HTTP_KONG_DEBUG"):  # Kong: a non-empty Kong-Debug header
             return frozenset(RESPONSE_HEADERS)
         return self.config.response_headers
 
