@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
 
 import pytest
@@ -278,3 +279,14 @@ def test_outcomes_are_recorded_for_metrics(upstream):
     for _ in range(2):
         setup.get().close()
     assert seen == ["allowed", "rejected"]
+
+
+def test_month_and_year_windows_begin_on_the_calendar_and_reset_as_kong():
+    now = calendar.timegm((2026, 3, 31, 12, 0, 0))
+    month, year = Window("month", 10), Window("year", 100)
+    assert month.start(now) == calendar.timegm((2026, 3, 1, 0, 0, 0))
+    assert year.start(now) == calendar.timegm((2026, 1, 1, 0, 0, 0))
+    assert month.lifetime == 31 * 86400  # a Redis counter outlives a 31-day month
+    headers, reset = rate_headers((month,), Count(True, (1,)), now)
+    assert headers["X-RateLimit-Remaining-Month"] == "9"
+    assert reset == 1  # Kong: a month counts 30 days in RateLimit-Reset, at least 1
