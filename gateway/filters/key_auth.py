@@ -70,7 +70,12 @@ class KeyTable:
         self.owners: dict[str, Owner] = {}
 
     def add_owner(self, owner: Owner, *aliases: str | None) -> None:
-        """Know ``owner`` by its username and each alias (id, custom_id)."""
+        """Know ``owner`` by its username and each alias (id, custom_id); ValueError on a
+        value that cannot go in a header."""
+        for value in (owner.username, owner.id, owner.custom_id):
+            if value is not None and not is_safe_value(value):
+                raise ValueError(f"consumer {owner.username!r}: its username, id or custom_id "
+                                 "has control characters")
         for name in (owner.username, *aliases):
             if name is not None:
                 self.owners.setdefault(name, owner)

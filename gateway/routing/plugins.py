@@ -262,7 +262,10 @@ def _key_table(decl: Declaration) -> KeyTable:
     for consumer in decl.consumers.values():
         owner = Owner(consumer.username, consumer.id or consumer_id(consumer.username),
                       consumer.custom_id)
-        table.add_owner(owner, consumer.id, consumer.custom_id)
+        try:
+            table.add_owner(owner, consumer.id, consumer.custom_id)
+        except ValueError as exc:
+            raise Invalid(consumer.label, str(exc)) from None
         for index, (key, credential_id) in enumerate(consumer.keys):
             try:
                 table.add(consumer.username, key, credential_id)

@@ -238,3 +238,11 @@ def test_key_table_refuses_keys_with_spaces_or_controls():
     for key in ("", "a b", "a\nb"):
         with pytest.raises(ValueError):
             table.add("alice", key)
+
+
+def test_a_consumer_custom_id_that_cannot_go_in_a_header_refuses_the_file():
+    kong = ('{"_format_version": "3.0", "services": [{"name": "a", "url": "http://127.0.0.1:9",'
+            ' "routes": [{"paths": ["/"], "plugins": [{"name": "key-auth"}]}]}],'
+            ' "consumers": [{"username": "bob", "custom_id": "a\\r\\nX-Evil: 1"}]}')
+    with pytest.raises(ConfigError, match=r"consumers\[bob\]: .*control characters"):
+        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": kong})
