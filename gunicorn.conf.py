@@ -26,6 +26,7 @@ import tempfile
 
 from gateway.config import ConfigError, ServerSettings, load
 from gateway.ops import fdlimit, metricsdir
+from gateway.ops.header_names import unambiguous
 from gateway.ops.logjson import logging_config
 from gateway.routing.declarative import SNAPSHOT_ENV
 
@@ -116,6 +117,16 @@ control_socket_disable = True
 # alone: stop gunicorn from trusting X-Forwarded-Proto from loopback by default.
 forwarded_allow_ips = ""
 secure_scheme_headers = {}
+# Header names with `_` (Kong's key-auth finds `api_key:`) are mapped into the environ,
+# and pre_request first drops every such spelling that could pass for another header.
+header_map = "dangerous"
+
+
+def pre_request(worker, req):
+    """Worker, per request, before the environ is built: see gateway.ops.header_names."""
+    req.headers = unambiguous(req.headers)
+
+
 # The gateway writes its own JSON access log on stdout (GATEWAY_ACCESS_LOG); every
 # other log line, gunicorn's included, is JSON on stderr.
 accesslog = None

@@ -112,6 +112,13 @@ class CorsConfig:
     preflight_continue: bool = setting(
         "GATEWAY_CORS_PREFLIGHT_CONTINUE", boolean, "false",
         "cors: pass preflights to the upstream instead of answering them.")
+    private_network: bool = setting(
+        "GATEWAY_CORS_PRIVATE_NETWORK", boolean, "false",
+        "cors: answer a preflight's `Access-Control-Request-Private-Network: true` with "
+        "`Access-Control-Allow-Private-Network: true`.")
+    allow_origin_absent: bool = setting(
+        "GATEWAY_CORS_ALLOW_ORIGIN_ABSENT", boolean, "true",
+        "cors: add the CORS headers to responses to requests without an Origin too.")
 
 
 class Cors(Filter):
@@ -148,13 +155,19 @@ class Cors(Filter):
         headers["Access-Control-Allow-Methods"] = self.methods
         if self.config.max_age is not None:
             headers["Access-Control-Max-Age"] = str(self.config.max_age)
+        if (self.config.private_network
+                and environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK") == "true"):
+            headers["Access-Control-Allow-Private-Network"] = "true"
         ex.outcomes[self.NAME] = "preflight"
         ex.respond(200, headers=headers)
 
     def on_response(self, ex: Exchange) -> None:
         if ex.ctx.get("cors_preflight"):
             return
-        self.allow_origin(ex.headers, ex.environ.get("HTTP_ORIGIN"))
+        origin = ex.environ.get("HTTP_ORIGIN")
+        if not origin and not self.config.allow_origin_absent:
+            return
+        self.allow_origin(ex.headers, origin)
         if self.config.exposed_headers:
             ex.headers["Access-Control-Expose-Headers"] = ",".join(self.config.exposed_headers)
 
@@ -174,9 +187,9 @@ class Cors(Filter):
         allowed = self.single_origin or self.matching_origin(origin)
         if allowed is None:
             headers.remove("Access-Control-Allow-Origin")
-            return
-        headers["Access-Control-Allow-Origin"] = allowed
-        if self.config.credentials:
+        else:
+            headers["Access-Control-Allow-Origin"] = allowed
+        if self.config.credentials:  # Kong: whether the origin is allowed or not
             headers["Access-Control-Allow-Credentials"] = "true"
 
     def matching_origin(self, origin: str | None) -> str | None:

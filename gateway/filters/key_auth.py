@@ -33,15 +33,26 @@ _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://gateway.invalid/key-auth")
 
 
 @dataclass(frozen=True)
+class Owner:
+    """A consumer as the upstream is told about it: name, id and custom_id (Kong's headers)."""
+
+    username: str
+    id: str
+    custom_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Credential:
-    """A key's owner and the key's id (a UUID derived from the key's digest, never the key)."""
+    """A key's owner and the key's id (the file's id, else a UUID derived from the key's
+    digest, never the key)."""
 
     consumer: str
     id: str
+    owner: Owner | None = None
 
 
 def consumer_id(consumer: str) -> str:
-    """A stable UUID for a consumer name (Kong's X-Consumer-ID)."""
+    """A stable UUID for a consumer name (Kong's X-Consumer-ID) when none is given."""
     return str(uuid.uuid5(_IDS, "consumer:" + consumer))
 
 
@@ -55,9 +66,23 @@ class KeyTable:
 
     def __init__(self) -> None:
         self._by_digest: dict[bytes, Credential] = {}
+        #: Consumers by username, id and custom_id (the anonymous consumer is found here).
+        self.owners: dict[str, Owner] = {}
 
-    def add(self, consumer: str, key: str) -> None:
-        """Register ``key`` for ``consumer``; ValueError on a bad name or a key given twice."""
+    def add_owner(self, owner: Owner, *aliases: str | None) -> None:
+        """Know ``owner`` by its username and each alias (id, custom_id); ValueError on a
+        value that cannot go in a header."""
+        for value in (owner.username, owner.id, owner.custom_id):
+            if value is not None and not is_safe_value(value):
+                raise ValueError(f"consumer {owner.username!r}: its username, id or custom_id "
+                                 "has control characters")
+        for name in (owner.username, *aliases):
+            if name is not None:
+                self.owners.setdefault(name, owner)
+
+    def add(self, consumer: str, key: str, credential_id: str | None = None) -> None:
+        """Register ``key`` for ``consumer`` (its id from the file, if any); ValueError on a
+        bad name or a key given twice."""
         if not key or any(c.isspace() for c in key) or not is_safe_value(key):
             raise ValueError(f"the key of consumer {consumer!r} is empty or has spaces or "
                              "control characters")
@@ -66,13 +91,19 @@ class KeyTable:
         digest = hashlib.sha256(key.encode()).digest()
         if digest in self._by_digest:
             raise ValueError(f"a key of consumer {consumer!r} is listed twice")
-        self._by_digest[digest] = Credential(consumer, str(uuid.uuid5(_IDS, digest.hex())))
+        if credential_id is not None and not is_safe_value(credential_id):
+            raise ValueError(f"a credential id of consumer {consumer!r} has control characters")
+        self._by_digest[digest] = Credential(
+            consumer, credential_id or str(uuid.uuid5(_IDS, digest.hex())),
+            self.owners.get(consumer))
 
     def update(self, other: KeyTable) -> None:
         """Add every key of ``other``; ValueError on a key in both."""
         if self._by_digest.keys() & other._by_digest.keys():
             raise ValueError("a key is listed in both GATEWAY_KEYAUTH_KEYS and the keys file")
         self._by_digest.update(other._by_digest)
+        for name, owner in other.owners.items():
+            self.owners.setdefault(name, owner)
 
     def lookup(self, key: str) -> Credential | None:
         return self._by_digest.get(hashlib.sha256(key.encode()).digest())
@@ -164,9 +195,10 @@ class KeyAuthConfig:
     run_on_preflight: bool = setting(
         "GATEWAY_KEYAUTH_RUN_ON_PREFLIGHT", boolean, "true",
         "key-auth: also require a key on OPTIONS requests (CORS preflights).")
-    realm: str = setting(
-        "GATEWAY_KEYAUTH_REALM", realm, "gateway",
-        "key-auth: realm of the `WWW-Authenticate: Key realm=\"...\"` header on 401s.")
+    realm: str | None = setting(
+        "GATEWAY_KEYAUTH_REALM", realm, None,
+        "key-auth: realm of the `WWW-Authenticate: Key realm=\"...\"` header on 401s; unset: "
+        "`WWW-Authenticate: Key` (Kong's default).")
 
     def __post_init__(self) -> None:
         if self.keys is None and self.keys_file is None:
@@ -197,7 +229,10 @@ class KeyAuth(Filter):
                     self.keys.update(table)
         except ValueError as exc:
             raise ConfigError(f"GATEWAY_KEYAUTH_KEYS_FILE: {exc}") from None
-        self.challenge = f'Key realm="{config.realm}"'
+        self.challenge = 'Key' if config.realm is None else f'Key realm="{config.realm}"'
+        # Header names as the upstream headers spell them: the WSGI environ knows `api_key`
+        # and `api-key` as one name (HTTP_API_KEY), which request_headers spells `Api-Key`.
+        self.header_names = tuple(name.replace("_", "-") for name in config.key_names)
 
     def on_request(self, ex: Exchange) -> None:
         for name in CONSUMER_HEADERS:  # first: the upstream can always trust them
@@ -209,14 +244,15 @@ class KeyAuth(Filter):
             self.hide_key(ex)
         credential = self.keys.lookup(key) if key else None
         if credential is not None:
-            self.authenticate(ex, credential.consumer, credential.id)
+            self.authenticate(ex, credential.owner or self.owner(credential.consumer),
+                              credential.id)
         else:
             self.refuse(ex, DUPLICATE_KEY if duplicate else INVALID_KEY if key else NO_KEY)
 
     def find_key(self, ex: Exchange) -> tuple[str | None, bool]:
         """(key, duplicate): the first key found by name, header before query (Kong's order)."""
-        for name in self.config.key_names:
-            if self.config.key_in_header and (value := ex.upstream_headers.get(name)):
+        for name, header in zip(self.config.key_names, self.header_names, strict=True):
+            if self.config.key_in_header and (value := ex.upstream_headers.get(header)):
                 return value, False
             if self.config.key_in_query:
                 values = ex.request.args.getlist(name)
@@ -228,18 +264,24 @@ class KeyAuth(Filter):
 
     def hide_key(self, ex: Exchange) -> None:
         """Drop every key header and key query parameter from what goes upstream."""
-        for name in self.config.key_names:
-            ex.upstream_headers.remove(name)
+        for header in self.header_names:
+            ex.upstream_headers.remove(header)
         query = ex.upstream_query
         if query:
             ex.upstream_query = strip_query(query, self.config.key_names)
 
-    def authenticate(self, ex: Exchange, consumer: str, credential: str | None) -> None:
+    def owner(self, consumer: str) -> Owner:
+        """The consumer named ``consumer`` (username, id or custom_id), or one by that name."""
+        return self.keys.owners.get(consumer) or Owner(consumer, consumer_id(consumer))
+
+    def authenticate(self, ex: Exchange, owner: Owner, credential: str | None) -> None:
         """Tell the upstream and later filters who the client is (Kong's set_consumer)."""
-        ex.consumer = Consumer(consumer, consumer_id(consumer), credential)
+        ex.consumer = Consumer(owner.username, owner.id, credential)
         headers = ex.upstream_headers
-        headers["X-Consumer-ID"] = ex.consumer.id
-        headers["X-Consumer-Username"] = consumer
+        headers["X-Consumer-ID"] = owner.id
+        headers["X-Consumer-Username"] = owner.username
+        if owner.custom_id is not None:
+            headers["X-Consumer-Custom-ID"] = owner.custom_id
         if credential is None:
             headers["X-Anonymous-Consumer"] = "true"
         else:
@@ -249,7 +291,7 @@ class KeyAuth(Filter):
     def refuse(self, ex: Exchange, message: str) -> None:
         """No valid key: pass as the anonymous consumer when configured, else 401."""
         if self.config.anonymous is not None:
-            self.authenticate(ex, self.config.anonymous, None)
+            self.authenticate(ex, self.owner(self.config.anonymous), None)
             return
         ex.outcomes[self.NAME] = "rejected"
         ex.error(401, message, Headers([("WWW-Authenticate", self.challenge)]))

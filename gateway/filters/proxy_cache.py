@@ -8,8 +8,10 @@ response (status, content type, Vary, size, and with GATEWAY_CACHE_CONTROL the
 upstream's Cache-Control) is copied as it streams to the client and stored once
 it has gone through whole and within GATEWAY_CACHE_MAX_BODY; a bigger one is
 passed on and never held. ``X-Cache-Status`` (Miss, Hit, Refresh, Bypass),
-``X-Cache-Key`` and ``Age`` as Kong sends them. Entries live in this worker's
-memory (LRU, GATEWAY_CACHE_MAX_BYTES) or in Redis with GATEWAY_REDIS_URL.
+``X-Cache-Key`` and ``Age`` as Kong sends them (each one only when
+GATEWAY_CACHE_RESPONSE_HEADERS lists it, or the request has ``Kong-Debug``).
+Entries live in this worker's memory (LRU, GATEWAY_CACHE_MAX_BYTES) or in
+Redis with GATEWAY_REDIS_URL.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from werkzeug.datastructures import Headers, RequestCacheControl, ResponseCacheControl
 from werkzeug.http import parse_cache_control_header, parse_date
@@ -37,9 +39,8 @@ log = logging.getLogger("gateway.proxy_cache")
 NOT_CACHED = "The response is not in the cache"  # answer to only-if-cached on a miss
 #: Version of the stored entry layout; an entry of another version counts as absent.
 ENTRY_VERSION = 1
-#: An entry stays in the store for this many times its TTL: once expired it is still
-#: known, so the next request says Refresh (as Kong) and a client's max-stale can accept it.
-KEPT_TTLS = 2
+#: Kong's response_headers: the diagnostic headers that may be sent (lower-case names).
+RESPONSE_HEADERS = ("age", "x-cache-status", "x-cache-key")
 _CTX = "proxy-cache"
 _METHODS = ("GET", "HEAD", "POST", "PATCH", "PUT")  # the ones Kong allows
 #: Request headers that identify a user, as (WSGI variable, name): a request carrying one is
@@ -64,8 +65,16 @@ def statuses(raw: str) -> frozenset[int]:
     return parsed
 
 
+def response_header_names(raw: str) -> frozenset[str]:
+    """Comma-separated names among Age, X-Cache-Status, X-Cache-Key (any case), or ``none``."""
+    parsed = frozenset(name.lower() for name in names(raw)) - {"none"}
+    if not parsed <= set(RESPONSE_HEADERS):
+        raise ValueError("must be comma-separated names among age, X-Cache-Status, X-Cache-Key")
+    return parsed
+
+
 def media_types(raw: str) -> tuple[str, ...]:
-    parsed = tuple(name.lower() for name in names(raw))
+    parsed = names(raw)
     if not parsed or not all("/" in name for name in parsed):
         raise ValueError("must be comma-separated media types such as application/json or text/*")
     return parsed
@@ -75,8 +84,11 @@ def media_types(raw: str) -> tuple[str, ...]:
 class ProxyCacheConfig:
     ttl: int = setting(
         "GATEWAY_CACHE_TTL", number(int, 1), "300",
-        "proxy-cache: seconds a response is served from the cache (Kong's cache_ttl); it is "
-        "kept twice as long, so a request past the TTL says Refresh.")
+        "proxy-cache: seconds a response is served from the cache (Kong's cache_ttl).")
+    storage_ttl: int | None = setting(
+        "GATEWAY_CACHE_STORAGE_TTL", number(int, 1), None,
+        "proxy-cache: seconds an entry is kept (Kong's storage_ttl): past its TTL but still "
+        "kept, the next request says Refresh; unset: kept for its TTL.")
     methods: tuple[str, ...] = setting(
         "GATEWAY_CACHE_METHODS", methods, "GET,HEAD",
         "proxy-cache: request methods whose responses are cached.")
@@ -85,8 +97,9 @@ class ProxyCacheConfig:
         "proxy-cache: upstream statuses that are cached.")
     content_types: tuple[str, ...] = setting(
         "GATEWAY_CACHE_CONTENT_TYPES", media_types, "text/plain,application/json",
-        "proxy-cache: upstream media types that are cached (parameters such as charset "
-        "ignored; `text/*` and `*/*` allowed).")
+        "proxy-cache: upstream media types that are cached, as Kong matches them: `*` for a "
+        "type or subtype, parameters (charset) equal: `text/plain` does not match "
+        "`text/plain; charset=utf-8`.")
     cache_control: bool = setting(
         "GATEWAY_CACHE_CONTROL", boolean, "false",
         "proxy-cache: obey Cache-Control as Kong's cache_control: clients' no-cache/no-store/"
@@ -97,6 +110,16 @@ class ProxyCacheConfig:
         "GATEWAY_CACHE_VARY_HEADERS", names, "",
         "proxy-cache: request headers that are part of the cache key; a response whose Vary "
         "names any other header is not cached.")
+    vary_query_params: tuple[str, ...] = setting(
+        "GATEWAY_CACHE_VARY_QUERY_PARAMS", names, "",
+        "proxy-cache: query parameters that are part of the cache key; empty: all of them.")
+    ignore_uri_case: bool = setting(
+        "GATEWAY_CACHE_IGNORE_URI_CASE", boolean, "false",
+        "proxy-cache: the path is lower-cased in the cache key (/A and /a share an entry).")
+    response_headers: frozenset[str] = setting(
+        "GATEWAY_CACHE_RESPONSE_HEADERS", response_header_names, "age,X-Cache-Status,X-Cache-Key",
+        "proxy-cache: which of Age, X-Cache-Status and X-Cache-Key responses carry (Kong's "
+        "response_headers), or `none`; a request with a Kong-Debug header gets all three.")
     max_bytes: int = setting(
         "GATEWAY_CACHE_MAX_BYTES", byte_size, "64m",
         "proxy-cache: memory each worker's cache may use (least recently used entries go "
@@ -145,23 +168,58 @@ class Lookup:
     key: str | None = None
 
 
-def cache_key(ex: Exchange, vary_headers: tuple[str, ...]) -> str:
-    """MD5 (as Kong) of consumer, method, host, raw path, sorted query and varied headers."""
+def cache_key(ex: Exchange, config: ProxyCacheConfig) -> str:
+    """SHA-256 hex (Kong's) of ``prefix|method|host+path|params|headers``: the prefix is the
+    consumer's id and the route, the params the query sent upstream sorted by name (or the
+    vary_query_params), the headers the vary_headers present. Unlike Kong, the Host is in
+    the key, so a route with several hosts never serves one host's answer to another."""
     raw = ex.environ.get("RAW_URI") or ""
     path = raw.partition("?")[0] if raw.startswith("/") else ex.path
-    consumer = ex.consumer.username if ex.consumer else ""
-    parts = [consumer, ex.method, ex.environ.get("HTTP_HOST", ""), path,
-             urlencode(sorted(parse_qsl(ex.upstream_query, keep_blank_values=True)))]
-    parts += [f"{name.lower()}={ex.upstream_headers.get(name, '')}" for name in vary_headers]
-    return hashlib.md5("\n".join(parts).encode(), usedforsecurity=False).hexdigest()
+    if config.ignore_uri_case:
+        path = path.lower()
+    route = ex.route or ""
+    prefix = f"{ex.consumer.id}:{route}" if ex.consumer else route or "default"
+    params: dict[str, list[str]] = {}
+    for name, value in parse_qsl(ex.upstream_query, keep_blank_values=True):
+        params.setdefault(name, []).append(value)
+    wanted = config.vary_query_params or sorted(params)
+    query = ":".join(f"{name}={','.join(sorted(params[name]))}" for name in wanted
+                     if name in params)
+    # upstream_headers spell `a_b` as `A-B` (WSGI knows the two as one name)
+    headers = ":".join(f"{name}={value}" for name in config.vary_headers
+                       if (value := ex.upstream_headers.get(name.replace("_", "-"))) is not None)
+    text = f"{prefix}|{ex.method}|{ex.environ.get('HTTP_HOST', '')}{path}|{query}|{headers}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_media_type(value: str) -> tuple[str, str, dict[str, str]] | None:
+    """``type/subtype; k=v`` -> (type, subtype, params), names lower-cased; None if malformed
+    (as Kong's parse_mime_type: ``application/xml;`` is, and then matches nothing)."""
+    media, *params = value.split(";")
+    kind, slash, subtype = media.strip().lower().partition("/")
+    if not slash or not kind or not subtype:
+        return None
+    parsed = {}
+    for param in params:
+        name, equals, val = param.partition("=")
+        if not name.strip() or not equals:
+            return None
+        parsed[name.strip().lower()] = val.strip().strip('"')
+    return kind, subtype, parsed
 
 
 def media_type_allowed(content_type: str | None, allowed: tuple[str, ...]) -> bool:
-    media = (content_type or "").partition(";")[0].strip().lower()
-    if not media:
+    """Kong's match: type and subtype equal (or ``*``) and exactly the same parameters, so
+    ``text/plain`` does not match ``text/plain; charset=utf-8``."""
+    got = parse_media_type(content_type or "")
+    if got is None:
         return False
-    kind = media.partition("/")[0]
-    return any(pattern in (media, "*/*", f"{kind}/*") for pattern in allowed)
+    for pattern in allowed:
+        wanted = parse_media_type(pattern)
+        if wanted is not None and wanted[0] in ("*", got[0]) and wanted[1] in ("*", got[1]) \
+                and wanted[2] == got[2]:
+            return True
+    return False
 
 
 class ProxyCache(Filter):
@@ -176,6 +234,13 @@ class ProxyCache(Filter):
         super().__init__(config, settings)
         self.store: Cache = make_cache(settings, "gateway:proxy-cache:", config.max_bytes)
         self.vary = {name.lower() for name in config.vary_headers}
+        self.kept = config.storage_ttl  # None: an entry is kept for its own TTL
+
+    def shown(self, ex: Exchange) -> frozenset[str]:
+        """The diagnostic headers this response may carry (all of them with Kong-Debug)."""
+        if ex.environ.get("HTTP_KONG_DEBUG"):  # Kong: a non-empty Kong-Debug header
+            return frozenset(RESPONSE_HEADERS)
+        return self.config.response_headers
 
     # ------------------------------------------------------------ request phase
 
@@ -184,7 +249,7 @@ class ProxyCache(Filter):
         if not self.cacheable_request(ex, control):
             ex.ctx[_CTX] = Lookup("Bypass")
             return
-        key = cache_key(ex, self.config.vary_headers)
+        key = cache_key(ex, self.config)
         try:
             found = self.store.get(key)
         except RedisUnavailable as exc:
@@ -198,7 +263,8 @@ class ProxyCache(Filter):
         elif control is not None and control.only_if_cached:
             # Nothing usable and the upstream must not be asked (RFC 9111 5.2.1.7). As
             # Kong: no X-Cache-Status, since nothing is fetched or stored.
-            ex.error(504, NOT_CACHED, Headers([("X-Cache-Key", key)]))
+            shown = "x-cache-key" in self.shown(ex)
+            ex.error(504, NOT_CACHED, Headers([("X-Cache-Key", key)] if shown else []))
         else:
             ex.ctx[_CTX] = Lookup("Miss" if entry is None else "Refresh", key)
 
@@ -233,9 +299,12 @@ class ProxyCache(Filter):
         if ex.method == "HEAD":  # no body stored: keep the length the upstream announced
             ex.headers.remove("Content-Length")
             ex.headers.extend((n, v) for n, v in entry.headers if n.lower() == "content-length")
-        ex.headers["Age"] = str(int(entry.age(time.time())))
-        ex.headers["X-Cache-Status"] = "Hit"
-        ex.headers["X-Cache-Key"] = key
+        shown = self.shown(ex)
+        for name, value in (("Age", str(int(entry.age(time.time())))),
+                            ("X-Cache-Status", "Hit"), ("X-Cache-Key", key)):
+            ex.headers.remove(name)  # never the stored ones (Kong's reset_res_header)
+            if name.lower() in shown:
+                ex.headers[name] = value
         ex.outcomes[self.NAME] = "hit"
 
     # ----------------------------------------------------------- response phase
@@ -245,8 +314,10 @@ class ProxyCache(Filter):
         if lookup is None:
             return
         status = lookup.status
+        shown = self.shown(ex)
         if lookup.key is not None:
-            ex.headers["X-Cache-Key"] = lookup.key
+            if "x-cache-key" in shown:
+                ex.headers["X-Cache-Key"] = lookup.key
             headers = self.upstream_headers(ex)
             ttl = None if headers is None else self.response_ttl(ex.upstream_status, headers)
             if ttl is None:
@@ -254,7 +325,8 @@ class ProxyCache(Filter):
             else:
                 ex.body_wrappers.append(partial(self.copy, key=lookup.key, headers=headers,
                                                 status=ex.upstream_status, ttl=ttl))
-        ex.headers["X-Cache-Status"] = status
+        if "x-cache-status" in shown:
+            ex.headers["X-Cache-Status"] = status
         ex.outcomes[self.NAME] = status.lower()
 
     @staticmethod
@@ -302,6 +374,6 @@ class ProxyCache(Filter):
             return
         entry = Entry(status, list(headers), b"".join(kept), time.time(), ttl)
         try:
-            self.store.set(key, entry.encode(), ttl * KEPT_TTLS)
+            self.store.set(key, entry.encode(), self.kept or ttl)
         except RedisUnavailable as exc:
             log.warning("proxy-cache: cache unavailable, response not stored: %s", exc)

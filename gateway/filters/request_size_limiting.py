@@ -5,7 +5,8 @@ called. A chunked body has no declared size, so the filter swaps the body
 stream for one that counts: the read that passes the limit raises a 413
 GatewayError while urllib3 is sending the body, which aborts the upstream
 request (urllib3 closes that connection instead of pooling it) and the app
-answers the 413. The body is never buffered to be measured, unlike Kong's.
+answers the 413 (417 with Expect: 100-continue). The body is never buffered
+to be measured, unlike Kong's.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ class RequestSizeLimitingConfig:
         "(417 with Expect: 100-continue). Kong's default 128 megabytes.")
     require_length: bool = setting(
         "GATEWAY_MAX_BODY_REQUIRE_LENGTH", boolean, "false",
-        "request-size-limiting: refuse chunked request bodies (no Content-Length) with 411.")
+        "request-size-limiting: answer 411 to a request with neither Content-Length nor a "
+        "chunked body (Kong's require_content_length; a chunked body is still measured).")
 
 
 class LimitedInput:
-    """The client's body stream, failing with a 413 once more than ``limit`` bytes came."""
+    """The client's body stream, failing with ``status`` (413, or 417 when the client sent
+    Expect: 100-continue) once more than ``limit`` bytes came."""
 
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
+    def __init__(self, stream: IO[bytes], limit: int, status: int = 413) -> None:
         self.stream = stream
         self.limit = limit
+        self.status = status
         self.received = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -48,7 +52,7 @@ class LimitedInput:
         data = self.stream.read(allowed if size is None or size < 0 else min(size, allowed))
         self.received += len(data)
         if self.received > self.limit:
-            raise GatewayError(413, LIMIT_EXCEEDED)
+            raise GatewayError(self.status, LIMIT_EXCEEDED)
         return data
 
     def __getattr__(self, name: str) -> Any:
@@ -68,17 +72,17 @@ class RequestSizeLimiting(Filter):
         length = environ.get("CONTENT_LENGTH")
         if length:  # gunicorn has checked it is a number
             if int(length) > self.config.max_body_size:
-                self.refuse(ex)
-        elif environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-            if self.config.require_length:
                 ex.outcomes[self.NAME] = "rejected"
-                ex.error(411, LENGTH_REQUIRED)
-            else:
-                environ["wsgi.input"] = LimitedInput(environ["wsgi.input"],
-                                                     self.config.max_body_size)
+                ex.error(self.status(ex), LIMIT_EXCEEDED)
+        elif environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            environ["wsgi.input"] = LimitedInput(environ["wsgi.input"],
+                                                 self.config.max_body_size, self.status(ex))
+        elif self.config.require_length:  # Kong: neither a length nor a chunked body
+            ex.outcomes[self.NAME] = "rejected"
+            ex.error(411, LENGTH_REQUIRED)
 
-    def refuse(self, ex: Exchange) -> None:
+    @staticmethod
+    def status(ex: Exchange) -> int:
         """413, or 417 when the client waits for 100-continue (Kong's answer)."""
         expects = ex.environ.get("HTTP_EXPECT", "").strip().lower() == "100-continue"
-        ex.outcomes[self.NAME] = "rejected"
-        ex.error(417 if expects else 413, LIMIT_EXCEEDED)
+        return 417 if expects else 413

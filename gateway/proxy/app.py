@@ -183,6 +183,8 @@ class Gateway:
         upstream_seconds = ex.upstream_seconds
         if upstream_seconds is not None:
             stamps.append(("X-Gateway-Upstream-Latency", str(round(upstream_seconds * 1000))))
+        elif ex.replayed:  # a cache hit: Kong counts it proxied, waiting for nothing
+            stamps.append(("X-Gateway-Upstream-Latency", "0"))
         set_fields(ex.headers, stamps, [("Via", VIA)])
 
     def finish(self, ex: Exchange, sent: int) -> None:

@@ -139,7 +139,7 @@ class _Collector:
         self.keys: dict[str, dict[str, str]] = {"service": {}, "route": {}, "consumer": {},
                                                 "upstream": {}}
         self.targets: dict[str, list[e.Target]] = {}
-        self.credentials: dict[str, list[str]] = {}
+        self.credentials: dict[str, list[tuple[str, str | None]]] = {}
         #: Checks to run once every entity is known: references to entities defined later.
         self.pending: list[Callable[[], None]] = []
 
@@ -166,7 +166,7 @@ class _Collector:
         upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())))
                      for name in self.keys["upstream"].values()}
         consumers = {key: e.Consumer(c.username, c.custom_id,
-                                     tuple(self.credentials.get(key, ())), c.label)
+                                     tuple(self.credentials.get(key, ())), c.label, c.id)
                      for key, c in self.consumers.items()}
         return Declaration(self.services, self.routes, upstreams, consumers, self.plugins)
 
@@ -249,19 +249,20 @@ class _Collector:
         key = self._register("consumer", checked, checked["username"], path)
         if checked["custom_id"] is not None and checked["custom_id"] != checked["username"]:
             self.keys["consumer"].setdefault(checked["custom_id"], key)
-        self.consumers[key] = e.Consumer(username, checked["custom_id"], (), path)
+        self.consumers[key] = e.Consumer(username, checked["custom_id"], (), path, checked["id"])
         self._nested(checked, path, "keyauth_credentials", {"consumer": key})
         self._nested(checked, path, "plugins", {"consumer": key})
 
     def _keyauth_credentials(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
         checked = s.record(raw, path, e.CREDENTIAL_FIELDS)
+        credential = checked["key"], checked["id"]
         if "consumer" in parent:
-            self.credentials.setdefault(parent["consumer"], []).append(checked["key"])
+            self.credentials.setdefault(parent["consumer"], []).append(credential)
             return
         ref = self._refer("consumer", checked["consumer"] or _missing(f"{path}.consumer"),
                           f"{path}.consumer")
         self.pending.append(
-            lambda: self.credentials.setdefault(ref(), []).append(checked["key"]))
+            lambda: self.credentials.setdefault(ref(), []).append(credential))
 
     def _plugins(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
         checked = s.record(raw, path, e.PLUGIN_FIELDS)

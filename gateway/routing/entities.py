@@ -321,8 +321,11 @@ class Consumer:
 
     username: str
     custom_id: str | None
-    keys: tuple[str, ...]
+    #: (key, the credential's id from the file or None), per keyauth_credential.
+    keys: tuple[tuple[str, str | None], ...]
     label: str
+    #: The consumer's id from the file (Kong's X-Consumer-ID), None when not given.
+    id: str | None = None
 
 
 CONSUMER_FIELDS: s.Fields = {

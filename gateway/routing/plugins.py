@@ -19,7 +19,7 @@ from typing import Any
 from gateway.config import ConfigError
 from gateway.filters import REGISTRY, FilterNotFound, filter_class, installed
 from gateway.filters.base import Filter
-from gateway.filters.key_auth import KeyTable
+from gateway.filters.key_auth import KeyTable, Owner, consumer_id
 from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
@@ -66,10 +66,13 @@ def _same(names: str, check: s.Check) -> dict[str, Field]:
 
 
 def _limit_by(conf: dict[str, Any], path: str, _decl: Declaration) -> dict[str, str]:
-    if conf["limit_by"] == "header":
-        if not conf["header_name"]:
-            raise Invalid(f"{path}.header_name", "required when limit_by is header")
-        return {"limit_by": f"header:{conf['header_name']}"}
+    """limit_by with the field it reads (header_name, path); the other one is ignored, as
+    in Kong (its specs set both)."""
+    for kind, field in (("header", "header_name"), ("path", "path")):
+        if conf["limit_by"] == kind:
+            if not conf[field]:
+                raise Invalid(f"{path}.{field}", f"required when limit_by is {kind}")
+            return {"limit_by": f"{kind}:{conf[field]}"}
     return {"limit_by": conf["limit_by"]}
 
 
@@ -85,9 +88,22 @@ def _anonymous(conf: dict[str, Any], path: str, decl: Declaration) -> dict[str, 
     if given is None:
         return {}
     for key, consumer in decl.consumers.items():
-        if given in (key, consumer.username, consumer.custom_id):
+        if given in (key, consumer.id, consumer.username, consumer.custom_id):
             return {"anonymous": consumer.username}
     raise Invalid(f"{path}.anonymous", f"no consumer {s.shown(given)} in this file")
+
+
+def _shown_headers(value: Any, path: str) -> dict[str, bool]:
+    """proxy-cache's response_headers record: age, X-Cache-Status, X-Cache-Key (true)."""
+    return s.record(value, path, {name: (s.boolean, True)
+                                  for name in ("age", "X-Cache-Status", "X-Cache-Key")})
+
+
+def _cache_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
+    shown = conf["response_headers"]
+    if shown is None:
+        return {}
+    return {"response_headers": ",".join(name for name, on in shown.items() if on) or "none"}
 
 
 def _transform_lists(*names: str) -> s.Check:
@@ -115,10 +131,10 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "key_in_body": Field(s.fixed(False)),
     }, _anonymous),
     "rate-limiting": KongPlugin("rate-limiting", {
-        **_same("second minute hour day", s.integer(1, 2**53)),
-        "month": UNSUPPORTED, "year": UNSUPPORTED,
-        "limit_by": Field(s.one_of("consumer", "ip", "header"), default="consumer"),
-        "header_name": Field(s.string), "path": UNSUPPORTED,
+        **_same("second minute hour day month year", s.integer(1, 2**53)),
+        "limit_by": Field(s.one_of("consumer", "credential", "ip", "service", "header", "path"),
+                          default="consumer"),
+        "header_name": Field(s.string), "path": Field(s.string),
         "policy": Field(s.one_of("local", "redis"), "policy", default="local"),
         **_same("fault_tolerant hide_client_headers", s.boolean),
         "error_code": Field(s.integer(400, 599), "error_code"),
@@ -133,15 +149,17 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "content_type": Field(STRINGS, "content_types"),
         "cache_control": Field(s.boolean, "cache_control"),
         "vary_headers": Field(STRINGS, "vary_headers"),
-        "strategy": Field(s.fixed("memory")), "memory": IGNORED, "response_headers": IGNORED,
-        "vary_query_params": UNSUPPORTED, "storage_ttl": UNSUPPORTED,
-        "ignore_uri_case": Field(s.fixed(False)),
-    }),
+        "vary_query_params": Field(STRINGS, "vary_query_params"),
+        "storage_ttl": Field(s.integer(1, 2**31), "storage_ttl"),
+        "ignore_uri_case": Field(s.boolean, "ignore_uri_case"),
+        "response_headers": Field(_shown_headers),
+        "strategy": Field(s.fixed("memory")), "memory": IGNORED,
+    }, _cache_headers),
     "cors": KongPlugin("cors", {
         **_same("origins methods headers exposed_headers", STRINGS),
-        **_same("credentials preflight_continue", s.boolean),
+        **_same("credentials preflight_continue private_network allow_origin_absent",
+                s.boolean),
         "max_age": Field(s.integer(0, 2**31), "max_age"),
-        "private_network": Field(s.fixed(False)), "allow_origin_absent": Field(s.fixed(True)),
     }),
     "request-size-limiting": KongPlugin("request-size-limiting", {
         "allowed_payload_size": Field(s.integer(0, 2**40), default=128),
@@ -150,9 +168,8 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
     }, _payload_size),
     "request-termination": KongPlugin("request-termination", {
         "status_code": Field(s.integer(100, 599), "status"),
-        "message": Field(s.string, "message"),
-        **{name: UNSUPPORTED for name in ("body", "content_type", "trigger")},
-        "echo": Field(s.fixed(False)),
+        **_same("message body content_type trigger", s.string),
+        "echo": Field(s.boolean, "echo"),
     }),
     "response-transformer": KongPlugin("response-headers", {
         "add": Field(_transform_lists("headers")), "remove": Field(_transform_lists("headers")),
@@ -243,12 +260,18 @@ def _config(config_cls: type, texts: dict[str, str], objects: dict[str, Any], pa
 
 
 def _key_table(decl: Declaration) -> KeyTable:
-    """Every consumer's key-auth keys."""
+    """Every consumer (by username, id and custom_id) and its key-auth keys with their ids."""
     table = KeyTable()
     for consumer in decl.consumers.values():
-        for index, key in enumerate(consumer.keys):
+        owner = Owner(consumer.username, consumer.id or consumer_id(consumer.username),
+                      consumer.custom_id)
+        try:
+            table.add_owner(owner, consumer.id, consumer.custom_id)
+        except ValueError as exc:
+            raise Invalid(consumer.label, str(exc)) from None
+        for index, (key, credential_id) in enumerate(consumer.keys):
             try:
-                table.add(consumer.username, key)
+                table.add(consumer.username, key, credential_id)
             except ValueError as exc:
                 raise Invalid(f"{consumer.label}.keyauth_credentials[{index}].key",
                               str(exc)) from None

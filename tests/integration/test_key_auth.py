@@ -48,7 +48,7 @@ def test_missing_and_wrong_keys_get_kongs_401s(auth_gw, fixture_server):
         response, data = call(auth_gw.url, "GET", "/echo", headers)
         assert response.status == 401
         assert json.loads(data)["message"] == message
-        assert response.headers["WWW-Authenticate"] == 'Key realm="gateway"'
+        assert response.headers["WWW-Authenticate"] == 'Key'
         assert response.headers["Content-Type"].startswith("application/json")
     assert fixture_server.hits["/echo"] == before
 

@@ -120,6 +120,17 @@ def test_upstream_sees_the_real_client_address(behind_nginx):
     assert seen["x-forwarded-for"] == f"6.6.6.6, {CLIENT_IP}, 127.0.0.1"
 
 
+def test_header_names_with_underscores_pass_but_cannot_pass_for_nginxs(behind_nginx):
+    nginx, _ = behind_nginx  # underscores_in_headers on: Kong's key-auth finds `api_key:`
+    status, _, body = get(nginx.url, "/echo", {"api_key": "k", "X_Forwarded_For": "6.6.6.6",
+                                               "X_Real_IP": "6.6.6.6"})
+    seen = {name.lower(): value for name, value in json.loads(body)["headers"]}
+    assert status == 200
+    assert seen["api-key"] == "k"
+    assert seen["x-real-ip"] == CLIENT_IP
+    assert "6.6.6.6" not in seen["x-forwarded-for"]
+
+
 def test_enrichment_header_arrives_through_nginx(behind_nginx, httpbin):
     nginx, _ = behind_nginx
     status, headers, body = get(nginx.url, "/echo")

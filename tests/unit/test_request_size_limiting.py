@@ -59,11 +59,23 @@ def test_chunked_body_past_the_limit_is_cut_with_413(upstream):
     assert response.json["message"] == "Request size limit exceeded"
 
 
-def test_require_length_refuses_chunked_bodies_with_411(upstream):
-    response = chunked(client(upstream, GATEWAY_MAX_BODY_REQUIRE_LENGTH="true"), 10)
+def test_require_length_refuses_requests_without_length_nor_chunked_body_with_411(upstream):
+    c = client(upstream, GATEWAY_MAX_BODY_REQUIRE_LENGTH="true")
+    response = c.get("/echo")
     assert response.status_code == 411
     assert response.json["message"] == "A valid Content-Length header is required"
-    assert client(upstream, GATEWAY_MAX_BODY_REQUIRE_LENGTH="true").get("/echo").status_code == 200
+    assert chunked(c, 10).status_code == 200  # Kong: a chunked body passes, measured
+    assert chunked(c, 5000).status_code == 413
+    assert c.post("/sink", data=b"x" * 10).status_code == 200
+
+
+def test_chunked_body_past_the_limit_with_expect_100_continue_gets_417(upstream):
+    response = client(upstream).post(
+        "/sink", input_stream=io.BytesIO(b"x" * 5000),
+        headers={"Transfer-Encoding": "chunked", "Expect": "100-continue"},
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True})
+    assert response.status_code == 417
+    assert response.json["message"] == "Request size limit exceeded"
 
 
 def test_limited_input_reads_no_further_than_one_byte_past_the_limit():

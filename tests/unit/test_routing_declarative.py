@@ -60,7 +60,7 @@ plugins:
     targets = d.upstreams["users-up"].targets
     assert [(t.host, t.port, t.weight) for t in targets] == [
         ("10.0.0.1", 9001, 100), ("10.0.0.2", 8000, 50)]
-    assert d.consumers["alice"].keys == ("k1", "k2")
+    assert d.consumers["alice"].keys == (("k1", None), ("k2", None))
     scopes = [(p.name, p.service, p.route, p.consumer) for p in d.plugins]
     assert scopes == [("rate-limiting", "orders", None, None), ("key-auth", None, "orders", None)]
 
@@ -112,8 +112,8 @@ def test_vault_references_are_read_from_the_environment_and_never_shown():
             "consumers:\n- username: alice\n  keyauth_credentials: [{key: '{vault://env/alice-key}'}]\n"
             "- username: bob\n  keyauth_credentials: [{key: '{vault://env/keys/bob}'}]\n")
     d = parse(text, {"ALICE_KEY": "s3cret", "KEYS": '{"bob": "b0b"}'})
-    assert d.consumers["alice"].keys == ("s3cret",)
-    assert d.consumers["bob"].keys == ("b0b",)
+    assert d.consumers["alice"].keys == (("s3cret", None),)
+    assert d.consumers["bob"].keys == (("b0b", None),)
     message = error(text, {"KEYS": "{}"})
     assert "consumers[alice].keyauth_credentials[0].key: vault reference: environment " \
            "variable ALICE_KEY is not set" in message

@@ -8,6 +8,8 @@ where a minute starts.
 
 from __future__ import annotations
 
+import calendar
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,8 +17,12 @@ import redis
 
 from gateway.store.redis import redis_client, redis_errors
 
-#: Window names and lengths in seconds, shortest first (Kong's periods, month and year aside).
-PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+#: Window names and lengths in seconds, shortest first (Kong's periods and its EXPIRATION
+#: table: a month counts as 30 days and a year as 365 in RateLimit-Reset, as in Kong).
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "month": 2592000,
+           "year": 31536000}
+#: Windows that begin on the calendar (UTC), not every ``seconds``; their longest length.
+_CALENDAR = {"month": 31 * 86400, "year": 366 * 86400}
 #: Most clients one worker tracks per window; past it the oldest entry is forgotten.
 LOCAL_MAX_ENTRIES = 100_000
 
@@ -32,8 +38,18 @@ class Window:
     def seconds(self) -> int:
         return PERIODS[self.period]
 
+    @property
+    def lifetime(self) -> int:
+        """Seconds a counter of this window must outlive its start (a month may have 31 days)."""
+        return _CALENDAR.get(self.period, self.seconds)
+
     def start(self, now: float) -> int:
-        """Epoch second at which the window holding ``now`` began."""
+        """Epoch second at which the window holding ``now`` began (a month or year: its first
+        day, 00:00 UTC, as Kong's timestamps)."""
+        if self.period in _CALENDAR:
+            day = time.gmtime(now)
+            month = day.tm_mon if self.period == "month" else 1
+            return calendar.timegm((day.tm_year, month, 1, 0, 0, 0))
         return int(now // self.seconds) * self.seconds
 
 
@@ -123,7 +139,7 @@ class RedisCounters:
         Redis fails."""
         # One hash tag per client keeps its keys in one Redis Cluster slot.
         keys = [f"{self.prefix}:{{{identifier}}}:{w.period}:{w.start(now)}" for w in self.windows]
-        args = [w.limit for w in self.windows] + [w.seconds + 1 for w in self.windows]
+        args = [w.limit for w in self.windows] + [w.lifetime + 1 for w in self.windows]
         with redis_errors():
             answer = self._take_script()(keys=keys, args=args)
         return Count(bool(answer[0]), tuple(int(n) for n in answer[1:]))

@@ -39,7 +39,7 @@ from gateway.filters.rate_limiting.counters import (
 )
 from gateway.proxy.errors import UNEXPECTED, GatewayError
 from gateway.proxy.exchange import Exchange
-from gateway.proxy.headers import is_header_name
+from gateway.proxy.headers import is_header_name, is_safe_value
 from gateway.store.redis import OutageWarning, RedisUnavailable
 
 log = logging.getLogger("gateway.rate-limiting")
@@ -50,21 +50,25 @@ REJECTIONS = Counter(
 
 
 def limit_by(raw: str) -> tuple[str, str | None]:
-    """consumer, ip, path, or header:NAME -> (kind, header name or None)."""
+    """consumer, credential, service, ip, path, header:NAME or path:/PATH -> (kind, header
+    name, path or None)."""
     kind, sep, name = raw.partition(":")
     kind = kind.strip().lower()
-    if not sep and kind in ("consumer", "ip", "path"):
+    if not sep and kind in ("consumer", "credential", "service", "ip", "path"):
         return kind, None
     if kind == "header" and is_header_name(name.strip()):
         return kind, name.strip()
-    raise ValueError("must be consumer, ip, path or header:NAME")
+    if kind == "path" and name.startswith("/") and is_safe_value(name):
+        return kind, name
+    raise ValueError("must be consumer, credential, service, ip, path, path:/PATH or "
+                     "header:NAME")
 
 
 def _limit(period: str) -> object:
     env = f"GATEWAY_RATELIMIT_{period.upper()}"
     return setting(env, number(int, 1), None,
                    f"rate-limiting: requests allowed per {period} per client; unset: no "
-                   f"per-{period} limit. Set at least one of the four.")
+                   f"per-{period} limit. Set at least one of the six.")
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,14 @@ class RateLimitingConfig:
     minute: int | None = _limit("minute")
     hour: int | None = _limit("hour")
     day: int | None = _limit("day")
+    month: int | None = _limit("month")
+    year: int | None = _limit("year")
     limit_by: tuple[str, str | None] = setting(
         "GATEWAY_RATELIMIT_LIMIT_BY", limit_by, "consumer",
         "rate-limiting: whom a limit applies to: `consumer` (key-auth's; the client IP when "
-        "there is none), `ip`, `header:NAME` (the IP when absent) or `path`.")
+        "there is none), `credential` (the key; the IP for anonymous), `service` (one bucket "
+        "per service), `ip`, `header:NAME` (the IP when absent), `path` (one bucket per "
+        "path) or `path:/PATH` (Kong's: requests to /PATH share one bucket, others by IP).")
     policy: str | None = setting(
         "GATEWAY_RATELIMIT_POLICY", choice("local", "redis"), None,
         "rate-limiting: `local` (counts in each worker's memory: with N workers a client may get "
@@ -93,7 +101,8 @@ class RateLimitingConfig:
         "answer 500 (false).")
     hide_client_headers: bool = setting(
         "GATEWAY_RATELIMIT_HIDE_CLIENT_HEADERS", boolean, "false",
-        "rate-limiting: leave out the RateLimit-* and X-RateLimit-* response headers.")
+        "rate-limiting: leave out the RateLimit-*, X-RateLimit-* and (on a refusal) "
+        "Retry-After response headers.")
     error_code: int = setting(
         "GATEWAY_RATELIMIT_ERROR_CODE", number(int, 400, 599), "429",
         "rate-limiting: status answered to a client over its limit.")
@@ -105,7 +114,7 @@ class RateLimitingConfig:
         windows = self.windows
         if not windows:
             raise ConfigError("rate-limiting needs a limit: set GATEWAY_RATELIMIT_SECOND, "
-                              "_MINUTE, _HOUR or _DAY")
+                              "_MINUTE, _HOUR, _DAY, _MONTH or _YEAR")
         for shorter, longer in pairwise(windows):
             if longer.limit < shorter.limit:
                 raise ConfigError(
@@ -176,17 +185,17 @@ class RateLimiting(Filter):
             ex.outcomes[self.NAME] = "unavailable"
             self._store_failed(exc)
             return
-        headers, reset = rate_headers(self.config.windows, count, now)
-        if self.config.hide_client_headers:
-            headers = Headers()
-        ex.ctx[self.NAME] = headers
+        hidden = self.config.hide_client_headers
+        if not hidden:
+            headers, reset = rate_headers(self.config.windows, count, now)
+            ex.ctx[self.NAME] = headers
         if count.allowed:
             ex.outcomes[self.NAME] = "allowed"
             return
         ex.outcomes[self.NAME] = "rejected"
         REJECTIONS.inc()
         ex.error(self.config.error_code, self.config.error_message,
-                 Headers([("Retry-After", str(reset))]))
+                 None if hidden else Headers([("Retry-After", str(reset))]))
 
     def on_response(self, ex: Exchange) -> None:
         for name, value in ex.ctx.get(self.NAME, ()):
@@ -197,10 +206,14 @@ class RateLimiting(Filter):
         kind, header = self.config.limit_by
         if kind == "consumer":
             value = ex.consumer.username if ex.consumer else None
+        elif kind == "credential":
+            value = ex.consumer.credential if ex.consumer else None
+        elif kind == "service":
+            value = ex.service
         elif kind == "header":
             value = ex.environ.get("HTTP_" + header.upper().replace("-", "_"))
         elif kind == "path":
-            value = ex.path
+            value = ex.path if header is None or ex.path == header else None
         else:
             value = None
         return f"{kind}:{value}" if value else f"ip:{ex.client_ip}"

@@ -1,0 +1,258 @@
+"""Kong's rate-limiting access spec, case by case:
+spec/03-plugins/23-rate-limiting/04-access_spec.lua (Kong 3.10), DB-less, each case on a
+fresh gateway, policies `local` and `redis` (a real redis-server), httpbin's /anything
+standing in for the spec's always_200 upstream. A client address is the WSGI
+REMOTE_ADDR (the spec's X-Real-IP from a trusted proxy).
+
+Skipped cases (spec case: why):
+
+- every case under policy `cluster`: not supported (counts live in memory or Redis).
+- the Redis SSL variants (`ssl_verify`, `ssl_no_verify`): the Redis here is plain TCP;
+  TLS is a `rediss://` GATEWAY_REDIS_URL, not plugin config.
+- "blocks if exceeding limit #grpc": no gRPC here.
+- "does not work / keeps working if an error occurs" under `cluster` (a dropped table):
+  no database; the `redis` ones are translated with GATEWAY_REDIS_URL on a closed
+  port, since the plugin's `redis.host`/`redis.port` are not read (GATEWAY_REDIS_URL
+  is the one Redis).
+- "rate-limiting with sync_rate": `sync_rate` is not supported (counts are synchronous).
+
+Kong's `retry` (run again once in the next minute when a window rolled over mid-case) is
+a wait for a fresh minute before the cases that count per minute.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from tests.kong.plugin_kit import kong_client, send
+from tests.support.net import free_port
+
+POLICIES = ["local", "redis"]
+LIMIT_BY = ["ip", "consumer", "credential", "service", "header", "path"]
+KEY_NAME, CREDENTIAL = "test-key", "test_credential"
+
+
+@pytest.fixture(autouse=True)
+def fresh_minute() -> None:
+    """Start with at least 3 s left in this minute (Kong's retry, without the minute)."""
+    left = 60 - time.time() % 60
+    if left < 3:
+        time.sleep(left + 0.1)
+
+
+@pytest.fixture
+def redis_env(redis_url):
+    """GATEWAY_REDIS_URL of an empty Redis: counts of earlier cases do not carry over."""
+    redis.Redis.from_url(redis_url).flushdb()
+    return {"GATEWAY_REDIS_URL": redis_url}
+
+
+def gateway(httpbin: str, env: dict[str, str], plugins: list[dict[str, Any]],
+            services: dict[str, list[str]] | None = None, key_auth: bool = False,
+            consumers: tuple[tuple[str, str], ...] = (("Bob", CREDENTIAL),)) -> Any:
+    """A gateway whose services (name -> paths) proxy to httpbin, with ``plugins`` (a
+    ``service`` field names a service's plugin) and key-auth (key name test-key) if asked."""
+    services = services or {"test": ["/test"]}
+    plugins = plugins + ([{"name": "key-auth", "config": {"key_names": [KEY_NAME]}}]
+                         if key_auth else [])
+    kong = {
+        "_format_version": "3.0",
+        "services": [{"name": name, "url": f"{httpbin}/anything",
+                      "routes": [{"name": name, "paths": paths}]}
+                     for name, paths in services.items()],
+        "plugins": plugins,
+        "consumers": [{"username": user, "keyauth_credentials": [{"key": key}]}
+                      for user, key in consumers],
+    }
+    return kong_client(json.dumps(kong), **env)
+
+
+def limit(policy: str, service: str | None = None, **config: Any) -> dict[str, Any]:
+    """The rate-limiting plugin, on ``service`` (None: global)."""
+    plugin = {"name": "rate-limiting", "config": {"policy": policy, **config}}
+    return {**plugin, "service": service} if service else plugin
+
+
+def requests(client, n: int, path: str = "/test", headers: dict[str, str] | None = None,
+             ip: str = "127.0.0.1") -> dict[str, list[Any]]:
+    """Kong's client_requests: per response, status and the rate-limit headers."""
+    got: dict[str, list[Any]] = {key: [] for key in (
+        "status", "minute_limit", "minute_remaining", "hour_limit", "hour_remaining",
+        "limit", "remaining", "reset")}
+    names = {"minute_limit": "X-RateLimit-Limit-Minute",
+             "minute_remaining": "X-RateLimit-Remaining-Minute",
+             "hour_limit": "X-RateLimit-Limit-Hour", "hour_remaining": "X-RateLimit-Remaining-Hour",
+             "limit": "RateLimit-Limit", "remaining": "RateLimit-Remaining",
+             "reset": "RateLimit-Reset"}
+    for _ in range(n):
+        response = send(client, "GET", path, "rl.test", headers,
+                        environ_base={"REMOTE_ADDR": ip})
+        got["status"].append(response.status_code)
+        for key, name in names.items():
+            value = response.headers.get(name)
+            got[key].append(int(value) if value is not None else None)
+    return got
+
+
+def validate(got: dict[str, list[Any]], hour: bool = False) -> None:
+    """Kong's validate_headers: six allowed a minute, the seventh refused."""
+    assert got["minute_limit"] == [6] * 7
+    assert got["minute_remaining"] == [5, 4, 3, 2, 1, 0, 0]
+    if hour:
+        assert all(v > 0 for v in got["hour_limit"])
+        assert all(v >= 0 for v in got["hour_remaining"])
+    assert got["limit"] == [6] * 7
+    assert got["remaining"] == [5, 4, 3, 2, 1, 0, 0]
+    assert got["status"] == [200] * 6 + [429]
+    assert all(0 <= reset <= (3600 if hour else 60) for reset in got["reset"])
+
+
+def env_for(policy: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    return request.getfixturevalue("redis_env") if policy == "redis" else {}
+
+
+# ------------------------------------------------- blocks if exceeding limit (single X)
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("limit_by", LIMIT_BY)
+def test_blocks_if_exceeding_limit_single(httpbin, request, policy, limit_by):
+    keyed = limit_by in ("consumer", "credential")
+    client = gateway(httpbin, env_for(policy, request), [limit(
+        policy, minute=6, limit_by=limit_by, path="/test", header_name="test-header",
+        service="test")], key_auth=keyed)
+    headers = ({KEY_NAME: CREDENTIAL} if keyed
+               else {"test-header": "test"} if limit_by == "header" else None)
+    validate(requests(client, 7, headers=headers))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_blocks_if_exceeding_limit_multiple_ip(httpbin, request, policy):
+    client = gateway(httpbin, env_for(policy, request), [limit(policy, minute=6,
+                                                                 limit_by="ip")])
+    for ip in ("127.0.0.1", "127.0.0.2"):
+        validate(requests(client, 7, ip=ip))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_hide_client_headers_single_ip(httpbin, request, policy):
+    client = gateway(httpbin, env_for(policy, request), [limit(
+        policy, minute=6, limit_by="ip", hide_client_headers=True)])
+    names = ("X-Ratelimit-Limit-Minute", "X-Ratelimit-Remaining-Minute", "Ratelimit-Limit",
+             "Ratelimit-Remaining", "Ratelimit-Reset", "Retry-After")
+    statuses = []
+    for _ in range(7):
+        response = send(client, "GET", "/test", "rl.test")
+        statuses.append(response.status_code)
+        assert not [name for name in names if name in response.headers]
+    assert statuses == [200] * 6 + [429]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("limit_by", LIMIT_BY)
+def test_handles_multiple_limits_single_ip(httpbin, request, policy, limit_by):
+    # path and header_name are set whatever limit_by reads, as in Kong's config
+    client = gateway(httpbin, env_for(policy, request), [limit(
+        policy, minute=6, hour=99999, limit_by=limit_by, path="/test",
+        header_name="test-header")])
+    validate(requests(client, 7), hour=True)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_expire_counter(httpbin, request, policy):
+    client = gateway(httpbin, env_for(policy, request), [limit(policy, second=1,
+                                                                 limit_by="ip")])
+    if time.time() % 1 > 0.7:  # Kong's step: not at the end of the window
+        time.sleep(0.35)
+    first = send(client, "GET", "/test", "rl.test", environ_base={"REMOTE_ADDR": "127.0.0.3"})
+    assert first.status_code == 200
+    assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"]) == ("1", "0")
+    assert int(first.headers["RateLimit-Reset"]) >= 0
+    assert first.headers["X-RateLimit-Limit-Second"] == "1"
+    assert first.headers["X-RateLimit-Remaining-Second"] == "0"
+    second = send(client, "GET", "/test", "rl.test", environ_base={"REMOTE_ADDR": "127.0.0.3"})
+    assert second.status_code == 429
+    assert "API rate limit exceeded" in second.json["message"]
+    time.sleep(1)
+    third = send(client, "GET", "/test", "rl.test", environ_base={"REMOTE_ADDR": "127.0.0.3"})
+    assert third.status_code == 200
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_blocks_with_a_custom_error_code_and_message(httpbin, request, policy):
+    client = gateway(httpbin, env_for(policy, request), [limit(
+        policy, minute=1, limit_by="ip", path="/test", error_code=404,
+        error_message="Fake Not Found")])
+    assert send(client, "GET", "/test", "rl.test").status_code == 200
+    response = send(client, "GET", "/test", "rl.test")
+    assert response.status_code == 404
+    assert "Fake Not Found" in response.json["message"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_blocks_if_exceeding_limit_multiple_service(httpbin, request, policy):
+    client = gateway(httpbin, env_for(policy, request), [limit(policy, minute=6,
+                                                                 limit_by="service")],
+                     services={"one": ["/1-test"], "two": ["/2-test"]})
+    for path in ("/1-test", "/2-test"):
+        validate(requests(client, 7, path))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_blocks_if_exceeding_limit_multiple_path(httpbin, request, policy):
+    client = gateway(httpbin, env_for(policy, request), [limit(
+        policy, minute=6, limit_by="path", path="/1-test", service="test")],
+        services={"test": ["/1-test", "/2-test"]})
+    for path in ("/1-test", "/2-test"):  # /2-test is not the path: counted by IP
+        validate(requests(client, 7, path))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_blocks_if_exceeding_limit_multiple_header(httpbin, request, policy):
+    client = gateway(httpbin, env_for(policy, request), [limit(
+        policy, minute=6, limit_by="header", header_name="test-header-1", service="test")])
+    for name in ("test-header-1", "test-header-2"):  # the second one: counted by IP
+        validate(requests(client, 7, headers={name: "test"}))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("limit_by", ["consumer", "credential"])
+def test_blocks_if_exceeding_limit_multiple_consumers(httpbin, request, policy, limit_by):
+    client = gateway(httpbin, env_for(policy, request), [limit(
+        policy, minute=6, limit_by=limit_by, service="test")], key_auth=True,
+        consumers=(("Bob", "test_credential_1"), ("Alice", "test_credential_2")))
+    for key in ("test_credential_1", "test_credential_2"):
+        validate(requests(client, 7, headers={KEY_NAME: key}))
+
+
+# ------------------------------------------------------------- Redis errors (redis policy)
+
+@pytest.mark.parametrize(("fault_tolerant", "status"), [(False, 500), (True, 200)])
+def test_redis_errors(httpbin, fault_tolerant, status):
+    client = gateway(httpbin, {"GATEWAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}"},
+                     [limit("redis", minute=6, limit_by="ip", fault_tolerant=fault_tolerant)])
+    response = send(client, "GET", "/test", "rl.test")
+    assert response.status_code == status
+    if status == 500:
+        assert "An unexpected error occurred" in response.json["message"]
+    for name in ("X-Ratelimit-Limit-Minute", "X-Ratelimit-Remaining-Minute",
+                 "Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-Reset"):
+        assert name not in response.headers
+
+
+# ----------------------------------------------------------- enable globally
+
+def test_global_for_single_consumer(httpbin):
+    client = gateway(httpbin, {}, [limit("local", minute=6, limit_by="credential")],
+                     services={"one": ["/1-test"], "two": ["/2-test"]}, key_auth=True,
+                     consumers=(("Bob", "test-credential"),))
+    validate(requests(client, 7, "/1-test", {KEY_NAME: "test-credential"}))
+    got = requests(client, 7, "/2-test", {KEY_NAME: "test-credential"})
+    assert got["minute_limit"] == got["limit"] == [6] * 7
+    assert got["minute_remaining"] == got["remaining"] == [0] * 7
+    assert got["status"] == [429] * 7
+    assert all(0 <= reset <= 60 for reset in got["reset"])
