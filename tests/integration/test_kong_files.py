@@ -5,12 +5,15 @@ unchanged and serve under gunicorn with gevent workers, httpbin as their upstrea
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
 
 from tests.support.kong_files import kong_file
+from tests.support.net import free_port
+from tests.support.processes import ROOT, VENV_BIN
 
 KEY = {"apikey": "orders-key-0001"}
 SHOP = {"Host": "shop.example.com"}
@@ -65,3 +68,21 @@ def test_a_real_tools_file_loads_and_serves(gateway, httpbin, tmp_path, name):
             assert seen["url"].partition("://")[2].partition("/")[2] == expected.lstrip("/")
         else:
             assert seen["message"] == expected
+
+
+def test_a_file_with_several_blockers_stops_the_start_listing_them_all(tmp_path):
+    path = tmp_path / "kong.yml"
+    path.write_text('_format_version: "3.0"\nservices:\n- {name: a, host: a, protocol: grpc}\n'
+                    "- {name: b, url: 'http://b', routes: [{paths: [b]}]}\n")
+    result = subprocess.run(
+        [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "gateway.wsgi:app"], cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "GATEWAY_BIND": f"127.0.0.1:{free_port()}",
+             "GATEWAY_DECLARATIVE_CONFIG": str(path)},
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"gateway: configuration error: GATEWAY_DECLARATIVE_CONFIG={path}: 2 problems, one a "
+        "line:",
+        "  services[a].protocol: protocol 'grpc' is not supported by this gateway (http and "
+        "https are)",
+        "  services[b].routes[0].paths[0]: must start with / or ~"]
