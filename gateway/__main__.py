@@ -27,9 +27,9 @@ Validates every GATEWAY_* variable in this environment as `gunicorn -c gunicorn.
 reads them at start or reload: the server's (GATEWAY_BIND, GATEWAY_WORKERS, timeouts),
 the proxy's and the enabled filters', and the declarative file (GATEWAY_DECLARATIVE_CONFIG
 or GATEWAY_DECLARATIVE_CONFIG_STRING) when there is one. Prints "configuration OK" and
-exits 0, or prints one line naming the bad variable (or the file's entity and field) and
-exits 2. Warns about settings of filters that are not enabled. Run it in the gateway's
-environment before a reload."""
+exits 0, or prints one line naming the bad variable (or, for the file, every problem, one
+a line naming its entity and field) and exits 2. Warns about settings of filters that are
+not enabled. Run it in the gateway's environment before a reload."""
 
 
 def settings_table(custom: Sequence[type[Filter]] = ()) -> str:
@@ -113,11 +113,11 @@ def kong_check(args: list[str]) -> int:
         wants_help = args in (["-h"], ["--help"])
         print(KONG_CHECK_HELP, file=sys.stdout if wants_help else sys.stderr)
         return 0 if wants_help else 64
-    from gateway.routing.declarative import declaration_source, read_declaration
+    from gateway.routing.declarative import SNAPSHOT_ENV, declaration_source, read_declaration
     from gateway.routing.table import file_problems
 
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("GATEWAY_DECLARATIVE_CONFIG", "GATEWAY_DECLARATIVE_CONFIG_STRING")}
+    environ = {k: v for k, v in os.environ.items() if k not in (
+        "GATEWAY_DECLARATIVE_CONFIG", "GATEWAY_DECLARATIVE_CONFIG_STRING", SNAPSHOT_ENV)}
     try:
         text, origin = declaration_source(environ, args[0], None) or ("", "")
         problems = file_problems(load(Settings, environ), text, origin, environ)

@@ -32,10 +32,22 @@ SNAPSHOT_ENV = "_GATEWAY_DECLARATIVE_SNAPSHOT"
 FORMAT_VERSION = "3.0"
 ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
             "plugins")
+
+
+def _format_version(value: Any, path: str) -> str:
+    """Kong's: "1.1" and "2.1" (migrated on load, :mod:`gateway.routing.migrate`), "3.0"."""
+    if value not in (*OLD_VERSIONS, FORMAT_VERSION):
+        versions = ", ".join(f'"{v}"' for v in (*OLD_VERSIONS, FORMAT_VERSION))
+        raise Invalid(path, f"expected one of: {versions} (a string)")
+    return value
+
+
 #: Top-level keys read besides the entities: Kong's, and decK's ``_info`` (select_tags and
-#: defaults for decK itself), all without effect here but ``_format_version``.
-META = {"_format_version": s.string, "_transform": s.boolean, "_comment": e.comment,
-        "_ignore": e.ignored, "_workspace": s.string, "_info": s.mapping}
+#: defaults for decK itself) and ``_konnect`` (the Konnect control plane a dump came from),
+#: all without effect here but ``_format_version``.
+META = {"_format_version": _format_version, "_transform": s.boolean, "_comment": e.comment,
+        "_ignore": e.ignored, "_workspace": s.string, "_info": s.mapping,
+        "_konnect": s.mapping}
 _VAULT = re.compile(r"\{vault://env/([A-Za-z0-9_-]+)(?:/([^}]+))?\}")
 
 
@@ -214,9 +226,6 @@ class _Collector:
                 META[key](value, key)
         if data.get("_format_version") is None:
             self.problems.append("_format_version: required field missing")
-        elif data["_format_version"] != FORMAT_VERSION:
-            versions = ", ".join(f'"{v}"' for v in (*OLD_VERSIONS, FORMAT_VERSION))
-            self.problems.append(f"_format_version: expected one of: {versions}")
 
     def _checked(self, raw: Any, path: str, fields: s.Fields) -> tuple[dict[str, Any], bool]:
         """The record checked against ``fields``, and whether it passed; its problems go
