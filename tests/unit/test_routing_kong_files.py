@@ -149,8 +149,18 @@ def test_underscores_in_service_and_route_hosts(upstream):
     client = client_for(kong_file("compose-underscores.yml", upstream.url))
     status, seen = echoed(client, "/todos/1", headers={"Host": "todo_api"})
     assert (status, seen["target"]) == (200, "/anything/1")
+    status, seen = echoed(client, "/todos/2", headers={"Host": "app_blue:3000"})
+    assert (status, seen["target"]) == (200, "/anything/2")
+    assert get(client, "/todos/2", headers={"Host": "app_blue:3001"}).status_code == 404
     d = parse_declaration(kong_file("compose-underscores.yml", upstream.url), "kong.yml", {})
     assert d.services["blue"].host == "app_blue" and d.services["blue"].port == 3000
+
+
+def test_the_shared_hostname_check_takes_underscores_in_upstreams_too():
+    d = parse_declaration(HEAD + "upstreams:\n- name: todo_up\n  targets: "
+                                 "[{target: 'app_blue:3000'}]\n", "kong.yml", {})
+    (target,) = d.upstreams["todo_up"].targets
+    assert (target.host, target.port) == ("app_blue", 3000)
 
 
 @pytest.mark.parametrize("host", ["a-.b", "a..b", "-", "a b", "a:80"])
