@@ -239,8 +239,10 @@ def test_a_global_plugin_runs_on_a_route_without_a_service():
 def test_a_deck_dump_with_every_default_serves(upstream):
     client = client_for(kong_file("deck-dump.yaml", upstream.url))
     assert get(client, "/orders/1").status_code == 401
-    status, seen = echoed(client, "/orders/1", headers={"apikey": "orders-key-0001"})
-    assert (status, seen["target"]) == (200, "/anything/1")
+    response = get(client, "/orders/1", headers={"apikey": "orders-key-0001"})
+    assert response.status_code == 200
+    assert json.loads(response.get_data())["target"] == "/anything/1"
+    assert response.headers["X-RateLimit-Limit-Minute"] == "1000"  # the global plugin
     status, seen = echoed(client, "/orders/7", headers={
         "apikey": "orders-key-0001", "Host": "api.example.com", "X-Version": "2"})
     assert (status, seen["target"]) == (200, "/anything/orders/7")
