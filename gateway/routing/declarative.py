@@ -358,8 +358,12 @@ class _Collector:
         self.plugins.append(plugin)
 
         def bind() -> None:
-            scope = {"service": None, "route": None, "consumer": None, **parent,
-                     **{kind: ref() for kind, ref in refs.items()}}
+            scope = {"service": None, "route": None, "consumer": None, **parent}
+            problems: list[str] = []
+            for kind, ref in refs.items():
+                with collecting(problems):
+                    scope[kind] = ref()
+            s.raise_any(problems)
             self.plugins[index] = replace(plugin, **scope)
         self.pending.append(bind)
 
