@@ -127,7 +127,7 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
     upstreams: dict[Settings, Upstream] = {}
     routes = []
     for route in decl.routes:
-        service = decl.services.get(route.service) if route.service is not None else None
+        service = decl.services.get(route.service)  # None: a route without a service
         if route.service is not None and (service is None or not service.enabled):
             continue  # disabled, or refused (read_declaration reported it)
         upstream = None
@@ -139,7 +139,7 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
                 upstream = upstreams[proxy]
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
-            service.name or "" if service else "", route.name or "", chain, upstream, route,
+            (service.name or "") if service else "", route.name or "", chain, upstream, route,
             service.path if service else None)))
     raise_any(problems)
     return RouteTable([d for _, d in routes], Router(routes))
