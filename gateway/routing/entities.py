@@ -293,8 +293,9 @@ ROUTE_FIELDS: s.Fields = {
     "strip_path": (s.boolean, True), "preserve_host": (s.boolean, False),
     "regex_priority": (s.integer(-2**31, 2**31 - 1), 0),
     "https_redirect_status_code": (s.integer(301, 426), 426),
-    "path_handling": (s.fixed("v0", "only v0 works with the traditional_compatible router"),
-                      "v0"),
+    # v1 is deprecated; Kong's traditional_compatible router builds every upstream path
+    # the v0 way whatever the route says (kong/router/atc.lua), and so does this one.
+    "path_handling": (s.one_of("v0", "v1"), "v0"),
     "request_buffering": (s.boolean, True), "response_buffering": (s.boolean, True),
     "snis": UNSUPPORTED, "sources": UNSUPPORTED, "destinations": UNSUPPORTED,
     "tags": TAGS, "plugins": NESTED,

@@ -324,3 +324,12 @@ def test_kong_check_usage():
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 64 and "usage: python -m gateway kong-check FILE" in \
         result.stderr
+
+
+def test_path_handling_v1_is_read_as_v0_as_kongs_traditional_compatible_router(upstream):
+    targets = []
+    for handling in ("v0", "v1"):
+        client = client_for(HEAD + f"services:\n- url: {upstream.url}/s\n  routes:\n"
+                                   f"  - {{paths: [/r], path_handling: {handling}}}\n")
+        targets.append([echoed(client, path)[1]["target"] for path in ("/r", "/rx", "/r/x")])
+    assert targets[0] == targets[1] == ["/s", "/s/x", "/s/x"]  # v1 would send /sx for /rx
