@@ -84,11 +84,9 @@ routes:
 
 
 def test_a_3_0_file_is_not_migrated():
-    assert "services[0].routes[0].paths[0]: must start with / or ~" in "\n".join(problems(
-        HEAD + "services:\n- {url: 'http://a', routes: [{paths: ['users/\\d+']}]}\n"))
-    d = parse_declaration(HEAD + "services:\n- {url: 'http://a', routes: [{paths: [/a.b]}]}\n",
-                          "kong.yml", {})
-    assert d.routes[0].paths == ("/a.b",)
+    d = parse_declaration(HEAD + "services:\n- {url: 'http://a', routes: [{paths: "
+                                 "['/users/\\d+', '/a%2Eb']}]}\n", "kong.yml", {})
+    assert d.routes[0].paths == (r"/users/\d+", "/a%2Eb")  # prefixes, as written
 
 
 def test_a_1_1_file_with_regex_paths_serves(upstream):
