@@ -85,8 +85,8 @@ elif _status != 0:
         os.unlink(_candidate)
     if _reloading and _previous and _check(_previous) == 0:
         # As Kong's reload: a file that no longer validates leaves the previous one in use.
-        print("gateway: reload: GATEWAY_DECLARATIVE_CONFIG does not validate (see the line "
-              "above); the workers keep the previous configuration", file=sys.stderr)
+        print("gateway: reload: GATEWAY_DECLARATIVE_CONFIG does not validate (see above); "
+              "the workers keep the previous configuration", file=sys.stderr)
         _status = 0
 if _status != 0:
     if not _reloading:

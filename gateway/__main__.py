@@ -1,7 +1,8 @@
 """Command line: ``python -m gateway check`` validates the environment and the declarative
-file; ``settings`` prints the settings table in Markdown (with the filters GATEWAY_FILTERS
-names that are not built in); ``readme`` rewrites that table in README.md; ``new-filter NAME
-DIR`` writes a filter package."""
+file; ``kong-check FILE`` lists every blocker of a Kong declarative file; ``settings``
+prints the settings table in Markdown (with the filters GATEWAY_FILTERS names that are not
+built in); ``readme`` rewrites that table in README.md; ``new-filter NAME DIR`` writes a
+filter package."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from gateway.config import ConfigError, ServerSettings, Settings, describe, load
 if TYPE_CHECKING:
     from gateway.filters.base import Filter
 
-USAGE = ("usage: python -m gateway check|settings|readme|new-filter  "
+USAGE = ("usage: python -m gateway check|kong-check FILE|settings|readme|new-filter  "
          "(python -m gateway check --help)")
 CHECK_HELP = """usage: python -m gateway check
 
@@ -26,9 +27,9 @@ Validates every GATEWAY_* variable in this environment as `gunicorn -c gunicorn.
 reads them at start or reload: the server's (GATEWAY_BIND, GATEWAY_WORKERS, timeouts),
 the proxy's and the enabled filters', and the declarative file (GATEWAY_DECLARATIVE_CONFIG
 or GATEWAY_DECLARATIVE_CONFIG_STRING) when there is one. Prints "configuration OK" and
-exits 0, or prints one line naming the bad variable (or the file's entity and field) and
-exits 2. Warns about settings of filters that are not enabled. Run it in the gateway's
-environment before a reload."""
+exits 0, or prints one line naming the bad variable (or, for the file, every problem, one
+a line naming its entity and field) and exits 2. Warns about settings of filters that are
+not enabled. Run it in the gateway's environment before a reload."""
 
 
 def settings_table(custom: Sequence[type[Filter]] = ()) -> str:
@@ -97,12 +98,51 @@ def check(args: list[str]) -> int:
     return 0
 
 
+KONG_CHECK_HELP = """usage: python -m gateway kong-check FILE
+
+Reads FILE, a Kong declarative file (kong.yml, YAML or JSON; _format_version 1.1, 2.1 or
+3.0), as GATEWAY_DECLARATIVE_CONFIG=FILE would at start, and prints every problem that
+stops it from loading, one line each with its place (services[orders].routes[0].paths[1]:
+...), then exits 2; or prints what it holds and exits 0. The plugins' settings that come
+from the environment (GATEWAY_REDIS_URL...) are read from this one."""
+
+
+def kong_check(args: list[str]) -> int:
+    """``python -m gateway kong-check FILE``: every blocker of a Kong file at once."""
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        wants_help = args in (["-h"], ["--help"])
+        print(KONG_CHECK_HELP, file=sys.stdout if wants_help else sys.stderr)
+        return 0 if wants_help else 64
+    from gateway.routing.declarative import SNAPSHOT_ENV, declaration_source, read_declaration
+    from gateway.routing.table import file_problems
+
+    environ = {k: v for k, v in os.environ.items() if k not in (
+        "GATEWAY_DECLARATIVE_CONFIG", "GATEWAY_DECLARATIVE_CONFIG_STRING", SNAPSHOT_ENV)}
+    try:
+        text, origin = declaration_source(environ, args[0], None) or ("", "")
+        problems = file_problems(load(Settings, environ), text, origin, environ)
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    if problems:
+        print("\n".join(problems))
+        print(f"{args[0]}: {len(problems)} problem{'s' if len(problems) > 1 else ''}: the "
+              "file does not load", file=sys.stderr)
+        return 2
+    decl = read_declaration(text, origin, environ)
+    print(f"{args[0]}: loads ({len(decl.services)} services, {len(decl.routes)} routes, "
+          f"{len(decl.plugins)} plugins)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "new-filter":
         return new_filter_command(argv[1:])
     if command == "check":
         return check(argv[1:])
+    if command == "kong-check":
+        return kong_check(argv[1:])
     if command == "settings":
         try:
             print(settings_table(enabled_custom_filters()))

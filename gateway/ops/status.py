@@ -27,7 +27,7 @@ _JSON = "application/json"
 class StatusEndpoints:
     """Serves ``<prefix>/health``, ``<prefix>/ready`` and ``<prefix>/metrics``."""
 
-    def __init__(self, prefix: str, upstream: Upstream, ready_window: float,
+    def __init__(self, prefix: str, upstream: Upstream | None, ready_window: float,
                  worker_metrics: metrics.WorkerMetrics) -> None:
         self.prefix = prefix
         self.upstream = upstream
@@ -61,7 +61,10 @@ class StatusEndpoints:
         return [body]
 
     def ready(self) -> tuple[int, str, bytes]:
-        """200 if the upstream answered within the window or accepts a connection now, else 503."""
+        """200 if the upstream answered within the window or accepts a connection now, else 503
+        (200 without any: a file with no service has nothing to wait for)."""
+        if self.upstream is None:
+            return 200, _JSON, encode_json({"status": "ready", "upstream": "none configured"})
         now = time.perf_counter()
         if now - max(self.upstream.answered_at, self.probed_at) <= self.ready_window:
             return 200, _JSON, encode_json({"status": "ready", "upstream": "answered recently"})

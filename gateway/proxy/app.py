@@ -39,7 +39,7 @@ from gateway.proxy.request import check_request, request_body, request_target
 from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE
 from gateway.proxy.wire import InvalidResponse
 from gateway.routing.chain import Chain
-from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
+from gateway.routing.table import NO_ROUTE, NO_SERVICE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
 
@@ -68,8 +68,8 @@ class Gateway:
         self.routes = routes
         #: Every route's filters, highest PRIORITY first (Kong's order).
         self.filters = routes.filters
-        #: The upstream the readiness probe watches: the first service's.
-        self.upstream = next(routes.upstreams)
+        #: The upstream the readiness probe watches: the first service's (None: no service).
+        self.upstream = next(routes.upstreams, None)
         self.metrics = metrics.WorkerMetrics(routes.upstreams)
         #: Per service Upstream, the rewriter of URLs pointing at its targets.
         self.redirects = ({upstream: RedirectRewriter(upstream.settings.upstream_urls or ())
@@ -123,6 +123,9 @@ class Gateway:
             f.on_request(ex)
             if ex.answered:
                 return
+        if destination.upstream is None:
+            ex.error(503, NO_SERVICE)  # a route without a service, as Kong answers it
+            return
         self.proxy(ex, destination, path, matched)
 
     def _response_phase(self, ex: Exchange, chain: Chain) -> None:

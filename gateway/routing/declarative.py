@@ -1,4 +1,4 @@
-"""Kong's declarative configuration (DB-less ``kong.yml``, ``_format_version: "3.0"``).
+"""Kong's declarative configuration (DB-less ``kong.yml``, ``_format_version`` 1.1, 2.1, 3.0).
 
 Read from GATEWAY_DECLARATIVE_CONFIG (a YAML or JSON file) or
 GATEWAY_DECLARATIVE_CONFIG_STRING, as Kong's ``declarative_config`` and
@@ -7,8 +7,9 @@ plugins, an upstream's targets, a consumer's keys and plugins) or given at the
 top level with a reference (``service: orders``) by name or id. A string that
 is exactly ``{vault://env/NAME}`` is replaced by that environment variable, as
 Kong's env vault (``NAME`` upper-cased, ``-`` read as ``_``); such values are
-never shown in errors. A bad file raises ConfigError with one line naming the
-entity and the field path.
+never shown in errors. 1.1 and 2.1 files are migrated as Kong migrates them
+(:mod:`gateway.routing.migrate`). A bad file raises ConfigError with one line per
+problem, each naming the entity and the field path: every blocker, not only the first.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 from gateway.config import ConfigError
 from gateway.routing import entities as e
 from gateway.routing import schema as s
-from gateway.routing.schema import Invalid
+from gateway.routing.migrate import OLD_VERSIONS, migrate
+from gateway.routing.schema import Invalid, collecting
 
 #: The environment variable through which the master hands workers the last file that
 #: passed its check (gunicorn.conf.py), so a reload with a broken file changes nothing.
@@ -30,8 +32,22 @@ SNAPSHOT_ENV = "_GATEWAY_DECLARATIVE_SNAPSHOT"
 FORMAT_VERSION = "3.0"
 ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
             "plugins")
-#: Top-level keys Kong reads besides the entities.
-META = ("_format_version", "_transform", "_comment", "_workspace")
+
+
+def _format_version(value: Any, path: str) -> str:
+    """Kong's: "1.1" and "2.1" (migrated on load, :mod:`gateway.routing.migrate`), "3.0"."""
+    if value not in (*OLD_VERSIONS, FORMAT_VERSION):
+        versions = ", ".join(f'"{v}"' for v in (*OLD_VERSIONS, FORMAT_VERSION))
+        raise Invalid(path, f"expected one of: {versions} (a string)")
+    return value
+
+
+#: Top-level keys read besides the entities: Kong's, and decK's ``_info`` (select_tags and
+#: defaults for decK itself) and ``_konnect`` (the Konnect control plane a dump came from),
+#: all without effect here but ``_format_version``.
+META = {"_format_version": _format_version, "_transform": s.boolean, "_comment": e.comment,
+        "_ignore": e.ignored, "_workspace": s.string, "_info": s.mapping,
+        "_konnect": s.mapping}
 _VAULT = re.compile(r"\{vault://env/([A-Za-z0-9_-]+)(?:/([^}]+))?\}")
 
 
@@ -46,6 +62,9 @@ class Declaration:
     upstreams: dict[str, e.Upstream]
     consumers: dict[str, e.Consumer]
     plugins: list[e.Plugin]
+    #: What is wrong with the file, one ``path: message`` line each (read_declaration);
+    #: the entities above are then those that passed.
+    problems: tuple[str, ...] = ()
 
 
 def declaration_source(environ: Mapping[str, str], path: str | None,
@@ -67,7 +86,26 @@ def declaration_source(environ: Mapping[str, str], path: str | None,
 
 
 def parse_declaration(text: str, origin: str, environ: Mapping[str, str]) -> Declaration:
-    """The checked entities of ``text``; ConfigError naming ``origin`` and the field path."""
+    """The checked entities of ``text``; ConfigError naming ``origin`` and, for every
+    problem, the field path."""
+    decl = read_declaration(text, origin, environ)
+    if decl.problems:
+        raise blockers(origin, decl.problems)
+    return decl
+
+
+def blockers(origin: str, problems: tuple[str, ...] | list[str]) -> ConfigError:
+    """The ConfigError for a file's problems: one line for one, else a count and a line
+    each."""
+    if len(problems) == 1:
+        return ConfigError(f"{origin}: {problems[0]}")
+    return ConfigError(f"{origin}: {len(problems)} problems, one a line:\n" +
+                       "\n".join(f"  {problem}" for problem in problems))
+
+
+def read_declaration(text: str, origin: str, environ: Mapping[str, str]) -> Declaration:
+    """The entities of ``text`` that pass their checks, with the problems of the others
+    (``Declaration.problems``); ConfigError only for text that is not YAML or JSON."""
     # Imported here: only with a declarative file does a worker pay its import (~30 ms).
     import yaml
 
@@ -79,10 +117,7 @@ def parse_declaration(text: str, origin: str, environ: Mapping[str, str]) -> Dec
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse it"
         raise ConfigError(f"{origin}: not valid YAML or JSON{where}: {problem}") from None
-    try:
-        return _Collector(environ).declaration(data)
-    except Invalid as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+    return _Collector(environ).declaration(data)
 
 
 def _label(kind: str, index: int, raw: Any) -> str:
@@ -94,18 +129,24 @@ def _label(kind: str, index: int, raw: Any) -> str:
     return f"{kind}[{index}]"
 
 
-def resolve_vaults(value: Any, path: str, environ: Mapping[str, str]) -> Any:
-    """``value`` with every ``{vault://env/NAME}`` string replaced by a Secret."""
+def resolve_vaults(value: Any, path: str, environ: Mapping[str, str],
+                   problems: list[str]) -> Any:
+    """``value`` with every ``{vault://env/NAME}`` string replaced by a Secret; a reference
+    that cannot be read is added to ``problems`` (and stays, hidden, as the Secret of its
+    own text)."""
     if isinstance(value, dict):
-        return {k: resolve_vaults(v, f"{path}.{k}" if path else str(k), environ)
+        return {k: resolve_vaults(v, f"{path}.{k}" if path else str(k), environ, problems)
                 for k, v in value.items()}
     if isinstance(value, list):
         kind = path.rpartition(".")[2]
         prefix = path.rpartition(".")[0]
-        return [resolve_vaults(item, f"{prefix}.{_label(kind, i, item)}".lstrip("."), environ)
+        return [resolve_vaults(item, f"{prefix}.{_label(kind, i, item)}".lstrip("."), environ,
+                               problems)
                 for i, item in enumerate(value)]
     if isinstance(value, str) and (ref := _VAULT.fullmatch(value)):
-        return _vault_value(ref.group(1), ref.group(2), path, environ)
+        with collecting(problems):
+            return _vault_value(ref.group(1), ref.group(2), path, environ)
+        return s.Secret(value)
     return value
 
 
@@ -131,6 +172,7 @@ class _Collector:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
+        self.problems: list[str] = []
         self.services: dict[str, e.Service] = {}
         self.routes: list[e.Route] = []
         self.consumers: dict[str, e.Consumer] = {}
@@ -145,30 +187,52 @@ class _Collector:
 
     def declaration(self, data: Any) -> Declaration:
         if not isinstance(data, dict):
-            raise Invalid("(top level)", "expected a record with _format_version and entities")
-        for key in data:
-            if key not in ENTITIES and key not in META:
-                raise Invalid(str(key), "unsupported entity (this gateway reads: "
-                                        f"{', '.join(ENTITIES)})")
-        if data.get("_format_version") != FORMAT_VERSION:
-            raise Invalid("_format_version", f'expected "{FORMAT_VERSION}" (Kong 3.x)')
+            self.problems.append("(top level): expected a record with _format_version and "
+                                 "entities")
+            return Declaration({}, [], {}, {}, [], tuple(self.problems))
+        data = migrate(data)
+        self._top_level(data)
         data = resolve_vaults({k: data[k] for k in ENTITIES if data.get(k) is not None}, "",
-                              self.environ)
+                              self.environ, self.problems)
         for kind in ENTITIES:
             entries = data.get(kind, [])
             if not isinstance(entries, list):
-                raise Invalid(kind, "expected an array")
+                self.problems.append(f"{kind}: expected an array")
+                continue
             add = getattr(self, f"_{kind}")
             for index, raw in enumerate(entries):
-                add(raw, _label(kind, index, raw), {})
+                with collecting(self.problems):
+                    add(raw, _label(kind, index, raw), {})
         for check in self.pending:
-            check()
+            with collecting(self.problems):
+                check()
         upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())))
                      for name in self.keys["upstream"].values()}
         consumers = {key: e.Consumer(c.username, c.custom_id,
                                      tuple(self.credentials.get(key, ())), c.label, c.id)
                      for key, c in self.consumers.items()}
-        return Declaration(self.services, self.routes, upstreams, consumers, self.plugins)
+        return Declaration(self.services, self.routes, upstreams, consumers, self.plugins,
+                           tuple(self.problems))
+
+    def _top_level(self, data: dict[str, Any]) -> None:
+        """The keys besides the entities: Kong's metadata, and entities not read here."""
+        for key, value in data.items():
+            if key in ENTITIES or value in (None, []):
+                continue
+            if key not in META:
+                self.problems.extend(e.unsupported_entity(str(key)).problems)
+                continue
+            with collecting(self.problems):
+                META[key](value, key)
+        if data.get("_format_version") is None:
+            self.problems.append("_format_version: required field missing")
+
+    def _checked(self, raw: Any, path: str, fields: s.Fields) -> tuple[dict[str, Any], bool]:
+        """The record checked against ``fields``, and whether it passed; its problems go
+        to the list, so a bad entity's nested ones are still checked."""
+        before = len(self.problems)
+        checked = s.record(raw, path, fields, self.problems)
+        return checked, len(self.problems) == before
 
     def _register(self, kind: str, raw: dict[str, Any], name: str | None, path: str) -> str:
         """Record an entity's name and id; return its key. Names and ids must be unique."""
@@ -177,12 +241,13 @@ class _Collector:
             if given is None:
                 continue
             if given in self.keys[kind]:
-                raise Invalid(path, f"{kind} {s.shown(given)} is defined twice")
+                self.problems.append(f"{path}: {kind} {s.shown(given)} is defined twice")
             self.keys[kind][given] = key
         return key
 
     def _refer(self, kind: str, given: str | None, path: str) -> Callable[[], str | None]:
-        """A function giving the key of the referenced entity (checked once all are read)."""
+        """A function giving the key of the referenced entity, for a check of
+        ``self.pending`` (run once every entity is read)."""
         def key() -> str | None:
             if given is None:
                 return None
@@ -190,48 +255,59 @@ class _Collector:
             if found is None:
                 raise Invalid(path, f"no {kind} named {s.shown(given)} in this file")
             return found
-        self.pending.append(key)
         return key
 
     def _nested(self, raw: dict[str, Any], path: str, kind: str, parent: dict[str, Any]) -> None:
         add = getattr(self, f"_{kind}")
-        for index, item in enumerate(raw[kind]):
-            add(item, f"{path}.{_label(kind, index, item)}", parent)
+        for index, item in enumerate(raw[kind] or ()):
+            with collecting(self.problems):
+                add(item, f"{path}.{_label(kind, index, item)}", parent)
 
     def _services(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
-        checked = s.record(raw, path, e.SERVICE_FIELDS)
-        svc = e.service(checked, path)
-        key = self._register("service", checked, svc.name, path)
-        self.services[key] = svc
+        checked, ok = self._checked(raw, path, e.SERVICE_FIELDS)
+        key = self._register("service", checked, checked["name"], path)
+        if ok:
+            with collecting(self.problems):
+                self.services[key] = e.service(checked, path)
         self._nested(checked, path, "routes", {"service": key})
         self._nested(checked, path, "plugins", {"service": key})
 
     def _routes(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
-        checked = s.record(raw, path, e.ROUTE_FIELDS)
+        """A route; without a service (none given, or ``service: null``) it loads, and
+        its requests get Kong's 503 once its plugins ran."""
+        checked, ok = self._checked(raw, path, e.ROUTE_FIELDS)
         if parent and checked["service"] is not None:
-            raise Invalid(f"{path}.service", "a nested route already belongs to its service")
-        service = parent.get("service") or checked["service"]
-        if service is None:
-            raise Invalid(f"{path}.service", "required field missing (a route needs a service)")
-        ref = self._refer("service", service, f"{path}.service")
-        index = len(self.routes)
-        checked["service"] = None
-        self.routes.append(e.route(checked, path))
+            self.problems.append(f"{path}.service: a nested route already belongs to its "
+                                 "service")
         key = self._register("route", checked, checked["name"], path)
-
-        def bind() -> None:
-            self.routes[index] = replace(self.routes[index], service=ref())
-        self.pending.append(bind)
+        if ok:
+            with collecting(self.problems):
+                self._route(checked, path, parent.get("service"))
         self._nested(checked, path, "plugins", {"route": key})
 
+    def _route(self, checked: dict[str, Any], path: str, parent_service: str | None) -> None:
+        """Add the route; a top-level one's service is bound once every service is known."""
+        given = checked["service"]
+        checked["service"] = parent_service
+        index = len(self.routes)
+        self.routes.append(e.route(checked, path))
+        if parent_service is None and given is not None:
+            ref = self._refer("service", given, f"{path}.service")
+
+            def bind() -> None:
+                self.routes[index] = replace(self.routes[index], service=ref())
+            self.pending.append(bind)
+
     def _upstreams(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
-        checked = s.record(raw, path, e.UPSTREAM_FIELDS)
+        checked, _ = self._checked(raw, path, e.UPSTREAM_FIELDS)
         key = self._register("upstream", checked, checked["name"], path)
         self.targets.setdefault(key, [])
         self._nested(checked, path, "targets", {"upstream": key})
 
     def _targets(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
-        checked = s.record(raw, path, e.TARGET_FIELDS)
+        checked, ok = self._checked(raw, path, e.TARGET_FIELDS)
+        if not ok:
+            return
         target = e.target(checked, path)
         if "upstream" in parent:
             self.targets[parent["upstream"]].append(target)
@@ -241,20 +317,24 @@ class _Collector:
         self.pending.append(lambda: self.targets[ref()].append(target))
 
     def _consumers(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
-        checked = s.record(raw, path, e.CONSUMER_FIELDS)
-        if checked["username"] is None and checked["custom_id"] is None:
-            raise Invalid(path, "at least one of these fields must be non-empty: 'custom_id', "
-                                "'username'")
+        checked, ok = self._checked(raw, path, e.CONSUMER_FIELDS)
+        if ok and checked["username"] is None and checked["custom_id"] is None:
+            self.problems.append(f"{path}: at least one of these fields must be non-empty: "
+                                 "'custom_id', 'username'")
         username = checked["username"] or checked["custom_id"]
         key = self._register("consumer", checked, checked["username"], path)
         if checked["custom_id"] is not None and checked["custom_id"] != checked["username"]:
             self.keys["consumer"].setdefault(checked["custom_id"], key)
-        self.consumers[key] = e.Consumer(username, checked["custom_id"], (), path, checked["id"])
+        if username is not None:
+            self.consumers[key] = e.Consumer(username, checked["custom_id"], (), path,
+                                             checked["id"])
         self._nested(checked, path, "keyauth_credentials", {"consumer": key})
         self._nested(checked, path, "plugins", {"consumer": key})
 
     def _keyauth_credentials(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
-        checked = s.record(raw, path, e.CREDENTIAL_FIELDS)
+        checked, ok = self._checked(raw, path, e.CREDENTIAL_FIELDS)
+        if not ok:
+            return
         credential = checked["key"], checked["id"]
         if "consumer" in parent:
             self.credentials.setdefault(parent["consumer"], []).append(credential)
@@ -265,21 +345,27 @@ class _Collector:
             lambda: self.credentials.setdefault(ref(), []).append(credential))
 
     def _plugins(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
-        checked = s.record(raw, path, e.PLUGIN_FIELDS)
+        checked, ok = self._checked(raw, path, e.PLUGIN_FIELDS)
         for kind in ("service", "route", "consumer"):
             if kind in parent and checked[kind] is not None:
                 raise Invalid(f"{path}.{kind}", f"a plugin nested in a {kind} is already "
                                                 "scoped to it")
         refs = {kind: self._refer(kind, checked[kind], f"{path}.{kind}")
                 for kind in ("service", "route", "consumer") if kind not in parent}
+        if not ok:
+            return
         index = len(self.plugins)
         plugin = e.Plugin(checked["name"], checked["config"], checked["enabled"], None, None,
                           None, path)
         self.plugins.append(plugin)
 
         def bind() -> None:
-            scope = {"service": None, "route": None, "consumer": None, **parent,
-                     **{kind: ref() for kind, ref in refs.items()}}
+            scope = {"service": None, "route": None, "consumer": None, **parent}
+            problems: list[str] = []
+            for kind, ref in refs.items():
+                with collecting(problems):
+                    scope[kind] = ref()
+            s.raise_any(problems)
             self.plugins[index] = replace(plugin, **scope)
         self.pending.append(bind)
 

@@ -22,8 +22,28 @@ TAGS = (s.array(s.string), ())
 ID = (s.string, None)
 #: Kong's automatic timestamps, present in exported files: accepted, no effect here.
 TIMESTAMP = (s.integer(0, 2**53), None)
-AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP}
+
+
+def comment(value: Any, path: str) -> str:
+    """Kong's ``_comment`` annotation: any string, ignored."""
+    if not isinstance(value, str):
+        raise Invalid(path, "expected a string")
+    return value
+
+
+def ignored(value: Any, path: str) -> None:
+    """Kong's ``_ignore`` annotation: an array of anything, ignored."""
+    if not isinstance(value, list):
+        raise Invalid(path, "expected an array")
+
+
+#: Fields every entity may have: Kong's id and timestamps, and the annotations Kong's
+#: declarative format allows in any entity, nested ones too (``_comment``, ``_ignore``).
+AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+        "_comment": (comment, None), "_ignore": (ignored, None)}
 HTTP_PROTOCOLS = ("http", "https")
+#: Kong's other protocols (kong/constants.lua; ws and wss are Kong Enterprise's).
+OTHER_PROTOCOLS = ("grpc", "grpcs", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss")
 METHOD = re.compile(r"[A-Z]+")
 
 
@@ -34,6 +54,42 @@ def unsupported(value: Any, path: str) -> None:
 
 
 UNSUPPORTED = (unsupported, None)
+
+
+def unsupported_entity(path: str) -> Invalid:
+    """The error for a Kong entity this gateway does not read, at the top level or nested
+    (``consumers[alice].jwt_secrets``): the one wording for both. An empty list of them is
+    accepted (there is nothing to read)."""
+    return Invalid(path, "unsupported entity: not supported by this gateway")
+
+
+def _unsupported_nested(value: Any, path: str) -> None:
+    if value != []:
+        raise unsupported_entity(path)
+
+
+#: Kong's credential entities a consumer may nest that this gateway does not read.
+UNREAD_CREDENTIALS = ("acls", "basicauth_credentials", "hmacauth_credentials", "jwt_secrets",
+                      "oauth2_credentials")
+
+
+def protocol(value: Any, path: str) -> str:
+    """A service's or route's protocol: Kong's others are "not supported by this gateway"."""
+    if value in OTHER_PROTOCOLS:
+        raise Invalid(path, f"protocol {shown(value)} is not supported by this gateway "
+                            "(http and https are)")
+    if value not in HTTP_PROTOCOLS:
+        raise Invalid(path, "expected one of: " + ", ".join(sorted(HTTP_PROTOCOLS +
+                                                                   OTHER_PROTOCOLS)))
+    return value
+
+
+def tls_verify(value: Any, path: str) -> bool:
+    """Kong's per-service switch: true is what the gateway always does."""
+    if value is not True:
+        raise Invalid(path, "false is not supported by this gateway (it always verifies an "
+                            "https upstream's certificate)")
+    return value
 
 
 def reference(value: Any, path: str) -> str:
@@ -163,20 +219,21 @@ class Service:
 
 SERVICE_FIELDS: s.Fields = {
     **AUTO, "name": (s.name, None), "url": (s.string, None),
-    "protocol": (s.one_of(*HTTP_PROTOCOLS), None), "host": (s.hostname, None),
+    "protocol": (protocol, None), "host": (s.hostname, None),
     "port": (s.port, None), "path": (service_path, None),
     "retries": (s.integer(0, 32767), 5), "connect_timeout": TIMEOUT,
     "write_timeout": TIMEOUT, "read_timeout": TIMEOUT, "tags": TAGS,
     "enabled": (s.boolean, True), "client_certificate": UNSUPPORTED,
-    "tls_verify": UNSUPPORTED, "tls_verify_depth": UNSUPPORTED, "ca_certificates": UNSUPPORTED,
+    "tls_verify": (tls_verify, None), "tls_verify_depth": UNSUPPORTED,
+    "ca_certificates": UNSUPPORTED,
     "routes": NESTED, "plugins": NESTED,
 }
 
 
 def service(raw: dict[str, Any], path: str) -> Service:
+    """The service of a checked record. ``url`` is Kong's shorthand: its protocol, host,
+    port and path replace those fields when they are given as well, as in Kong."""
     if raw["url"] is not None:
-        if any(raw[key] is not None for key in ("protocol", "host", "port", "path")):
-            raise Invalid(f"{path}.url", "cannot be combined with protocol, host, port or path")
         raw.update(_url_fields(raw["url"], f"{path}.url"))
     if raw["host"] is None:
         raise Invalid(f"{path}.host", "required field missing (or give url)")
@@ -191,6 +248,8 @@ def service(raw: dict[str, Any], path: str) -> Service:
 def _url_fields(url: str, path: str) -> dict[str, Any]:
     """Kong's ``url`` shorthand: protocol, host, port (80/443 by scheme) and path."""
     parts = urlsplit(url)
+    if parts.scheme in OTHER_PROTOCOLS:
+        protocol(parts.scheme, path)
     if parts.scheme not in HTTP_PROTOCOLS or not parts.hostname:
         raise Invalid(path, f"{shown(url)} is not an http:// or https:// URL with a host")
     if parts.username or parts.password:
@@ -228,14 +287,15 @@ class Route:
 
 ROUTE_FIELDS: s.Fields = {
     **AUTO, "name": (s.name, None), "service": (reference, None),
-    "protocols": (s.array(s.one_of(*HTTP_PROTOCOLS)), HTTP_PROTOCOLS),
+    "protocols": (s.array(protocol), HTTP_PROTOCOLS),
     "methods": (s.array(method), ()), "hosts": (s.array(host_pattern), ()),
     "paths": (s.array(router_path), ()), "headers": (header_rules, ()),
     "strip_path": (s.boolean, True), "preserve_host": (s.boolean, False),
     "regex_priority": (s.integer(-2**31, 2**31 - 1), 0),
     "https_redirect_status_code": (s.integer(301, 426), 426),
-    "path_handling": (s.fixed("v0", "only v0 works with the traditional_compatible router"),
-                      "v0"),
+    # v1 is deprecated; Kong's traditional_compatible router builds every upstream path
+    # the v0 way whatever the route says (kong/router/atc.lua), and so does this one.
+    "path_handling": (s.one_of("v0", "v1"), "v0"),
     "request_buffering": (s.boolean, True), "response_buffering": (s.boolean, True),
     "snis": UNSUPPORTED, "sources": UNSUPPORTED, "destinations": UNSUPPORTED,
     "tags": TAGS, "plugins": NESTED,
@@ -331,6 +391,7 @@ class Consumer:
 CONSUMER_FIELDS: s.Fields = {
     **AUTO, "username": (s.string, None), "custom_id": (s.string, None), "tags": TAGS,
     "keyauth_credentials": NESTED, "plugins": NESTED,
+    **{kind: (_unsupported_nested, None) for kind in UNREAD_CREDENTIALS},
 }
 CREDENTIAL_FIELDS: s.Fields = {
     **AUTO, "key": (s.string, REQUIRED), "consumer": (reference, None), "tags": TAGS,

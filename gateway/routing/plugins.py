@@ -234,29 +234,36 @@ def _config(config_cls: type, texts: dict[str, str], objects: dict[str, Any], pa
     """The Config dataclass from texts parsed by each field's own parser, plus ``objects``.
 
     A parser's complaint about a field in ``hidden`` (from a vault) or declared secret is
-    replaced by a generic one: parsers may quote the value.
+    replaced by a generic one: parsers may quote the value. Every bad field is reported.
     """
     values = dict(objects)
+    problems: list[str] = []
     for f in dataclasses.fields(config_cls):
-        if f.name in values:
-            continue
-        raw = texts.get(f.name) or f.metadata["default"]
-        where = f"{path}.{kong_name.get(f.name, f.name)}"
-        if raw is None:
-            if f.metadata["required"]:
-                raise Invalid(where, "required field missing")
-            values[f.name] = None
-            continue
-        try:
-            values[f.name] = f.metadata["parse"](raw)
-        except ValueError as exc:
-            secret = f.name in hidden or f.metadata["secret"]
-            raise Invalid(where, "invalid value (hidden: it is a secret)" if secret
-                          else str(exc)) from None
+        if f.name not in values:
+            with s.collecting(problems):
+                values[f.name] = _field_value(f, texts.get(f.name), path, kong_name, hidden)
+    s.raise_any(problems)
     try:
         return config_cls(**values)
     except (ConfigError, ValueError) as exc:
         raise Invalid(path, str(exc)) from None
+
+
+def _field_value(f: dataclasses.Field[Any], text: str | None, path: str,
+                 kong_name: dict[str, str], hidden: set[str | None]) -> Any:
+    """One Config field's value parsed from its text (or its default)."""
+    raw = text or f.metadata["default"]
+    where = f"{path}.{kong_name.get(f.name, f.name)}"
+    if raw is None:
+        if f.metadata["required"]:
+            raise Invalid(where, "required field missing")
+        return None
+    try:
+        return f.metadata["parse"](raw)
+    except ValueError as exc:
+        secret = f.name in hidden or f.metadata["secret"]
+        raise Invalid(where, "invalid value (hidden: it is a secret)" if secret
+                      else str(exc)) from None
 
 
 def _key_table(decl: Declaration) -> KeyTable:

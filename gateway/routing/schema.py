@@ -9,7 +9,8 @@ a library's error objects.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 #: A check takes a value and its field path and returns the value normalized.
@@ -20,10 +21,36 @@ REQUIRED = object()
 
 
 class Invalid(ValueError):
-    """A value of the declarative file is wrong; str() is ``path: what is wrong``."""
+    """Values of the declarative file are wrong: ``problems`` holds one ``path: what is
+    wrong`` line per problem (one for ``Invalid(path, message)``); str() joins them."""
 
     def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
+        self.problems: tuple[str, ...] = (f"{path}: {message}",)
+        super().__init__(self.problems[0])
+
+    @classmethod
+    def several(cls, problems: Sequence[str]) -> Invalid:
+        """One Invalid for all of ``problems`` (at least one)."""
+        exc = cls.__new__(cls)
+        exc.problems = tuple(problems)
+        ValueError.__init__(exc, "\n".join(exc.problems))
+        return exc
+
+
+@contextmanager
+def collecting(problems: list[str]) -> Iterator[None]:
+    """Run a check, adding what it finds wrong to ``problems`` instead of stopping: a
+    file with several blockers lists them all."""
+    try:
+        yield
+    except Invalid as exc:
+        problems.extend(exc.problems)
+
+
+def raise_any(problems: Sequence[str]) -> None:
+    """Raise Invalid for ``problems`` when there are any."""
+    if problems:
+        raise Invalid.several(problems)
 
 
 class Secret(str):
@@ -98,22 +125,34 @@ def fixed(default: Any, reason: str = "is not supported by this gateway") -> Che
     return check
 
 
-def record(value: Any, path: str, fields: Fields) -> dict[str, Any]:
-    """Check a mapping against ``fields``: unknown fields refused, defaults filled in."""
+def record(value: Any, path: str, fields: Fields,
+           problems: list[str] | None = None) -> dict[str, Any]:
+    """Check a mapping against ``fields``: unknown fields refused, defaults filled in.
+
+    Every bad field is reported (Invalid with them all); with ``problems`` they are added
+    to it instead and the record comes back with defaults (None if required) in their
+    place, so the caller can go on checking what depends on the good ones.
+    """
     if not isinstance(value, dict):
         raise Invalid(path, "expected a record")
+    found: list[str] = []
     for name in value:
         if name not in fields:
-            raise Invalid(f"{path}.{name}", "unknown field")
+            found.append(f"{path}.{name}: unknown field")
     out = {}
     for name, (check, default) in fields.items():
         given = value.get(name)
+        out[name] = None if default is REQUIRED else default
         if given is None:
             if default is REQUIRED:
-                raise Invalid(f"{path}.{name}", "required field missing")
-            out[name] = default
-        else:
+                found.append(f"{path}.{name}: required field missing")
+            continue
+        with collecting(found):
             out[name] = check(given, f"{path}.{name}")
+    if problems is None:
+        raise_any(found)
+    else:
+        problems.extend(found)
     return out
 
 
@@ -129,13 +168,16 @@ def name(value: Any, path: str) -> str:
     return value
 
 
-_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_LABEL = re.compile(r"[a-z0-9_-]*(?<!-)")
 
 
 def hostname(value: Any, path: str) -> str:
-    """A DNS name or IPv4 address, lowercased (no port)."""
+    """A host name or IPv4 address, lowercased (no port), by Kong's rule
+    (kong/tools/ip.lua ``check_hostname``): letters, digits, ``-``, ``.`` and ``_`` (Docker
+    Compose's ``todo_api``), no label ending in ``-``, no empty label but a trailing dot."""
     host = string(value, path).lower()
-    if not all(_LABEL.fullmatch(label) for label in host.split(".")):
+    labels = host.removesuffix(".").split(".")
+    if not all(label and _LABEL.fullmatch(label) for label in labels):
         raise Invalid(path, f"invalid hostname: {shown(value)}")
     return host
 

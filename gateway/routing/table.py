@@ -26,14 +26,16 @@ from gateway.proxy.request import request_path
 from gateway.proxy.upstream import Upstream
 from gateway.routing import entities as e
 from gateway.routing.chain import ByConsumer, Chain
-from gateway.routing.declarative import Declaration, declaration_source, parse_declaration
+from gateway.routing.declarative import Declaration, blockers, declaration_source, read_declaration
 from gateway.routing.plugins import filter_config
 from gateway.routing.router import Router, client_part, upstream_path
-from gateway.routing.schema import Invalid
+from gateway.routing.schema import Invalid, collecting, raise_any
 from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
 
 #: Kong's answer when no route matches.
 NO_ROUTE = "no Route matched with those values"
+#: Kong's answer (503) on a route without a service, once its plugins ran.
+NO_SERVICE = "no Service found with those values"
 #: The answer to a path whose encoded separators (``%2F``) and ``..`` segments would climb
 #: out of the service's path at an upstream that decodes them.
 BAD_PATH = "Bad request path: an encoded / with .. segments would leave the service path"
@@ -55,7 +57,8 @@ class Destination:
     service: str
     route: str
     chain: Chain
-    upstream: Upstream
+    #: None for a route without a service (Kong's 503 NO_SERVICE after its plugins).
+    upstream: Upstream | None
     #: The route of the file; None for the catch-all route (the path is not rewritten).
     spec: e.Route | None = None
     service_path: str | None = None
@@ -133,7 +136,8 @@ class RouteTable:
     @property
     def upstreams(self) -> Iterator[Upstream]:
         """Each distinct Upstream once."""
-        return iter({id(d.upstream): d.upstream for d in self.destinations}.values())
+        return iter({id(d.upstream): d.upstream for d in self.destinations
+                     if d.upstream is not None}.values())
 
 
 def single_service(settings: Settings, filters: Sequence[Filter]) -> RouteTable:
@@ -145,37 +149,50 @@ def single_service(settings: Settings, filters: Sequence[Filter]) -> RouteTable:
 
 
 def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()) -> RouteTable:
-    """The routes of a declarative file; Invalid names the entity and field at fault."""
-    instances = [_instance(p, decl, settings) for p in decl.plugins]
+    """The routes of a declarative file; Invalid names the entity and field at fault, for
+    every plugin and service at fault.
+
+    A file without routes loads (``kong config init``'s): every request is a 404. A route
+    without a service loads: its plugins run, then Kong's 503.
+    """
+    problems: list[str] = []
+    instances = [_instance(p, decl, settings, problems) for p in decl.plugins]
     # Services with the same targets, retries, timeouts and Host rule share one Upstream,
     # so its connection pools.
     upstreams: dict[Settings, Upstream] = {}
     routes = []
     for route in decl.routes:
-        service = decl.services[route.service]
-        if not service.enabled:
-            continue
-        proxy = _service_settings(settings, service, decl, route)
-        if proxy not in upstreams:
-            upstreams[proxy] = Upstream(proxy)
-        filters = _scoped(decl, instances, route.key, route.service)
-        routes.append((route, Destination(service.name or "", route.name or "",
-                                          Chain([*filters, *extra]), upstreams[proxy],
-                                          route, service.path)))
-    if not routes:
-        raise Invalid("routes", "no route of an enabled service: every request would be a 404")
+        service = decl.services.get(route.service)  # None: a route without a service
+        if route.service is not None and (service is None or not service.enabled):
+            continue  # disabled, or refused (read_declaration reported it)
+        upstream = None
+        if service is not None:
+            with collecting(problems):
+                proxy = _service_settings(settings, service, decl, route)
+                if proxy not in upstreams:
+                    upstreams[proxy] = Upstream(proxy)
+                upstream = upstreams[proxy]
+        chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
+        routes.append((route, Destination(
+            (service.name or "") if service else "", route.name or "", chain, upstream, route,
+            service.path if service else None)))
+    raise_any(problems)
     return RouteTable([d for _, d in routes], Router(routes))
 
 
-def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings) -> Filter | None:
-    """The plugin's filter; None for a disabled plugin (its config checked all the same)."""
-    cls, config = filter_config(plugin, decl)
-    if not plugin.enabled:
-        return None
-    try:
-        return cls(config, settings)
-    except (ConfigError, ValueError) as exc:
-        raise Invalid(f"{plugin.label}.config", str(exc)) from None
+def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings,
+              problems: list[str]) -> Filter | None:
+    """The plugin's filter; None for a disabled plugin (its config checked all the same)
+    or one whose config is wrong (added to ``problems``)."""
+    with collecting(problems):
+        cls, config = filter_config(plugin, decl)
+        if not plugin.enabled:
+            return None
+        try:
+            return cls(config, settings)
+        except (ConfigError, ValueError) as exc:
+            raise Invalid(f"{plugin.label}.config", str(exc)) from None
+    return None
 
 
 def _scoped(decl: Declaration, instances: list[Filter | None], route: str,
@@ -262,8 +279,24 @@ def route_table(settings: Settings, environ: Mapping[str, str],
             raise ConfigError(f"{name}: a filter setting has no effect with a declarative "
                               "file; set it in the plugin's config there")
     text, origin = source
-    decl = parse_declaration(text, origin, environ)
+    table, problems = _declared_table(settings, read_declaration(text, origin, environ), extra)
+    if table is None or problems:
+        raise blockers(origin, problems)
+    return table
+
+
+def file_problems(settings: Settings, text: str, origin: str,
+                  environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Every blocker of a declarative file, one ``path: message`` line each (kong-check);
+    ConfigError only for text that is not YAML or JSON."""
+    return _declared_table(settings, read_declaration(text, origin, environ), ())[1]
+
+
+def _declared_table(settings: Settings, decl: Declaration, extra: Sequence[Filter]
+                    ) -> tuple[RouteTable | None, tuple[str, ...]]:
+    """The table of a read file, and the problems of the file and of its plugins."""
     try:
-        return declared(settings, decl, extra)
+        table = declared(settings, decl, extra)
     except Invalid as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+        return None, decl.problems + exc.problems
+    return table, decl.problems

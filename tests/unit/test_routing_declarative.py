@@ -78,12 +78,12 @@ plugins:
      "services[a].routes[r].snis: is not supported by this gateway"),
     ("routes:\n- {name: r, paths: [/], service: nope}\n",
      "routes[r].service: no service named 'nope' in this file"),
-    ("routes:\n- {name: r, paths: [/]}\n", "routes[r].service: required field missing"),
     ("services:\n- {name: a, url: 'http://a', routes: [{name: r}]}\n",
      "services[a].routes[r]: must set one of 'methods', 'hosts', 'headers', 'paths'"),
     ("services:\n- {name: a, url: 'http://a'}\n- {name: a, url: 'http://b'}\n",
      "services[a]: service 'a' is defined twice"),
-    ("certificates: []\n", "certificates: unsupported entity"),
+    ("certificates: [{cert: x}]\n",
+     "certificates: unsupported entity: not supported by this gateway"),
     ("services:\n- {name: a, url: 'http://a', routes: [{paths: ['~/(']}]}\n",
      "services[a].routes[0].paths[0]: invalid regex"),
     ("services:\n- {name: a, url: 'http://a', routes: [{hosts: ['a.*.com']}]}\n",
@@ -95,9 +95,13 @@ def test_errors_name_the_entity_and_field(text, message):
     assert message in error(text)
 
 
-def test_format_version_is_required():
-    with pytest.raises(ConfigError, match=r'_format_version: expected "3\.0"'):
-        parse_declaration("_format_version: '2.1'\n", "kong.yml", {})
+@pytest.mark.parametrize(("text", "message"), [
+    ("services: []\n", "_format_version: required field missing"),
+    ("_format_version: '4.0'\n", '_format_version: expected one of: "1.1", "2.1", "3.0"'),
+])
+def test_format_version_is_required(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_declaration(text, "kong.yml", {})
 
 
 def test_bad_yaml_says_where_without_echoing_the_line():

@@ -197,8 +197,9 @@ def test_a_bad_value_from_a_vault_is_not_echoed(upstream):
     assert len([f for f in gateway_of(client).filters if f.NAME == "enrichment"]) == 1
 
 
-def test_a_file_without_routes_is_refused(upstream):
+def test_a_file_whose_only_service_is_disabled_loads_and_answers_404(upstream):
     text = (f'_format_version: "3.0"\nservices:\n- {{name: a, url: "{upstream.url}", '
             'enabled: false, routes: [{paths: [/]}]}\n')
-    with pytest.raises(ConfigError, match="routes: no route of an enabled service"):
-        in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
+    response = get(in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text}), "/")
+    assert response.status_code == 404
+    assert json.loads(response.get_data())["message"] == "no Route matched with those values"
