@@ -6,7 +6,7 @@ Skipped, and why:
 | spec case | why |
 |---|---|
 | every `#grpc` case | no gRPC proxying in this gateway |
-| 02-invalidations_spec.lua (config changed through the Admin API) | DB-less: a new file is a reload, which builds new filters (and caches) |
+| 02-invalidations_spec.lua (Admin API changes) | DB-less: a reload builds new filters and caches |
 | 03-api_spec.lua Admin API round trips | no Admin API; the regex validity check is translated |
 """
 

@@ -11,7 +11,7 @@ Skipped, and why:
 |---|---|
 | every `#grpc` and `#tcp` case | no gRPC or stream proxying in this gateway |
 | "dynamic updates" (Admin API PATCH of the plugin) | no Admin API; a reload builds new filters |
-| X-Forwarded-For with `real_ip_recursive` variants | ProxyFix takes the Nth address from the right, as nginx's realip with a fixed hop count |
+| `real_ip_recursive` variants | ProxyFix takes the Nth address from the right (fixed hops) |
 """
 
 from __future__ import annotations
