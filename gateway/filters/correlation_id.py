@@ -77,7 +77,7 @@ class CorrelationId(Filter):
 
     def on_request(self, ex: Exchange) -> None:
         given = ex.environ.get(self.environ_key)
-        if given:
+        if given and not given.isspace():
             correlation_id = given
         else:
             correlation_id = self.generate(ex)
