@@ -7,7 +7,7 @@ Skipped, and why:
 |---|---|
 | every `#grpc` case | no gRPC proxying in this gateway |
 | echo when the upstream times out | translated with an upstream that refuses (502): same path |
-| echo after a runtime error (`error-generator-last`) | a Kong test plugin; one that answers is used |
+| a runtime error (`error-generator-last`) | a Kong test plugin; one that answers is used |
 | `correlation_id` in file-log's entry | that entry belongs to the log plugins (issue 21) |
 """
 
