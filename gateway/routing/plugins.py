@@ -12,6 +12,7 @@ as Kong refuses it ("unknown field").
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,11 @@ def _response_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> d
             for name in ("add", "remove")}
 
 
+def _regex_lists(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
+    """bot-detection's lists of regular expressions, as JSON arrays (they may hold commas)."""
+    return {name: json.dumps(list(conf[name])) for name in ("allow", "deny")}
+
+
 KONG_PLUGINS: dict[str, KongPlugin] = {
     "key-auth": KongPlugin("key-auth", {
         "key_names": Field(STRINGS, "key_names"),
@@ -170,6 +176,18 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "status_code": Field(s.integer(100, 599), "status"),
         **_same("message body content_type trigger", s.string),
         "echo": Field(s.boolean, "echo"),
+    }),
+    "ip-restriction": KongPlugin("ip-restriction", {
+        **_same("allow deny", STRINGS),
+        "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),
+    }),
+    "bot-detection": KongPlugin("bot-detection", {
+        "allow": Field(STRINGS, default=()), "deny": Field(STRINGS, default=()),
+    }, _regex_lists),
+    "correlation-id": KongPlugin("correlation-id", {
+        "header_name": Field(s.string, "header_name"),
+        "generator": Field(s.one_of("uuid", "uuid#counter", "tracker"), "generator"),
+        "echo_downstream": Field(s.boolean, "echo_downstream"),
     }),
     "response-transformer": KongPlugin("response-headers", {
         "add": Field(_transform_lists("headers")), "remove": Field(_transform_lists("headers")),
