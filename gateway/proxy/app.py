@@ -39,7 +39,7 @@ from gateway.proxy.request import check_request, request_body, request_target
 from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE
 from gateway.proxy.wire import InvalidResponse
 from gateway.routing.chain import Chain
-from gateway.routing.table import NO_ROUTE, NO_SERVICE, Destination, RouteTable, route_table
+from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
 
@@ -123,8 +123,8 @@ class Gateway:
             f.on_request(ex)
             if ex.answered:
                 return
-        if destination.upstream is None:
-            ex.error(503, NO_SERVICE)  # a route without a service, as Kong answers it
+        if destination.upstream is None:  # no service, or no live target: Kong's 503
+            ex.error(503, destination.unavailable)
             return
         self.proxy(ex, destination, path, matched)
 

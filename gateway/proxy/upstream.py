@@ -20,7 +20,12 @@ from functools import partial
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+)
 from werkzeug.datastructures import Headers
 
 from gateway.config import Settings
@@ -39,6 +44,8 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: The status and words logged for a client that left before the upstream answered
 #: (nginx's and Kong's 499); the client never sees them.
 CLIENT_CLOSED = 499
+#: Kong's 503 when an upstream host name does not resolve (kong/runloop/balancer).
+NAME_RESOLUTION_FAILED = "name resolution failed"
 CLIENT_CLOSED_MESSAGE = "Client closed the connection"
 
 
@@ -121,7 +128,10 @@ class Upstream:
             try:
                 answer = self._attempt(target, method, path, headers, payload, chunked,
                                        repeatable, client_gone)
-            except NewConnectionError as exc:  # refused, DNS failure: before ConnectTimeoutError
+            except NameResolutionError as exc:  # before NewConnectionError, its base
+                self._mark_down(target, exc)
+                failure = GatewayError(503, NAME_RESOLUTION_FAILED, "dns")
+            except NewConnectionError as exc:  # refused: before ConnectTimeoutError
                 self._mark_down(target, exc)
                 failure = GatewayError(502, BAD_GATEWAY, "refused")
             except ConnectTimeoutError as exc:
