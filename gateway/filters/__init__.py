@@ -19,7 +19,10 @@ from gateway.config import ConfigError, Settings, env_names, load
 from gateway.filters.base import Filter
 from gateway.filters.cors import Cors
 from gateway.filters.enrichment.handler import Enrichment
+from gateway.filters.file_log import FileLog
+from gateway.filters.http_log import HttpLog
 from gateway.filters.key_auth import KeyAuth
+from gateway.filters.prometheus import Prometheus
 from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
 from gateway.filters.request_size_limiting import RequestSizeLimiting
@@ -31,7 +34,8 @@ ENTRY_POINT_GROUP = "gateway.filters"
 
 REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
-                              Cors, RequestSizeLimiting, ProxyCache, Enrichment)
+                              Cors, RequestSizeLimiting, ProxyCache, Enrichment, Prometheus,
+                              HttpLog, FileLog)
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -163,11 +163,40 @@ def _filter_duration(name: str) -> Any:
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+#: Collectors of figures derived at scrape time, each made from the source of all the
+#: others (a collector of every worker's metrics): filters add theirs (prometheus's
+#: kong_nginx_* gauges).
+DERIVED: list[Callable[[Any], Any]] = []
+#: Sample names replaced in the exposition (prometheus's Kong counter names without the
+#: ``_total`` prometheus_client adds to every counter).
+RENAMES: dict[bytes, bytes] = {}
+
+
+class _Forward:
+    """The metrics of a registry, as a collector of another."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        return self.registry.collect()
+
+
 def exposition() -> bytes:
     """All workers' metrics in the Prometheus text format (this process's without multiprocess)."""
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        return generate_latest(REGISTRY)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return generate_latest(registry)
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ and not DERIVED:
+        body = generate_latest(REGISTRY)
+    else:
+        registry = CollectorRegistry()
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            source: Any = multiprocess.MultiProcessCollector(registry)
+        else:
+            source = _Forward(REGISTRY)
+            registry.register(source)
+        for derived in DERIVED:
+            registry.register(derived(source))
+        body = generate_latest(registry)
+    for old, new in RENAMES.items():
+        body = body.replace(old, new)
+    return body
 

@@ -163,6 +163,7 @@ class Gateway:
         add_forwarding(headers, ex.environ, ex.request_id, sent.partition("?")[0],
                        destination.forwarded_prefix(sent, matched))
         body, chunked = request_body(ex.environ, self.settings.body_timeout)
+        ex.upstream_uri = upstream_target
         ex.upstream_started = perf_counter()
         target, answer = destination.upstream.send(ex.method, upstream_target, headers, body,
                                                    chunked, ex.environ.get("gunicorn.socket"))
@@ -238,6 +239,7 @@ class ResponseBody:
         answer = self.ex.upstream_response
         if answer is not None:
             answer.release()  # back to the pool if read whole, else closed
+        self.ex.bytes_sent = self.sent
         for f in self.chain.log_filters:
             try:
                 f.on_log(self.ex)

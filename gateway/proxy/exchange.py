@@ -73,6 +73,10 @@ class Exchange:
         self.route: str | None = None
         #: The upstream target URL used, if any.
         self.target: str | None = None
+        #: The request target sent upstream (path and query), once it was sent.
+        self.upstream_uri: str | None = None
+        #: Response body bytes handed to the server (set before the log phase).
+        self.bytes_sent = 0
         #: The upstream answer being streamed (proxy.upstream.Answer); the app releases it.
         self.upstream_response: Any = None
         #: The upstream's end-to-end response headers as received (before any filter edited
