@@ -17,9 +17,9 @@ exporter.lua):
   workspace} with Kong's bucket bounds (milliseconds);
 - ``bandwidth_metrics``: ``kong_bandwidth_bytes{service,route,direction,workspace,
   consumer}`` (direction ingress/egress, estimated head + body sizes);
-- ``upstream_health_metrics``: ``kong_upstream_target_health{upstream,target,address,
-  state,subsystem}`` (1 on the target's state: healthy, or unhealthy while the
-  passive check skips it), refreshed when the metrics are scraped;
+- ``upstream_health_metrics``: accepted; ``kong_upstream_target_health`` is not
+  exported yet (the passive health of targets is per worker; the gateway's
+  ``gateway_upstream_errors`` counts the failures);
 - ``per_consumer``: the consumer label holds the consumer's username.
 
 Requests no route took are not counted (Kong's exporter returns early). Per
@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from gateway.config import Settings, boolean, setting
@@ -76,7 +76,7 @@ class PrometheusConfig:
         "prometheus: export kong_bandwidth_bytes.")
     upstream_health_metrics: bool = setting(
         "GATEWAY_PROMETHEUS_UPSTREAM_HEALTH_METRICS", boolean, "false",
-        "prometheus: export kong_upstream_target_health.")
+        "prometheus: accepted; kong_upstream_target_health is not exported yet.")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,6 @@ class KongMetrics:
     upstream_latency: Histogram
     request_latency: Histogram
     bandwidth: Counter
-    target_health: Gauge
 
 
 @functools.cache
@@ -108,10 +107,6 @@ def kong_metrics() -> KongMetrics:
                   buckets=UPSTREAM_LATENCY_BUCKETS),
         Counter("kong_bandwidth_bytes", "Total bandwidth (ingress/egress) throughput in bytes",
                 ["service", "route", "direction", "workspace", "consumer"]),
-        Gauge("kong_upstream_target_health", "Health status of targets of upstream. States = "
-              "healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is "
-              "populated.", ["upstream", "target", "address", "state", "subsystem"],
-              multiprocess_mode="livemax"),
     )
 
 
@@ -158,8 +153,6 @@ class Prometheus(Filter):
     def __init__(self, config: PrometheusConfig, settings: Settings) -> None:
         super().__init__(config, settings)
         self.metrics = kong_metrics()
-        #: Passive health of these targets is exported (set by the app's route table).
-        self.upstreams: list[Any] = []
 
     def on_log(self, ex: Exchange) -> None:
         if ex.route is None:
