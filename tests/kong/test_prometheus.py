@@ -1,0 +1,130 @@
+"""Kong's spec/03-plugins/26-prometheus/02-access_spec.lua and 07-optional_fields_spec.lua
+(Kong 3.10), translated case by case: the gateway in process (metrics in this process),
+``/_gw/metrics`` parsed with prometheus_client's parser. Each case has its own service
+name, since the process's counters outlive a test. tests/integration/test_logging_plugins.py
+runs it under gunicorn with 2 workers.
+
+Skipped cases and why (spec case: reason):
+
+- gRPC, stream (TCP/TLS) cases, upstream_target_health cases, datastore_reachable,
+  memory and timer gauges, AI and Wasm metrics: no gRPC, stream proxying, active health
+  checks, database, Lua VM or AI proxy here; kong_upstream_target_health is not exported.
+- 01-api, 03-custom-serve, 04-status_api, 06-hybrid-mode: the metrics are on the gateway's
+  own status path, not Kong's admin or status API; no hybrid mode.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.config import ConfigError
+from gateway.testing.mock import MockService
+from tests.support.app import get, in_process
+
+ALL = {"status_code_metrics": True, "latency_metrics": True, "bandwidth_metrics": True}
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    service = MockService()
+    service.route("/status/400", status=400)
+    yield service
+    service.stop()
+
+
+def client_for(upstream: MockService, service: str, config: dict, extra: list | None = None,
+               consumers: list | None = None):
+    decl = {"_format_version": "3.0", "services": [{
+        "name": service, "url": upstream.url, "routes": [{"name": f"{service}-route",
+                                                          "paths": ["/"]}],
+        "plugins": [{"name": "prometheus", "config": config}, *(extra or [])]}],
+        "consumers": consumers or []}
+    return in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": json.dumps(decl),
+                       "GATEWAY_STATUS_PATH": "/_gw", "GATEWAY_ACCESS_LOG": "off"})
+
+
+def samples(client, name: str, service: str) -> list:
+    text = get(client, "/_gw/metrics").get_data(as_text=True)
+    return [s for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == name and s.labels.get("service") == service]
+
+
+def test_increments_the_count_for_proxied_requests(upstream):
+    client = client_for(upstream, "mock-service", ALL)
+    assert get(client, "/status/200").status_code == 200
+    [sample] = samples(client, "kong_http_requests_total", "mock-service")
+    assert sample.labels == {"service": "mock-service", "route": "mock-service-route",
+                             "code": "200", "source": "service", "workspace": "default",
+                             "consumer": ""}
+    assert sample.value == 1
+    assert get(client, "/status/400").status_code == 400
+    codes = {s.labels["code"]: s.value
+             for s in samples(client, "kong_http_requests_total", "mock-service")}
+    assert codes == {"200": 1, "400": 1}
+
+
+def test_latency_and_bandwidth(upstream):
+    client = client_for(upstream, "latency-service", ALL)
+    get(client, "/status/200")
+    for name in ("kong_kong_latency_ms_count", "kong_upstream_latency_ms_count",
+                 "kong_request_latency_ms_count"):
+        [count] = samples(client, name, "latency-service")
+        assert count.value == 1
+    buckets = {s.labels["le"] for s in samples(client, "kong_kong_latency_ms_bucket",
+                                               "latency-service")}
+    assert {"1.0", "7.0", "6000.0", "+Inf"} <= buckets
+    directions = {s.labels["direction"] for s in samples(
+        client, "kong_bandwidth_bytes_total", "latency-service")}
+    assert directions == {"ingress", "egress"}
+
+
+def test_source_kong_for_the_gateways_own_answer(upstream):
+    client = client_for(upstream, "exit-service", ALL, [
+        {"name": "request-termination", "config": {"status_code": 503}}])
+    assert get(client, "/").status_code == 503
+    [sample] = samples(client, "kong_http_requests_total", "exit-service")
+    assert sample.labels["code"] == "503" and sample.labels["source"] == "kong"
+
+
+def test_per_consumer(upstream):
+    client = client_for(upstream, "consumer-service", {**ALL, "per_consumer": True}, [
+        {"name": "key-auth", "config": {}}],
+        [{"username": "alice", "keyauth_credentials": [{"key": "alice-key"}]}])
+    assert get(client, "/", headers={"apikey": "alice-key"}).status_code == 200
+    assert get(client, "/").status_code == 401
+    consumers = {(s.labels["code"], s.labels["consumer"]) for s in samples(
+        client, "kong_http_requests_total", "consumer-service")}
+    assert consumers == {("200", "alice"), ("401", "")}
+
+
+def test_optional_fields_off_by_default(upstream):
+    """07-optional_fields_spec: with Kong's defaults no per-request series are exported."""
+    client = client_for(upstream, "defaults-service", {})
+    get(client, "/")
+    for name in ("kong_http_requests_total", "kong_kong_latency_ms_count",
+                 "kong_bandwidth_bytes_total"):
+        assert samples(client, name, "defaults-service") == []
+
+
+def test_direct_from_variables(upstream):
+    client = in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "prometheus",
+                         "GATEWAY_PROMETHEUS_STATUS_CODE_METRICS": "true",
+                         "GATEWAY_STATUS_PATH": "/_gw", "GATEWAY_ACCESS_LOG": "off"})
+    get(client, "/status/200")
+    text = get(client, "/_gw/metrics").get_data(as_text=True)
+    assert "kong_http_requests_total{" in text
+    assert "kong_nginx_requests_total{" in text
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"ai_metrics": True}, "config.ai_metrics: is not supported by this gateway"),
+    ({"per_consumer": "yes"}, "config.per_consumer: expected a boolean"),
+    ({"bogus": True}, "config.bogus: unknown field"),
+])
+def test_schema_refusals(upstream, config, message):
+    with pytest.raises(ConfigError) as raised:
+        client_for(upstream, "schema-service", config)
+    assert message in str(raised.value)
