@@ -43,8 +43,6 @@ from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
 
-#: The chain of a request no route took (Kong runs no plugin on its 404).
-NO_FILTERS = Chain(())
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
@@ -89,7 +87,7 @@ class Gateway:
         self.metrics.started()
         found = self.routes.find(environ)
         if found is None:
-            chain = NO_FILTERS
+            chain = self.routes.unrouted
             self._guarded(ex, self._unrouted)
         else:
             chain = found[0].chain

@@ -15,8 +15,6 @@ Skipped cases and why (spec case: reason):
   loader's (tests/unit/test_routing_declarative.py).
 - puts changed configuration into effect immediately, does not mix buffers (admin API):
   no admin API; each plugin entry has its own queue (test_separate_queues).
-- executes successfully when route does not exist: the 404 answers, but is not logged: the
-  gateway runs no filter (global ones included) on a request no route took.
 - 03-schem-vault, 04-legacy_queue_sharing, 05-old-plugin-compatibility: vaults, Kong's
   shared legacy queues and the admin API.
 """
@@ -192,8 +190,10 @@ def test_enabled_globally_when_route_does_not_exist(upstream, collector):
     assert get(client, "/nowhere").status_code == 404
     assert get(client, "/exists").status_code == 200
     drain(client)
-    # Kong logs the 404 too; the gateway runs no filter on a request no route took.
-    assert [entry["request"]["uri"] for entry in entries(collector)] == ["/exists"]
+    found = entries(collector)
+    assert [entry["request"]["uri"] for entry in found] == ["/nowhere", "/exists"]
+    assert found[0]["response"]["status"] == 404
+    assert "route" not in found[0] and "service" not in found[0]
 
 
 def test_direct_from_variables(upstream, collector):
