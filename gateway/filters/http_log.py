@@ -99,6 +99,8 @@ class HttpLogConfig:
         if self.queue_concurrency_limit not in (-1, 1):
             raise ValueError("queue.concurrency_limit: expected one of: -1, 1")
         names = {name.lower() for name, _ in self.headers}
+        if any(c in item for pair in self.headers for item in pair for c in "\r\n\0"):
+            raise ValueError("headers: a header name or value holds CR, LF or NUL")
         for reserved in RESERVED_HEADERS:
             if reserved in names:
                 raise ValueError(f"headers: cannot contain '{reserved.title()}' header")

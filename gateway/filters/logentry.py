@@ -9,9 +9,9 @@ proxy, request, receive} in milliseconds, ``tries``, ``route``, ``service``,
 milliseconds), ``source`` ("upstream" or "kong"), ``workspace``, ``workspace_name``.
 
 Secrets: as Kong, ``Authorization`` and ``Proxy-Authorization`` are logged as
-"REDACTED"; besides Kong, so is the header or query argument a key-auth
-credential came in (``ex.consumer.credential``'s value wherever it appears),
-since the entry leaves the gateway. Header names are lower-cased and repeated
+"REDACTED"; besides Kong, so is an API key key-auth found in the request
+(``ex.secrets``) wherever it appears (a header, the query, the URI), since the
+entry leaves the gateway. Header names are lower-cased and repeated
 headers become lists, as Kong's ``get_headers()``. ``service`` and ``route``
 carry what the gateway knows of them (name; the service's protocol, host and
 port from the upstream target used); there are no entity ids.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 from gateway.proxy.exchange import Exchange
 
@@ -36,7 +36,7 @@ def serialize(ex: Exchange) -> dict[str, Any]:
     """The request's log entry in Kong's format (call in the log phase)."""
     now = time.perf_counter()
     request_ms = round((now - ex.started) * 1000)
-    secret = ex.consumer.credential if ex.consumer is not None else None
+    secret = _forms(ex.secrets)
     environ = ex.environ
     request_uri = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
     request_headers = _request_headers(ex, secret)
@@ -75,7 +75,14 @@ def serialize(ex: Exchange) -> dict[str, Any]:
     return {key: value for key, value in entry.items() if value is not None}
 
 
-def _request_headers(ex: Exchange, secret: str | None) -> dict[str, Any]:
+def _forms(secrets: list[str]) -> tuple[str, ...]:
+    """Each secret as sent: plain and percent-encoded (a query or a path carries either)."""
+    forms = {form for value in secrets for form in (value, quote(value, safe=""),
+                                                     quote_plus(value, safe=""))}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _request_headers(ex: Exchange, secret: tuple[str, ...]) -> dict[str, Any]:
     environ = ex.environ
     pairs = [(key[5:].replace("_", "-"), value) for key, value in environ.items()
              if key.startswith("HTTP_")]
@@ -84,14 +91,14 @@ def _request_headers(ex: Exchange, secret: str | None) -> dict[str, Any]:
             pairs.append((key.replace("_", "-"), environ[key]))
     headers = _headers(pairs)
     for name, value in headers.items():
-        if name in REDACTED_HEADERS or (secret and _holds(value, secret)):
+        if name in REDACTED_HEADERS or _holds(value, secret):
             headers[name] = REDACTED
     return headers
 
 
-def _holds(value: Any, secret: str) -> bool:
+def _holds(value: Any, secret: tuple[str, ...]) -> bool:
     values = value if isinstance(value, list) else [value]
-    return any(secret in item for item in values)
+    return any(form in item for item in values for form in secret)
 
 
 def _headers(pairs: Any) -> dict[str, Any]:
@@ -109,7 +116,7 @@ def _headers(pairs: Any) -> dict[str, Any]:
     return headers
 
 
-def _query(raw: str, secret: str | None) -> dict[str, Any]:
+def _query(raw: str, secret: tuple[str, ...]) -> dict[str, Any]:
     """Kong's get_query(): a value, a list for repeats, true for a bare key."""
     query: dict[str, Any] = {}
     for item in raw.split("&"):
@@ -121,7 +128,7 @@ def _query(raw: str, secret: str | None) -> dict[str, Any]:
         key = pairs[0][0] if pairs else name
         if not sep:
             value = True
-        elif secret and value == secret:
+        elif value in secret:
             value = REDACTED
         before = query.get(key)
         if before is None:
@@ -133,8 +140,10 @@ def _query(raw: str, secret: str | None) -> dict[str, Any]:
     return query
 
 
-def _hide(text: str, secret: str | None) -> str:
-    return text.replace(secret, REDACTED) if secret and secret in text else text
+def _hide(text: str, secret: tuple[str, ...]) -> str:
+    for form in secret:
+        text = text.replace(form, REDACTED)
+    return text
 
 
 def _url(environ: dict[str, Any], request_uri: str) -> str:

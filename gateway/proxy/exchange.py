@@ -52,6 +52,9 @@ class Exchange:
         self.upstream_headers: Headers = request_headers(environ)
         #: Who the client is, once an authentication filter (key-auth) identified it.
         self.consumer: Consumer | None = None
+        #: Credentials found in the request (an API key, known or not): the logging filters
+        #: write "REDACTED" wherever one appears.
+        self.secrets: list[str] = []
         self._upstream_query: str | None = None
         #: Response status; None until the upstream or a filter answered.
         self.status: int | None = None
