@@ -17,9 +17,12 @@ exporter.lua):
   workspace} with Kong's bucket bounds (milliseconds);
 - ``bandwidth_metrics``: ``kong_bandwidth_bytes{service,route,direction,workspace,
   consumer}`` (direction ingress/egress, estimated head + body sizes);
-- ``upstream_health_metrics``: accepted; ``kong_upstream_target_health`` is not
-  exported yet (the passive health of targets is per worker; the gateway's
-  ``gateway_upstream_errors`` counts the failures);
+- ``upstream_health_metrics`` (for all routes once one plugin entry enables it, as
+  Kong's): ``kong_upstream_target_health{upstream,target,address,state,subsystem}``
+  for the targets of the file's upstream entities: 1 on ``healthy`` (the worker
+  sends to it) or ``unhealthy`` (the passive check skips it), 0 on the other
+  states; each worker writes its view once a second and on a scrape it serves,
+  and the most recent one is shown;
 - ``per_consumer``: the consumer label holds the consumer's username.
 
 Requests no route took are not counted (Kong's exporter returns early). Per
@@ -37,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from gateway.config import Settings, boolean, setting
@@ -76,7 +79,7 @@ class PrometheusConfig:
         "prometheus: export kong_bandwidth_bytes.")
     upstream_health_metrics: bool = setting(
         "GATEWAY_PROMETHEUS_UPSTREAM_HEALTH_METRICS", boolean, "false",
-        "prometheus: accepted; kong_upstream_target_health is not exported yet.")
+        "prometheus: export kong_upstream_target_health.")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,31 @@ def kong_metrics() -> KongMetrics:
         Counter("kong_bandwidth_bytes", "Total bandwidth (ingress/egress) throughput in bytes",
                 ["service", "route", "direction", "workspace", "consumer"]),
     )
+
+
+#: Kong's states of a target; ours are healthy and unhealthy (passive checks only).
+STATES = ("healthchecks_off", "healthy", "unhealthy", "dns_error")
+
+
+@functools.cache
+def export_target_health() -> None:
+    """Write kong_upstream_target_health with this worker's upstream metrics from now on."""
+    gauge = Gauge("kong_upstream_target_health", "Health status of targets of upstream. "
+                  "States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when "
+                  "state is populated.", ["upstream", "target", "address", "state",
+                                          "subsystem"], multiprocess_mode="livemostrecent")
+
+    def refresh(upstreams: list[Any]) -> None:
+        for upstream in upstreams:
+            if upstream.name is None:
+                continue
+            for target, healthy in upstream.target_health().items():
+                state = "healthy" if healthy else "unhealthy"
+                for label in STATES:
+                    gauge.labels(upstream.name, target, target, label, SUBSYSTEM).set(
+                        1 if label == state else 0)
+
+    metrics.REFRESHERS.append(refresh)
 
 
 class NginxGauges:
@@ -153,6 +181,8 @@ class Prometheus(Filter):
     def __init__(self, config: PrometheusConfig, settings: Settings) -> None:
         super().__init__(config, settings)
         self.metrics = kong_metrics()
+        if config.upstream_health_metrics:
+            export_target_health()
 
     def on_log(self, ex: Exchange) -> None:
         if ex.route is None:

@@ -114,6 +114,11 @@ class WorkerMetrics:
         self.refreshed = now
         self._write()
         self._refresh_pools()
+        self._refresh_upstreams()
+
+    def _refresh_upstreams(self) -> None:
+        for refresh in REFRESHERS:
+            refresh(self.upstreams)
 
     def _write(self) -> None:
         PENDING.write()
@@ -163,6 +168,9 @@ def _filter_duration(name: str) -> Any:
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+#: Functions given this worker's upstreams once a second and on each scrape it serves, to
+#: write gauges of their state (prometheus's kong_upstream_target_health).
+REFRESHERS: list[Callable[[list[Upstream]], None]] = []
 #: Collectors of figures derived at scrape time, each made from the source of all the
 #: others (a collector of every worker's metrics): filters add theirs (prometheus's
 #: kong_nginx_* gauges).

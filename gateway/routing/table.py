@@ -163,6 +163,8 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
         proxy = _service_settings(settings, service, decl, route)
         if proxy not in upstreams:
             upstreams[proxy] = Upstream(proxy)
+            if service.host in decl.upstreams:
+                upstreams[proxy].name = service.host
         filters = _scoped(decl, instances, route.key, route.service)
         routes.append((route, Destination(service.name or "", route.name or "",
                                           Chain([*filters, *extra]), upstreams[proxy],

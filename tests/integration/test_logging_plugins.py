@@ -20,10 +20,16 @@ from gateway.testing.mock import MockService
 from gateway.testing.servers import free_port, http_request
 
 
-def kong_file(upstream: str, plugins: list[dict]) -> str:
-    return json.dumps({"_format_version": "3.0", "services": [{
-        "name": "mock", "url": upstream, "routes": [{"name": "all", "paths": ["/"]}]}],
-        "plugins": plugins})
+def kong_file(upstream: str, plugins: list[dict], balanced: bool = False) -> str:
+    """One service at ``upstream`` (through an upstream entity when ``balanced``)."""
+    service = {"name": "mock", "url": upstream, "routes": [{"name": "all", "paths": ["/"]}]}
+    entities = {}
+    if balanced:
+        service = {**service, "url": "http://mock-upstream"}
+        entities["upstreams"] = [{"name": "mock-upstream",
+                                  "targets": [{"target": upstream[len("http://"):]}]}]
+    return json.dumps({"_format_version": "3.0", "services": [service], **entities,
+                       "plugins": plugins})
 
 
 def http_log(collector_url: str, **queue) -> dict:
@@ -134,7 +140,8 @@ def families(url: str) -> dict:
 def test_prometheus_kong_metrics_over_two_workers(gateway, upstream):
     gw = gateway({"GATEWAY_DECLARATIVE_CONFIG_STRING": kong_file(upstream.url, [
         {"name": "prometheus", "config": {"status_code_metrics": True, "latency_metrics": True,
-                                          "bandwidth_metrics": True, "per_consumer": True}}]),
+                                          "bandwidth_metrics": True, "per_consumer": True,
+                                          "upstream_health_metrics": True}}], balanced=True),
         "GATEWAY_ACCESS_LOG": "off"}, workers=2, fresh=True)
     assert set(hammer(gw.url, 200)) == {200}
     # A client has its answer a moment before the worker's log phase has counted it.
@@ -168,6 +175,8 @@ def test_prometheus_kong_metrics_over_two_workers(gateway, upstream):
     nginx = found["kong_nginx_requests_total"]
     assert nginx.type == "gauge" and nginx.samples[0].value >= 200
     assert "kong_nginx_connections_total" in found
+    health = {s.labels["state"]: s.value for s in found["kong_upstream_target_health"].samples}
+    assert health == {"healthy": 1, "unhealthy": 0, "healthchecks_off": 0, "dns_error": 0}
 
 
 def test_prometheus_defaults_export_no_per_request_series(gateway, upstream):

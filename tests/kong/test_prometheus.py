@@ -6,9 +6,11 @@ runs it under gunicorn with 2 workers.
 
 Skipped cases and why (spec case: reason):
 
-- gRPC, stream (TCP/TLS) cases, upstream_target_health cases, datastore_reachable,
-  memory and timer gauges, AI and Wasm metrics: no gRPC, stream proxying, active health
-  checks, database, Lua VM or AI proxy here; kong_upstream_target_health is not exported.
+- gRPC, stream (TCP/TLS) cases, datastore_reachable, memory and timer gauges, AI and Wasm
+  metrics: no gRPC, stream proxying, database, Lua VM or AI proxy here.
+- upstream_target_health with active health checks, DNS errors and healthchecks_off: the
+  gateway has passive checks only (a target is healthy or unhealthy); tested with one
+  target down.
 - 01-api, 03-custom-serve, 04-status_api, 06-hybrid-mode: the metrics are on the gateway's
   own status path, not Kong's admin or status API; no hybrid mode.
 """
@@ -22,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import ConfigError
 from gateway.testing.mock import MockService
+from gateway.testing.servers import free_port
 from tests.support.app import get, in_process
 
 ALL = {"status_code_metrics": True, "latency_metrics": True, "bandwidth_metrics": True}
@@ -117,6 +120,31 @@ def test_direct_from_variables(upstream):
     text = get(client, "/_gw/metrics").get_data(as_text=True)
     assert "kong_http_requests_total{" in text
     assert "kong_nginx_requests_total{" in text
+
+
+def test_upstream_target_health(upstream):
+    closed = free_port()
+    decl = {"_format_version": "3.0",
+            "upstreams": [{"name": "mock-upstream", "targets": [
+                {"target": f"127.0.0.1:{closed}"},
+                {"target": f"127.0.0.1:{upstream.server_address[1]}"}]}],
+            "services": [{"name": "health-service", "host": "mock-upstream",
+                          "routes": [{"name": "health-route", "paths": ["/"]}],
+                          "plugins": [{"name": "prometheus",
+                                       "config": {"upstream_health_metrics": True}}]}]}
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": json.dumps(decl),
+                         "GATEWAY_STATUS_PATH": "/_gw", "GATEWAY_ACCESS_LOG": "off"})
+    for _ in range(2):  # round-robin: one of them meets the closed port
+        assert get(client, "/").status_code == 200
+    text = get(client, "/_gw/metrics").get_data(as_text=True)
+    states = {(s.labels["target"], s.labels["state"]): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples
+              if s.name == "kong_upstream_target_health"
+              and s.labels["upstream"] == "mock-upstream"}
+    down, up = f"127.0.0.1:{closed}", f"127.0.0.1:{upstream.server_address[1]}"
+    assert states[(down, "unhealthy")] == 1 and states[(down, "healthy")] == 0
+    assert states[(up, "healthy")] == 1 and states[(up, "unhealthy")] == 0
+    assert states[(up, "dns_error")] == 0 and states[(up, "healthchecks_off")] == 0
 
 
 @pytest.mark.parametrize(("config", "message"), [
