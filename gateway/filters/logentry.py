@@ -19,6 +19,7 @@ port from the upstream target used); there are no entity ids.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
@@ -176,11 +177,18 @@ def latencies(ex: Exchange, request_ms: int) -> dict[str, int]:
     return {"kong": kong, "proxy": proxy, "request": request_ms, "receive": receive}
 
 
+@functools.lru_cache(maxsize=256)
+def _target(url: str) -> tuple[str, str | None, int | None]:
+    """(scheme, host, port) of an upstream target URL (few: parsed once each)."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
 def _tries(target: str | None) -> list[dict[str, Any]] | None:
     if not target:
         return None
-    parts = urlsplit(target)
-    return [{"ip": parts.hostname, "port": parts.port, "balancer_latency": 0}]
+    _, host, port = _target(target)
+    return [{"ip": host, "port": port, "balancer_latency": 0}]
 
 
 def _service(ex: Exchange) -> dict[str, Any] | None:
@@ -188,6 +196,6 @@ def _service(ex: Exchange) -> dict[str, Any] | None:
         return None
     service: dict[str, Any] = {"name": ex.service}
     if ex.target:
-        parts = urlsplit(ex.target)
-        service.update(protocol=parts.scheme, host=parts.hostname, port=parts.port)
+        scheme, host, port = _target(ex.target)
+        service.update(protocol=scheme, host=host, port=port)
     return service
