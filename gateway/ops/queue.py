@@ -67,6 +67,9 @@ class Queue:
         self.entries: deque[bytes] = deque()
         self.queued_bytes = 0
         self.wakeup = Event()
+        #: Entries the sender waits for before it wants waking (0: it is busy sending), so
+        #: that a put wakes it only when there is something for it to do.
+        self.wanted = 0
         self.sender: gevent.Greenlet | None = None
         #: The process whose sender runs (a queue copied into a forked child starts anew).
         self.pid: int | None = None
@@ -100,7 +103,8 @@ class Queue:
             self._dropped(1)
         self.entries.append(entry)
         self.queued_bytes += len(entry)
-        self.wakeup.set()
+        if self.wanted and len(self.entries) >= self.wanted:
+            self.wakeup.set()
         return True
 
     def _send_now(self, entry: bytes) -> bool:
@@ -142,8 +146,7 @@ class Queue:
             if not self.entries:
                 if self.closing:
                     return
-                self.wakeup.clear()
-                self.wakeup.wait()
+                self._wait(1, None)
                 continue
             self._deliver(self._collect())
 
@@ -155,11 +158,19 @@ class Queue:
             remaining = deadline - monotonic()
             if remaining <= 0:
                 break
-            self.wakeup.clear()
-            self.wakeup.wait(remaining)
+            self._wait(size, remaining)
         batch = [self.entries.popleft() for _ in range(min(size, len(self.entries)))]
         self.queued_bytes -= sum(len(entry) for entry in batch)
         return batch
+
+    def _wait(self, entries: int, timeout: float | None) -> None:
+        """Sleep until ``entries`` are queued, the queue closes, or ``timeout`` passed."""
+        self.wanted = entries
+        self.wakeup.clear()
+        try:
+            self.wakeup.wait(timeout)
+        finally:
+            self.wanted = 0
 
     def _deliver(self, batch: list[bytes]) -> None:
         """Hand ``batch`` to the handler, retrying with backoff until max_retry_time."""
