@@ -39,6 +39,10 @@ FLUSH_TIMEOUT = 5.0
 #: Seconds between two "dropping entries" warnings of one queue.
 WARNING_INTERVAL = 60.0
 
+#: This process's id, renewed in a forked child (os.getpid() is a system call per request).
+_process = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _process.__setitem__(0, os.getpid()))
+
 #: Sends one batch; raises (any exception) when it could not.
 Handler = Callable[[list[bytes]], None]
 
@@ -130,7 +134,7 @@ class Queue:
                         "successful again (%d dropped so far)", self.name, self.dropped)
 
     def _ensure_running(self) -> None:
-        pid = os.getpid()
+        pid = _process[0]
         if self.pid == pid:
             return
         self.pid = pid
@@ -205,7 +209,7 @@ class Queue:
 
     def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
         """Send what is queued now, without coalescing; True if all went within ``timeout``."""
-        if self.pid != os.getpid():
+        if self.pid != _process[0]:
             return True
         self.closing = True
         self.wakeup.set()
