@@ -33,6 +33,7 @@ request the filter only updates the worker's pending batch
 from __future__ import annotations
 
 import functools
+import re
 import socket
 import time
 import uuid
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.config import Settings, boolean, setting
 from gateway.filters.base import Filter
@@ -97,7 +98,7 @@ class KongMetrics:
 def kong_metrics() -> KongMetrics:
     """Kong's metrics, created on first use so that they exist only with the filter."""
     metrics.DERIVED.append(NginxGauges)
-    metrics.RENAMES[b"kong_bandwidth_bytes_total"] = b"kong_bandwidth_bytes"
+    metrics.TRANSFORMS.append(kong_spelling)
     return KongMetrics(
         Counter("kong_http_requests", "HTTP status codes per consumer/service/route in Kong",
                 ["service", "route", "code", "source", "workspace", "consumer"]),
@@ -138,6 +139,38 @@ def export_target_health() -> None:
     metrics.REFRESHERS.append(refresh)
 
 
+#: Kong's label order per series (kong/plugins/prometheus/exporter.lua); ``le`` last.
+LABEL_ORDER = (b"service", b"route", b"code", b"source", b"direction", b"workspace",
+               b"consumer", b"node_id", b"subsystem", b"state", b"version", b"le")
+HEALTH_ORDER = (b"upstream", b"target", b"address", b"state", b"subsystem")
+_SAMPLE = re.compile(rb"^(kong_\w+)(?:\{(.*)\})? (.*)$", re.MULTILINE)
+_LABEL = re.compile(rb'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def kong_spelling(body: bytes) -> bytes:
+    """The kong_* samples as Kong writes them: labels in Kong's order, ``le="5"`` (not
+    ``5.0``), whole values without ``.0``, and ``kong_bandwidth_bytes`` without the
+    ``_total`` prometheus_client adds to counters (parsers read both the same; literal
+    matches of Kong's text do not)."""
+    return _SAMPLE.sub(_respell, body).replace(b"kong_bandwidth_bytes_total",
+                                               b"kong_bandwidth_bytes")
+
+
+def _respell(match: re.Match[bytes]) -> bytes:
+    name, labels, value = match.groups()
+    if value.endswith(b".0") and value[:-2].lstrip(b"-").isdigit():
+        value = value[:-2]
+    if labels is None:
+        return name + b" " + value
+    pairs = dict(_LABEL.findall(labels))
+    if b"le" in pairs and pairs[b"le"] != b"+Inf":
+        pairs[b"le"] = b"%g" % float(pairs[b"le"])
+    order = HEALTH_ORDER if name.startswith(b"kong_upstream_target_health") else LABEL_ORDER
+    keys = [key for key in order if key in pairs] + [key for key in pairs if key not in order]
+    return b"%s{%s} %s" % (name, b",".join(b'%s="%s"' % (key, pairs[key]) for key in keys),
+                           value)
+
+
 class NginxGauges:
     """Kong's kong_nginx_* gauges and kong_node_info, derived at scrape time from the
     gateway's own request counter and in-flight gauge (all workers')."""
@@ -145,7 +178,7 @@ class NginxGauges:
     def __init__(self, source: Any) -> None:
         self.source = source
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         total = in_flight = 0.0
         for family in self.source.collect():
             if family.name == "gateway_http_requests":
@@ -168,6 +201,9 @@ class NginxGauges:
                                  labels=["node_id", "version"])
         info.add_metric([NODE_ID, VERSION], 1)
         yield info
+        # Kong's count of errors of its metrics library: this one has none.
+        yield CounterMetricFamily("kong_nginx_metric_errors",
+                                  "Number of nginx-lua-prometheus errors", value=0)
 
 
 class Prometheus(Filter):

@@ -175,9 +175,9 @@ REFRESHERS: list[Callable[[list[Upstream]], None]] = []
 #: others (a collector of every worker's metrics): filters add theirs (prometheus's
 #: kong_nginx_* gauges).
 DERIVED: list[Callable[[Any], Any]] = []
-#: Sample names replaced in the exposition (prometheus's Kong counter names without the
-#: ``_total`` prometheus_client adds to every counter).
-RENAMES: dict[bytes, bytes] = {}
+#: Rewrites of the exposition text, in order (prometheus's Kong spelling of its series:
+#: label order, ``le`` values, a counter name without ``_total``).
+TRANSFORMS: list[Callable[[bytes], bytes]] = []
 
 
 class _Forward:
@@ -204,7 +204,7 @@ def exposition() -> bytes:
         for derived in DERIVED:
             registry.register(derived(source))
         body = generate_latest(registry)
-    for old, new in RENAMES.items():
-        body = body.replace(old, new)
+    for transform in TRANSFORMS:
+        body = transform(body)
     return body
 

@@ -67,6 +67,25 @@ def test_increments_the_count_for_proxied_requests(upstream):
     codes = {s.labels["code"]: s.value
              for s in samples(client, "kong_http_requests_total", "mock-service")}
     assert codes == {"200": 1, "400": 1}
+    # Kong's spec matches the text itself: Kong's label order, and its error counter.
+    text = get(client, "/_gw/metrics").get_data(as_text=True)
+    assert ('kong_http_requests_total{service="mock-service",route="mock-service-route",'
+            'code="400",source="service",workspace="default",consumer=""} 1\n') in text
+    assert "kong_nginx_metric_errors_total 0\n" in text
+
+
+def test_scrape_has_comments_and_kong_metrics_in_kong_spelling(upstream):
+    """Kong's "scrape response has metrics and comments only", for the kong_* lines."""
+    client = client_for(upstream, "spelling-service", ALL)
+    get(client, "/status/200")
+    text = get(client, "/_gw/metrics").get_data(as_text=True)
+    kong_lines = [line for line in text.splitlines() if line.startswith("kong_")
+                  and "spelling-service" in line]
+    assert 'kong_kong_latency_ms_bucket{service="spelling-service",route="spelling-service-' \
+           'route",workspace="default",le="+Inf"} 1' in kong_lines
+    assert any(line.startswith('kong_bandwidth_bytes{service="spelling-service",route='
+                               '"spelling-service-route",direction="ingress",workspace='
+                               '"default",consumer=""} ') for line in kong_lines)
 
 
 def test_latency_and_bandwidth(upstream):
@@ -78,7 +97,7 @@ def test_latency_and_bandwidth(upstream):
         assert count.value == 1
     buckets = {s.labels["le"] for s in samples(client, "kong_kong_latency_ms_bucket",
                                                "latency-service")}
-    assert {"1.0", "7.0", "6000.0", "+Inf"} <= buckets
+    assert {"1", "7", "6000", "+Inf"} <= buckets  # Kong's spelling of le
     directions = {s.labels["direction"] for s in samples(
         client, "kong_bandwidth_bytes_total", "latency-service")}
     assert directions == {"ingress", "egress"}
