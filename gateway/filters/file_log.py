@@ -74,8 +74,13 @@ class FileLog(Filter):
         self.queue.put(encode_json(serialize(ex)) + b"\n")
 
     def write(self, lines: list[bytes]) -> None:
-        """Append ``lines`` in one write, off the event loop; OSError when it cannot."""
-        get_hub().threadpool.apply(self._append, (b"".join(lines),))
+        """Append ``lines`` in one write, off the event loop; lines that cannot be written
+        are dropped with Kong's error line."""
+        try:
+            get_hub().threadpool.apply(self._append, (b"".join(lines),))
+        except OSError as exc:
+            log.error("[file-log] %s: %s (%d entries lost)", exc.strerror, exc.filename,
+                      len(lines))
 
     def _append(self, data: bytes) -> None:
         if self.fd is not None and self.config.reopen:
@@ -85,7 +90,8 @@ class FileLog(Filter):
             try:
                 self.fd = os.open(self.config.path, FLAGS, MODE)
             except OSError as exc:
-                raise OSError(f"failed to open the file: {exc.strerror}") from None
+                raise OSError(exc.errno, f"failed to open the file: {exc.strerror}",
+                              self.config.path) from None
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]

@@ -7,8 +7,6 @@ Skipped cases and why (spec case: reason):
 - logs custom values to file, logs with custom_fields_by_lua (several cases): no Lua;
   custom_fields_by_lua is refused (tested).
 - logs to file (#grpc, #grpcs), logs to file with TLS: no gRPC proxying; TLS ends in nginx.
-- does not create log file if directory doesn't exist: the entry is dropped with an error
-  line, as Kong's (tested: the request still answers 200).
 - the file can be truncated (by shell) while Kong runs: the same as logrotate's
   copytruncate: the file is opened with O_APPEND (tested through reopen and rename).
 - admin API cases (changing config at runtime): no admin API.
@@ -105,8 +103,56 @@ def test_missing_directory_drops_the_entry(upstream, tmp_path, caplog):
     client = client_with(upstream, {"path": str(tmp_path / "nowhere" / "file.log")})
     assert get(client, "/status/200").status_code == 200
     drain(client)
-    assert "failed to open the file" in caplog.text
+    assert "[file-log] failed to open the file: No such file or directory" in caplog.text
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_reopen_recreates_a_removed_file(upstream, tmp_path):
+    """Kong's "reopens file on each request": removed, the file is created again."""
+    path = tmp_path / "file.log"
+    client = client_with(upstream, {"path": str(path), "reopen": True})
+    get(client, "/first")
+    drain(client)
+    path.unlink()
+    get(client, "/second")
+    get(client, "/third")
+    drain(client)
+    assert [e["request"]["uri"] for e in lines(path)] == ["/second", "/third"]
+
+
+def test_logs_are_lost_if_reopen_is_false_and_the_file_was_removed(upstream, tmp_path):
+    path = tmp_path / "file.log"
+    client = client_with(upstream, {"path": str(path)})
+    get(client, "/first")
+    drain(client)
+    path.unlink()
+    assert get(client, "/second").status_code == 200
+    drain(client)
+    assert not path.exists()
+
+
+def test_path_is_a_directory(upstream, tmp_path, caplog):
+    client = client_with(upstream, {"path": str(tmp_path)})
+    assert get(client, "/status/200").status_code == 200
+    drain(client)
+    assert "[file-log] failed to open the file: Is a directory" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_no_write_permission(upstream, tmp_path, caplog):
+    path = tmp_path / "file.log"
+    path.touch(mode=0o444)
+    client = client_with(upstream, {"path": str(path)})
+    assert get(client, "/status/200").status_code == 200
+    drain(client)
+    assert "[file-log] failed to open the file: Permission denied" in caplog.text
+
+
+def test_character_device(upstream, caplog):
+    client = client_with(upstream, {"path": "/dev/null"})
+    assert get(client, "/status/200").status_code == 200
+    drain(client)
+    assert "failed to open the file" not in caplog.text
 
 
 def test_direct_from_variables(upstream, tmp_path):
