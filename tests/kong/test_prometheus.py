@@ -122,6 +122,28 @@ def test_per_consumer(upstream):
     assert consumers == {("200", "alice"), ("401", "")}
 
 
+def test_does_not_expose_per_consumer_metrics_by_default(upstream):
+    client = client_for(upstream, "no-consumer-service", ALL, [
+        {"name": "key-auth", "config": {}}],
+        [{"username": "bob", "keyauth_credentials": [{"key": "bob-key"}]}])
+    assert get(client, "/", headers={"apikey": "bob-key"}).status_code == 200
+    [sample] = samples(client, "kong_http_requests_total", "no-consumer-service")
+    assert sample.labels["consumer"] == ""
+
+
+def test_does_not_log_error_if_no_service_was_matched(upstream, caplog):
+    """A global prometheus and a request no route took: a 404, no error, nothing counted."""
+    decl = {"_format_version": "3.0", "services": [{"name": "unmatched-service",
+            "url": upstream.url, "routes": [{"paths": ["/only"]}]}],
+            "plugins": [{"name": "prometheus", "config": ALL}]}
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": json.dumps(decl),
+                         "GATEWAY_STATUS_PATH": "/_gw", "GATEWAY_ACCESS_LOG": "off"})
+    assert get(client, "/no-route-match-in-kong").status_code == 404
+    assert "ERROR" not in caplog.text and "Traceback" not in caplog.text
+    text = get(client, "/_gw/metrics").get_data(as_text=True)
+    assert 'code="404"' not in text
+
+
 def test_optional_fields_off_by_default(upstream):
     """07-optional_fields_spec: with Kong's defaults no per-request series are exported."""
     client = client_for(upstream, "defaults-service", {})
