@@ -13,14 +13,17 @@ warning says so).
 Headers sent: Content-Type (``content_type``), Authorization (Basic, from user
 info in ``http_endpoint``), then ``headers`` (which may not name Host,
 Content-Length nor Content-Type, nor Authorization beside user info; Kong's
-schema rules). ``keepalive`` is accepted: the client's pool keeps connections
-to the collector open between batches, with no idle time limit of its own.
+schema rules). ``keepalive``: connections to the collector are pooled between
+batches, and dropped before a batch that comes after more than ``keepalive``
+milliseconds of idleness (Kong's idle keep-alive time), so a collector that
+closes idle connections is not met with a stale one.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from time import monotonic
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gateway.config import Settings, choice, number, pairs, setting
@@ -66,7 +69,7 @@ class HttpLogConfig:
                              "http-log: milliseconds a call to the collector may take.")
     keepalive: float = setting(
         "GATEWAY_HTTP_LOG_KEEPALIVE", number(float, 0), "60000",
-        "http-log: Kong's idle keep-alive time in milliseconds (connections are pooled).")
+        "http-log: milliseconds a pooled connection to the collector may stay idle.")
     headers: tuple[tuple[str, str], ...] = setting(
         "GATEWAY_HTTP_LOG_HEADERS", pairs(":"), "",
         "http-log: headers sent to the collector, name:value,name:value.", secret=True)
@@ -150,6 +153,8 @@ class HttpLog(Filter):
         self.batched = config.queue_max_batch_size > 1
         self.service = Service(self.NAME, settings, ServiceOptions(timeout=config.timeout / 1000))
         self.queue = Queue(f"http-log:{netloc}{parts.path}", config.queue, self.send)
+        #: monotonic() time of the last batch sent (the pool's idle time starts there).
+        self.last_sent = float("-inf")
 
     def on_log(self, ex: Exchange) -> None:
         self.queue.put(encode_json(serialize(ex)))
@@ -157,5 +162,9 @@ class HttpLog(Filter):
     def send(self, batch: list[bytes]) -> None:
         """POST one batch to the collector; raises saying why it failed (the queue retries)."""
         body = b"[" + b",".join(batch) + b"]" if self.batched else batch[0]
+        now = monotonic()
+        if now - self.last_sent > self.config.keepalive / 1000:
+            self.service.client.pool.clear()  # idle past keepalive: open a fresh connection
+        self.last_sent = now
         self.service.call(self.config.method.upper(), self.url, _status, body,
                           self.headers).get()
