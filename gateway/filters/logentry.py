@@ -65,7 +65,7 @@ def serialize(ex: Exchange) -> dict[str, Any]:
         "service": _service(ex),
         "client_ip": ex.client_ip,
         "started_at": round((time.time() - (now - ex.started)) * 1000),
-        "source": "upstream" if ex.upstream_answer else "kong",
+        "source": "upstream" if proxied(ex) else "kong",
         "workspace": WORKSPACE,
         "workspace_name": WORKSPACE,
     }
@@ -74,6 +74,12 @@ def serialize(ex: Exchange) -> dict[str, Any]:
         if not ex.consumer.anonymous:
             entry["authenticated_entity"] = {"consumer_id": ex.consumer.id}
     return {key: value for key, value in entry.items() if value is not None}
+
+
+def proxied(ex: Exchange) -> bool:
+    """True when the response is the upstream's, as it answered this request (Kong's
+    response source "service"); a filter's answer or a cache hit is Kong's own ("kong")."""
+    return ex.upstream_status is not None and ex.body is None
 
 
 def _forms(secrets: list[str]) -> tuple[str, ...]:

@@ -46,7 +46,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.config import Settings, boolean, setting
 from gateway.filters.base import Filter
-from gateway.filters.logentry import WORKSPACE, latencies, request_size, response_size
+from gateway.filters.logentry import (
+    WORKSPACE,
+    latencies,
+    proxied,
+    request_size,
+    response_size,
+)
 from gateway.ops import metrics
 from gateway.ops.batch import PENDING
 from gateway.proxy.exchange import Exchange
@@ -227,7 +233,7 @@ class Prometheus(Filter):
         service, route = ex.service or "", ex.route
         consumer = ex.consumer.username if config.per_consumer and ex.consumer else ""
         if config.status_code_metrics:
-            source = "service" if ex.upstream_answer else "kong"
+            source = "service" if proxied(ex) else "kong"
             PENDING.count(self._requests(service, route, ex.status or 0, source, consumer))
         if config.latency_metrics:
             figures = latencies(ex, round((time.perf_counter() - ex.started) * 1000))

@@ -111,6 +111,18 @@ def test_source_kong_for_the_gateways_own_answer(upstream):
     assert sample.labels["code"] == "503" and sample.labels["source"] == "kong"
 
 
+def test_cache_hit_is_kongs_own_answer(upstream):
+    """A proxy-cache hit is Kong's kong.response.exit: source "kong"."""
+    client = client_for(upstream, "cache-service", ALL, [
+        {"name": "proxy-cache", "config": {"strategy": "memory",
+                                           "content_type": ["application/json"]}}])
+    for _ in range(2):
+        assert get(client, "/cached").status_code == 200
+    sources = {s.labels["source"]: s.value
+               for s in samples(client, "kong_http_requests_total", "cache-service")}
+    assert sources == {"service": 1, "kong": 1}
+
+
 def test_per_consumer(upstream):
     client = client_for(upstream, "consumer-service", {**ALL, "per_consumer": True}, [
         {"name": "key-auth", "config": {}}],
