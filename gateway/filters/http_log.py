@@ -98,7 +98,8 @@ class HttpLogConfig:
         _Q + "CONCURRENCY_LIMIT", number(int, -1, 1), "1",
         "http-log: 1 (one sender per worker) or -1 (each entry sent at once, unqueued).")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """ValueError naming what Kong's schema refuses across fields."""
         if self.queue_concurrency_limit not in (-1, 1):
             raise ValueError("queue.concurrency_limit: expected one of: -1, 1")
         names = {name.lower() for name, _ in self.headers}
@@ -134,6 +135,7 @@ class HttpLog(Filter):
 
     def __init__(self, config: HttpLogConfig, settings: Settings) -> None:
         super().__init__(config, settings)
+        config.check()
         parts = urlsplit(config.http_endpoint)
         netloc = parts.hostname or ""
         if ":" in netloc:

@@ -258,3 +258,17 @@ def test_endpoint_secret_not_in_errors(upstream):
     with pytest.raises(ConfigError) as raised:
         in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": json.dumps(decl)})
     assert "hunter2" not in str(raised.value)
+
+
+def test_variables_without_an_endpoint_are_refused(upstream):
+    with pytest.raises(ConfigError) as raised:
+        in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "http-log"})
+    assert "GATEWAY_HTTP_LOG_ENDPOINT" in str(raised.value)
+
+
+def test_variables_with_a_bad_queue_setting_are_refused(upstream):
+    with pytest.raises(ConfigError) as raised:
+        in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "http-log",
+                    "GATEWAY_HTTP_LOG_ENDPOINT": "http://x.test",
+                    "GATEWAY_HTTP_LOG_QUEUE_CONCURRENCY_LIMIT": "0"})
+    assert "concurrency_limit" in str(raised.value)
