@@ -13,8 +13,7 @@ Skipped cases and why (spec case: reason):
   kept.
 - should dereference config.headers value (vault): vault references are the declarative
   loader's (tests/unit/test_routing_declarative.py).
-- puts changed configuration into effect immediately, does not mix buffers (admin API):
-  no admin API; each plugin entry has its own queue (test_separate_queues).
+- puts changed configuration into effect immediately (admin API): no admin API.
 - 03-schem-vault, 04-legacy_queue_sharing, 05-old-plugin-compatibility: vaults, Kong's
   shared legacy queues and the admin API.
 """
@@ -141,6 +140,34 @@ def test_logs_with_a_buffer(upstream, collector):
     assert len(entries(collector)) == 200
     assert all(call.body.startswith(b"[") for call in collector.calls("/post_log"))
     assert len(collector.calls("/post_log")) < 200
+
+
+def test_does_not_mix_buffers(upstream, collector):
+    """Two routes, each with its own http-log and queue: each collector path gets its
+    route's entries only."""
+    upstream.route("/status/204", status=204)
+    collector.route("/post_log2", status=200)
+    queue = {"max_batch_size": 10, "max_coalescing_delay": 0.05}
+    decl = {"_format_version": "3.0", "services": [{"name": "mock", "url": upstream.url,
+            "routes": [
+                {"name": "one", "hosts": ["http-queue-logging.test"], "plugins": [
+                    {"name": "http-log", "config": {
+                        "http_endpoint": collector.url + "/post_log", "queue": queue}}]},
+                {"name": "two", "hosts": ["http-queue-logging2.test"], "plugins": [
+                    {"name": "http-log", "config": {
+                        "http_endpoint": collector.url + "/post_log2", "queue": queue}}]}]}]}
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": json.dumps(decl),
+                         "GATEWAY_ACCESS_LOG": "off"})
+    for _ in range(20):
+        assert send(client, "/status/200", host="http-queue-logging.test").status_code == 200
+        assert send(client, "/status/204", host="http-queue-logging2.test").status_code == 204
+    drain(client)
+    first = entries(collector)
+    second = [entry for call in collector.calls("/post_log2") for entry in json.loads(call.body)]
+    assert len(first) == len(second) == 20
+    assert {e["response"]["status"] for e in first} == {200}
+    assert {e["response"]["status"] for e in second} == {204}
+    assert {e["route"]["name"] for e in second} == {"two"}
 
 
 def test_batch_size_one_sends_one_object(upstream, collector):
