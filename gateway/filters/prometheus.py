@@ -33,11 +33,12 @@ request the filter only updates the worker's pending batch
 from __future__ import annotations
 
 import functools
+import os
 import re
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,7 @@ def kong_metrics() -> KongMetrics:
     """Kong's metrics, created on first use so that they exist only with the filter."""
     metrics.DERIVED.append(NginxGauges)
     metrics.TRANSFORMS.append(kong_spelling)
+    metrics.REFRESHERS.append(_worker_memory())
     return KongMetrics(
         Counter("kong_http_requests", "HTTP status codes per consumer/service/route in Kong",
                 ["service", "route", "code", "source", "workspace", "consumer"]),
@@ -118,6 +120,28 @@ def kong_metrics() -> KongMetrics:
         Counter("kong_bandwidth_bytes", "Total bandwidth (ingress/egress) throughput in bytes",
                 ["service", "route", "direction", "workspace", "consumer"]),
     )
+
+
+def _worker_memory() -> Callable[[Any], None]:
+    """A refresher writing this worker's resident memory (Kong: its Lua VM's bytes). In
+    multiprocess mode prometheus_client adds the ``pid`` label itself (mode liveall)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    shared = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+    gauge = Gauge("kong_memory_workers_lua_vms_bytes", "Allocated bytes in worker Lua VM",
+                  ["node_id", "kong_subsystem"] if shared else ["node_id", "pid",
+                                                                "kong_subsystem"],
+                  multiprocess_mode="liveall")
+
+    def refresh(_upstreams: Any) -> None:
+        try:
+            with open("/proc/self/statm", "rb") as statm:
+                resident = int(statm.read().split()[1]) * page
+        except OSError:  # not Linux
+            return
+        labels = (NODE_ID, SUBSYSTEM) if shared else (NODE_ID, str(os.getpid()), SUBSYSTEM)
+        gauge.labels(*labels).set(resident)
+
+    return refresh
 
 
 #: Kong's states of a target; ours are healthy and unhealthy (passive checks only).
@@ -147,7 +171,8 @@ def export_target_health() -> None:
 
 #: Kong's label order per series (kong/plugins/prometheus/exporter.lua); ``le`` last.
 LABEL_ORDER = (b"service", b"route", b"code", b"source", b"direction", b"workspace",
-               b"consumer", b"node_id", b"subsystem", b"state", b"version", b"le")
+               b"consumer", b"node_id", b"pid", b"kong_subsystem", b"subsystem", b"state",
+               b"version", b"le")
 HEALTH_ORDER = (b"upstream", b"target", b"address", b"state", b"subsystem")
 _SAMPLE = re.compile(rb"^(kong_\w+)(?:\{(.*)\})? (.*)$", re.MULTILINE)
 _LABEL = re.compile(rb'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -164,8 +189,9 @@ def kong_spelling(body: bytes) -> bytes:
 
 def _respell(match: re.Match[bytes]) -> bytes:
     name, labels, value = match.groups()
-    if value.endswith(b".0") and value[:-2].lstrip(b"-").isdigit():
-        value = value[:-2]
+    number = float(value)
+    if number.is_integer() and abs(number) < 2**53:
+        value = b"%d" % number
     if labels is None:
         return name + b" " + value
     pairs = dict(_LABEL.findall(labels))

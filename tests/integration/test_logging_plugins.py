@@ -175,6 +175,9 @@ def test_prometheus_kong_metrics_over_two_workers(gateway, upstream):
     nginx = found["kong_nginx_requests_total"]
     assert nginx.type == "gauge" and nginx.samples[0].value >= 200
     assert "kong_nginx_connections_total" in found
+    memory = found["kong_memory_workers_lua_vms_bytes"].samples
+    assert len({s.labels["pid"] for s in memory}) == 2  # one per worker
+    assert all(s.value > 1 << 20 for s in memory)
     health = {s.labels["state"]: s.value for s in found["kong_upstream_target_health"].samples}
     assert health == {"healthy": 1, "unhealthy": 0, "healthchecks_off": 0, "dns_error": 0}
 
