@@ -49,12 +49,14 @@ def test_coalescing_delay_waits_for_more_entries():
 
 
 def test_put_never_blocks_on_a_slow_handler():
-    handler = Recorder(delay=0.5)
-    queue = Queue("q", QueueSettings(), handler)
+    handler = Recorder(delay=0.3)
+    queue = Queue("q", QueueSettings(max_batch_size=100, max_coalescing_delay=0), handler)
     started = time.monotonic()
     for n in range(100):
         queue.put(b"%d" % n)
     assert time.monotonic() - started < 0.05
+    queue.drain()
+    assert sum(len(batch) for batch in handler.batches) == 100
 
 
 def test_oldest_entries_dropped_past_max_entries_with_one_warning(caplog):
@@ -74,12 +76,15 @@ def test_oldest_entries_dropped_past_max_entries_with_one_warning(caplog):
 
 
 def test_max_bytes_bounds_the_queue_and_refuses_a_larger_entry(caplog):
-    queue = Queue("q", QueueSettings(max_bytes=10), Recorder(delay=1))
+    handler = Recorder()
+    queue = Queue("q", QueueSettings(max_bytes=10), handler)
     assert queue.put(b"x" * 11) is False
     assert "longer (11 bytes) than the queue's max_bytes (10 bytes)" in caplog.text
-    for _ in range(4):
-        queue.put(b"abcd")
-    assert queue.queued_bytes <= 10
+    for n in range(4):  # the sender runs only once this greenlet yields
+        queue.put(b"abc%d" % n)
+    assert queue.queued_bytes == 8 and queue.dropped == 2
+    queue.drain()
+    assert handler.batches == [[b"abc2"], [b"abc3"]]
 
 
 def test_retries_with_exponential_backoff_until_it_works():
