@@ -43,8 +43,6 @@ from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
 
-#: The chain of a request no route took (Kong runs no plugin on its 404).
-NO_FILTERS = Chain(())
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
@@ -89,7 +87,7 @@ class Gateway:
         self.metrics.started()
         found = self.routes.find(environ)
         if found is None:
-            chain = NO_FILTERS
+            chain = self.routes.unrouted
             self._guarded(ex, self._unrouted)
         else:
             chain = found[0].chain
@@ -166,6 +164,7 @@ class Gateway:
         add_forwarding(headers, ex.environ, ex.request_id, sent.partition("?")[0],
                        destination.forwarded_prefix(sent, matched))
         body, chunked = request_body(ex.environ, self.settings.body_timeout)
+        ex.upstream_uri = upstream_target
         ex.upstream_started = perf_counter()
         target, answer = destination.upstream.send(ex.method, upstream_target, headers, body,
                                                    chunked, ex.environ.get("gunicorn.socket"))
@@ -243,6 +242,7 @@ class ResponseBody:
         answer = self.ex.upstream_response
         if answer is not None:
             answer.release()  # back to the pool if read whole, else closed
+        self.ex.bytes_sent = self.sent
         for f in self.chain.log_filters:
             try:
                 f.on_log(self.ex)

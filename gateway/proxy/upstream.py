@@ -82,6 +82,9 @@ class Upstream:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.targets = [Target.from_url(url) for url in settings.upstream_urls]
+        #: The name of the declarative file's upstream entity these targets come from (None:
+        #: a service's own host), for Kong's kong_upstream_target_health.
+        self.name: str | None = None
         self._turn = itertools.count()
         #: perf_counter() time a target last answered a request (the readiness probe reads it).
         self.answered_at = float("-inf")
@@ -187,6 +190,16 @@ class Upstream:
         if extra is not None:
             fields[extra[0]] = extra[1]
         return wire.request_head(method, target.base_path + path, fields.items())
+
+    def target_health(self) -> dict[str, bool]:
+        """Per target (host:port): True when this worker sends to it, False while the passive
+        check skips it."""
+        now = time.monotonic()
+        health: dict[str, bool] = {}
+        for target in self.targets:
+            name = urlsplit(target.url).netloc
+            health[name] = health.get(name, True) and target.down_until <= now
+        return health
 
     def idle_connections(self) -> dict[str, tuple[int, int]]:
         """Per target URL: (idle pooled connections, connections opened so far) in this worker."""

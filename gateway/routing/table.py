@@ -44,6 +44,8 @@ NO_PEER = "failure to get a peer from the ring-balancer"
 BAD_PATH = "Bad request path: an encoded / with .. segments would leave the service path"
 #: Kong's answer to plain http on an https-only route (426).
 USE_HTTPS = "Please use HTTPS protocol"
+#: The chain of a request no route took, without global plugins.
+NO_FILTERS = Chain(())
 #: Most targets listed per upstream for weighted round-robin (weights are scaled down past it).
 MAX_RING = 100
 # Kong's plugin precedence: (consumer, route, service) set -> rank, highest wins.
@@ -117,9 +119,12 @@ class RouteTable:
     """Finds the destination of each request."""
 
     def __init__(self, destinations: Sequence[Destination],
-                 router: Router[Destination] | None = None) -> None:
+                 router: Router[Destination] | None = None,
+                 unrouted: Chain = NO_FILTERS) -> None:
         self.destinations = list(destinations)
         self.router = router
+        #: The chain of a request no route took: the global plugins' log phase (Kong's).
+        self.unrouted = unrouted
 
     def find(self, environ: Mapping[str, Any]) -> tuple[Destination, str, str] | None:
         """(destination, the request path as Kong routes it (normalised, no query), the part
@@ -179,13 +184,18 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
                 else:
                     if proxy not in upstreams:
                         upstreams[proxy] = Upstream(proxy)
+                        if service.host in decl.upstreams:
+                            upstreams[proxy].name = service.host
                     upstream = upstreams[proxy]
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
             (service.name or "") if service else "", route.name or "", chain, upstream, route,
             service.path if service else None, unavailable)))
     raise_any(problems)
-    return RouteTable([d for _, d in routes], Router(routes))
+    global_filters = [instance for plugin, instance in zip(decl.plugins, instances, strict=True)
+                      if instance is not None and plugin.route is None
+                      and plugin.service is None and plugin.consumer is None]
+    return RouteTable([d for _, d in routes], Router(routes), Chain.log_only(global_filters))
 
 
 def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings,
