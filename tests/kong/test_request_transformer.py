@@ -6,7 +6,7 @@ Skipped, and why:
 
 | spec case | why |
 |---|---|
-| templates with code (`$(10 * x)`, `$(type(x))`, `$(shared.x)`...) | no code runs: refused at load |
+| code in templates (`$(10 * x)`, `$(type(x))`, `$(shared.x)`...) | no code runs: refused at load |
 | `uri_captures` references | the router does not keep a regex route's captures yet |
 | multipart/form-data bodies | streamed unchanged (README) |
 | `replace.headers` of `host` | the upstream's Host comes from the target (or preserve_host) |
