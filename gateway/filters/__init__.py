@@ -30,6 +30,7 @@ from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
 from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
+from gateway.filters.request_transformer import RequestTransformer
 from gateway.filters.response_headers import ResponseHeaders
 
 #: The entry-point group under which installed distributions register filters.
@@ -39,7 +40,7 @@ REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
                               Cors, RequestSizeLimiting, ProxyCache, Enrichment,
                               IpRestriction, BotDetection, CorrelationId, Prometheus, HttpLog,
-                              FileLog)
+                              FileLog, RequestTransformer)
 }
 
 

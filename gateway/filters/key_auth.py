@@ -170,11 +170,11 @@ def consumer_name(raw: str) -> str:
 @dataclass(frozen=True)
 class KeyAuthConfig:
     # setting() returns a dataclasses.field, which ruff cannot tell for KeyTable fields.
-    keys: KeyTable | None = setting(  # noqa: RUF009
+    keys: KeyTable | None = setting(
         "GATEWAY_KEYAUTH_KEYS", keys_from_env, None,
         "key-auth: `consumer:key,...` accepted API keys (a consumer may have several).",
         secret=True)
-    keys_file: KeyTable | None = setting(  # noqa: RUF009
+    keys_file: KeyTable | None = setting(
         "GATEWAY_KEYAUTH_KEYS_FILE", keys_from_file, None,
         "key-auth: file of `consumer key` lines (# comments), read again on reload (SIGHUP).")
     key_names: tuple[str, ...] = setting(

@@ -160,13 +160,17 @@ class Gateway:
         query = ex.upstream_query if ex.query_replaced else None
         sent = request_target(ex.environ, query)
         upstream_target = destination.upstream_target(sent, path, matched)
+        if ex.upstream_path is not None:  # a filter set the whole path (Kong's set_path)
+            _, sep, upstream_query = upstream_target.partition("?")
+            upstream_target = ex.upstream_path + sep + upstream_query
         headers = ex.upstream_headers
         add_forwarding(headers, ex.environ, ex.request_id, sent.partition("?")[0],
                        destination.forwarded_prefix(sent, matched))
         body, chunked = request_body(ex.environ, self.settings.body_timeout)
         ex.upstream_uri = upstream_target
         ex.upstream_started = perf_counter()
-        target, answer = destination.upstream.send(ex.method, upstream_target, headers, body,
+        target, answer = destination.upstream.send(ex.upstream_method or ex.method,
+                                                   upstream_target, headers, body,
                                                    chunked, ex.environ.get("gunicorn.socket"))
         ex.upstream_finished = perf_counter()
         ex.target = target.url

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request
 
 from gateway.proxy.errors import error_body
 from gateway.proxy.headers import request_headers
-from gateway.proxy.request import read_body
+from gateway.proxy.request import read_body, replace_body
 
 #: Path segments that climb up a path (RFC 3986 dot segments).
 DOT_SEGMENTS = frozenset({".", ".."})
@@ -56,6 +56,12 @@ class Exchange:
         #: write "REDACTED" wherever one appears.
         self.secrets: list[str] = []
         self._upstream_query: str | None = None
+        #: The method sent upstream when a filter changed it (Kong's kong.service.request
+        #: .set_method); None: the client's.
+        self.upstream_method: str | None = None
+        #: The whole upstream path when a filter set it (Kong's set_path), replacing the one
+        #: the route builds; None: the route's.
+        self.upstream_path: str | None = None
         #: Response status; None until the upstream or a filter answered.
         self.status: int | None = None
         #: Response headers sent to the client; response-phase filters may edit them.
@@ -112,6 +118,13 @@ class Exchange:
         leave the body streamed.
         """
         return read_body(self.environ, max_bytes)
+
+    def set_body(self, body: bytes) -> None:
+        """Send ``body`` upstream instead of the client's, with its own Content-Length
+        (Kong's kong.service.request.set_raw_body). Later ``read_body`` calls see it."""
+        replace_body(self.environ, body)
+        self.upstream_headers.remove("Transfer-Encoding")
+        self.upstream_headers["Content-Length"] = str(len(body))
 
     @property
     def method(self) -> str:

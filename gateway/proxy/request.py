@@ -219,6 +219,14 @@ def read_body(environ: MutableMapping[str, Any], max_bytes: int) -> bytes:
     return body
 
 
+def replace_body(environ: MutableMapping[str, Any], body: bytes) -> None:
+    """Make ``body`` the request body, sent upstream with a Content-Length of its own."""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ[_READ_BODY] = body
+
+
 def _read_at_most(stream: RequestBody, max_bytes: int) -> bytes:
     """The stream's bytes until its end; GatewayError 413 once past ``max_bytes``."""
     pieces, size = [], 0

@@ -181,6 +181,28 @@ def _regex_lists(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[s
     return {name: json.dumps(list(conf[name])) for name in ("allow", "deny")}
 
 
+def _request_rules(uri: bool = False) -> s.Check:
+    """A request-transformer record: body, headers and querystring lists (and replace.uri)."""
+    fields = {name: (STRINGS, ()) for name in ("body", "headers", "querystring")}
+    if uri:
+        fields["uri"] = (s.string, None)
+    return lambda value, path: s.record(value, path, fields)
+
+
+def _request_transformer(conf: dict[str, Any], _path: str, _decl: Declaration
+                         ) -> dict[str, str]:
+    """The action records flattened into our ACTION_PART fields, as JSON arrays (values
+    may hold commas)."""
+    records = {action: conf[action] or {}
+               for action in ("remove", "rename", "replace", "add", "append")}
+    texts = {f"{action}_{part}": json.dumps(list(record[part]))
+             for action, record in records.items()
+             for part in ("body", "headers", "querystring") if record.get(part)}
+    if records["replace"].get("uri") is not None:
+        texts["replace_uri"] = records["replace"]["uri"]
+    return texts
+
+
 KONG_PLUGINS: dict[str, KongPlugin] = {
     "key-auth": KongPlugin("key-auth", {
         "key_names": Field(STRINGS, "key_names"),
@@ -229,6 +251,11 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         **_same("message body content_type trigger", s.string),
         "echo": Field(s.boolean, "echo"),
     }),
+    "request-transformer": KongPlugin("request-transformer", {
+        "http_method": Field(s.string, "http_method"),
+        **{action: Field(_request_rules()) for action in ("remove", "rename", "add", "append")},
+        "replace": Field(_request_rules(uri=True)),
+    }, _request_transformer),
     "ip-restriction": KongPlugin("ip-restriction", {
         **_same("allow deny", STRINGS),
         "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),
