@@ -24,6 +24,9 @@ ID = (s.string, None)
 TIMESTAMP = (s.integer(0, 2**53), None)
 AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP}
 HTTP_PROTOCOLS = ("http", "https")
+#: Kong Enterprise's WebSocket protocols, and the one whose handshakes they stand for: a
+#: ws/wss route takes WebSocket handshakes only, a ws/wss service is an http/https one.
+WEBSOCKET_PROTOCOLS = {"ws": "http", "wss": "https"}
 METHOD = re.compile(r"[A-Z]+")
 
 
@@ -163,7 +166,8 @@ class Service:
 
 SERVICE_FIELDS: s.Fields = {
     **AUTO, "name": (s.name, None), "url": (s.string, None),
-    "protocol": (s.one_of(*HTTP_PROTOCOLS), None), "host": (s.hostname, None),
+    "protocol": (s.one_of(*HTTP_PROTOCOLS, *WEBSOCKET_PROTOCOLS), None),
+    "host": (s.hostname, None),
     "port": (s.port, None), "path": (service_path, None),
     "retries": (s.integer(0, 32767), 5), "connect_timeout": TIMEOUT,
     "write_timeout": TIMEOUT, "read_timeout": TIMEOUT, "tags": TAGS,
@@ -181,6 +185,7 @@ def service(raw: dict[str, Any], path: str) -> Service:
     if raw["host"] is None:
         raise Invalid(f"{path}.host", "required field missing (or give url)")
     protocol = raw["protocol"] or "http"
+    protocol = WEBSOCKET_PROTOCOLS.get(protocol, protocol)
     return Service(
         name=raw["name"], protocol=protocol, host=raw["host"],
         port=raw["port"] if raw["port"] is not None else 80, path=raw["path"],
@@ -191,7 +196,7 @@ def service(raw: dict[str, Any], path: str) -> Service:
 def _url_fields(url: str, path: str) -> dict[str, Any]:
     """Kong's ``url`` shorthand: protocol, host, port (80/443 by scheme) and path."""
     parts = urlsplit(url)
-    if parts.scheme not in HTTP_PROTOCOLS or not parts.hostname:
+    if parts.scheme not in (*HTTP_PROTOCOLS, *WEBSOCKET_PROTOCOLS) or not parts.hostname:
         raise Invalid(path, f"{shown(url)} is not an http:// or https:// URL with a host")
     if parts.username or parts.password:
         raise Invalid(path, "a URL with a user or password is not supported")
@@ -202,7 +207,8 @@ def _url_fields(url: str, path: str) -> dict[str, Any]:
     except ValueError:
         raise Invalid(path, "invalid port") from None
     return {"protocol": parts.scheme, "host": s.hostname(parts.hostname, path),
-            "port": port if port is not None else (443 if parts.scheme == "https" else 80),
+            "port": port if port is not None else (443 if parts.scheme in ("https", "wss")
+                                                   else 80),
             "path": service_path(parts.path, path) if parts.path else None}
 
 
@@ -228,7 +234,7 @@ class Route:
 
 ROUTE_FIELDS: s.Fields = {
     **AUTO, "name": (s.name, None), "service": (reference, None),
-    "protocols": (s.array(s.one_of(*HTTP_PROTOCOLS)), HTTP_PROTOCOLS),
+    "protocols": (s.array(s.one_of(*HTTP_PROTOCOLS, *WEBSOCKET_PROTOCOLS)), HTTP_PROTOCOLS),
     "methods": (s.array(method), ()), "hosts": (s.array(host_pattern), ()),
     "paths": (s.array(router_path), ()), "headers": (header_rules, ()),
     "strip_path": (s.boolean, True), "preserve_host": (s.boolean, False),
