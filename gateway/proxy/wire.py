@@ -113,15 +113,16 @@ class Response:
     the connection is never reused. Without it, a 101 is an invalid answer.
     """
 
+    #: True when the upstream switched protocols (a 101 to an upgrade request).
+    upgraded = False
+    #: Bytes after a 101's head, read with it: the new protocol's first ones.
+    leftover = b""
+
     def __init__(self, sock: socket.socket, head_request: bool = False,
                  upgrade: bool = False) -> None:
         self.sock = sock
         self.head_request = head_request
         self.upgrade = upgrade
-        #: True when the upstream switched protocols (a 101 to an upgrade request).
-        self.upgraded = False
-        #: Bytes after a 101's head, read with it: the new protocol's first ones.
-        self.leftover = b""
         self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         #: Final status; 0 until the head was read.
         self.status = 0

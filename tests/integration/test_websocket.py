@@ -165,13 +165,13 @@ def access_line(gw, request_id: str, timeout: float = 5) -> dict:
         time.sleep(0.05)
 
 
-def metric(gw, name: str) -> float:
-    """One unlabelled metric's value from /_gateway/metrics."""
+def metric(gw, sample: str) -> float:
+    """One sample's value from /_gateway/metrics (``name`` or ``name{label="value"}``)."""
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
     conn.request("GET", "/_gateway/metrics")
     text = conn.getresponse().read().decode()
     conn.close()
-    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -386,10 +386,14 @@ def test_idle_tunnels_are_closed(gateway, ws_upstream):
         assert 0.4 < time.monotonic() - started < 2.5
         request_id = conn.response.headers["X-Request-ID"]
     assert access_line(gw, request_id)["websocket"]["closed_by"] == "idle"
+    assert metric(gw, 'gateway_websocket_tunnels_closed_total{closed_by="idle"}') == 1
 
 
 def test_tunnels_per_worker_are_capped(gateway, ws_upstream):
     gw = gateway({"GATEWAY_UPSTREAM_URL": ws_upstream, "GATEWAY_WEBSOCKET_MAX_TUNNELS": "2"})
+    for _ in range(3):  # a refused handshake gives its slot back
+        with pytest.raises(InvalidStatus):
+            ws(gw.url, "/refuse/403")
     first, second = ws(gw.url, "/echo"), ws(gw.url, "/echo")
     with pytest.raises(InvalidStatus) as refused:
         ws(gw.url, "/echo")
@@ -503,7 +507,17 @@ def test_through_nginx(nginx, gw):
     for _ in range(5):
         conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5)
         conn.request("GET", "/events?id=none")
-        assert conn.getresponse().status == 404
+        response = conn.getresponse()
+        # Read whole: a client that leaves first can make nginx drop its upstream connection.
+        assert (response.status, response.read()) == (404, b"no such connection\n")
         conn.close()
     established, closed = gateway_connections(gw.port)
-    assert established == 1 and closed == closed_before
+    assert established == 1
+    assert closed <= closed_before  # the gateway closed none (old TIME_WAITs may expire)
+
+
+def test_nothing_above_info_was_logged(gw):
+    """After every tunnel above (resets included), the worker logged no warning or error."""
+    noisy = [line for line in gw.logs().splitlines()
+             if '"level":"warning"' in line or '"level":"error"' in line]
+    assert noisy == []
