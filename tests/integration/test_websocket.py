@@ -35,6 +35,7 @@ from gateway.ops.fdlimit import raise_open_files
 from gateway.proxy.websocket import TOO_MANY
 from gateway.routing.table import USE_WEBSOCKET
 from tests.integration.test_nginx import Nginx
+from tests.support.fixture_server import closed_port_url
 from tests.support.net import free_port, wait_for_port
 from tests.support.processes import ROOT, VENV_BIN, Process, rss_kib
 
@@ -370,6 +371,19 @@ def test_filters_run_on_the_handshake(gateway, ws_upstream):
         conn.send("authenticated")
         assert conn.recv() == "authenticated"
     assert seen["X-Consumer-Username"] == "alice" and "Apikey" not in seen
+
+
+def test_a_filter_answering_in_place_of_the_101_closes_the_upstream(gateway, ws_upstream):
+    """enrichment's 500 (its third party is down) replaces the upstream's 101."""
+    gw = gateway({"GATEWAY_UPSTREAM_URL": ws_upstream, "GATEWAY_FILTERS": "enrichment",
+                  "GATEWAY_ENRICH_URL": closed_port_url(), "GATEWAY_WEBSOCKET_MAX_TUNNELS": "1"})
+    for ident in ("replaced-1", "replaced-2"):  # the slot came back: a 500 again, not a 503
+        with pytest.raises(InvalidStatus) as refused:
+            ws(gw.url, f"/echo?id={ident}")
+        assert refused.value.response.status_code == 500
+        message = json.loads(refused.value.response.body)["message"]
+        assert message.startswith("Error when trying to access 3rd party service")
+        assert events(ws_upstream, ident)["code"] == 1006  # its connection was dropped
 
 
 def test_idle_tunnels_are_closed(gateway, ws_upstream):
