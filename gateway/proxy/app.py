@@ -78,6 +78,7 @@ class Gateway:
         self.filters = routes.filters
         #: The upstream the readiness probe watches: the first service's.
         self.upstream = next(routes.upstreams)
+        #: WebSocket tunnel slots (create_app fills in the default cap from the server's).
         self.tunnels = Tunnels(settings.websocket_max_tunnels or 0,
                                settings.websocket_idle_timeout)
         self.metrics = metrics.WorkerMetrics(routes.upstreams, self.tunnels)
