@@ -562,6 +562,15 @@ class Settings:
         "GATEWAY_POOL_SIZE", number(int, 1), "100",
         "Idle keep-alive connections kept per upstream target (and per third-party host "
         "of the enrichment filter) per worker.")
+    websocket_idle_timeout: float = setting(
+        "GATEWAY_WEBSOCKET_IDLE_TIMEOUT", number(float, 0.001), "60",
+        "Seconds a WebSocket tunnel may carry no byte either way before both sides are "
+        "closed (nginx's proxy_read_timeout).")
+    websocket_max_tunnels: int | None = setting(
+        "GATEWAY_WEBSOCKET_MAX_TUNNELS", number(int, 0), None,
+        "Open WebSocket tunnels per worker, handshakes under way included; past it a "
+        "handshake is answered 503. Default: half of GATEWAY_WORKER_CONNECTIONS, so plain "
+        "requests keep their connections.")
     redis_url: str | None = setting(
         "GATEWAY_REDIS_URL", redis_url, None,
         "Redis for state shared by workers and instances (rate-limiting counters, caches): "

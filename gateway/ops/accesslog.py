@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.jsoncodec import encode_json
@@ -27,11 +28,13 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def access_entry(ex: Exchange, sent: int, total: float) -> dict[str, Any]:
-    """The access-log fields of a finished request; ``total`` in seconds."""
+def access_entry(ex: Exchange, sent: int, total: float,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The access-log fields of a finished request; ``total`` in seconds; ``extra``: more
+    fields (a WebSocket tunnel's)."""
     environ = ex.environ
     raw = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
-    return {
+    entry = {
         "type": "access",
         "time": utc_timestamp(time.time()),
         "request_id": ex.request_id,
@@ -52,8 +55,12 @@ def access_entry(ex: Exchange, sent: int, total: float) -> dict[str, Any]:
         "user_agent": environ.get("HTTP_USER_AGENT", "")[:MAX_FIELD],
         "error": ex.error_message,
     }
+    if extra:
+        entry.update(extra)
+    return entry
 
 
-def write_access_line(ex: Exchange, sent: int, total: float) -> None:
+def write_access_line(ex: Exchange, sent: int, total: float,
+                      extra: Mapping[str, Any] | None = None) -> None:
     """Write the request's access-log line to stdout in one system call."""
-    os.write(1, encode_json(access_entry(ex, sent, total)) + b"\n")
+    os.write(1, encode_json(access_entry(ex, sent, total, extra)) + b"\n")

@@ -64,6 +64,13 @@ IN_FLIGHT = Gauge(
 POOL_IDLE = Gauge(
     "gateway_upstream_idle_connections", "Idle keep-alive connections pooled per upstream "
     "target.", ["target"], multiprocess_mode="livesum")
+TUNNELS_OPEN = Gauge(
+    "gateway_websocket_tunnels_open", "WebSocket tunnels open now (handshakes under way "
+    "included).", multiprocess_mode="livesum")
+TUNNELS_CLOSED = Counter(
+    "gateway_websocket_tunnels_closed", "WebSocket tunnels ended, by who ended them: client, "
+    "upstream, idle (GATEWAY_WEBSOCKET_IDLE_TIMEOUT) or gateway (the worker stopped).",
+    ["closed_by"])
 POOL_OPENED = Counter(
     "gateway_upstream_connections_opened", "Connections opened to each upstream target.",
     ["target"])
@@ -74,10 +81,13 @@ class WorkerMetrics:
     written at most once a second and whenever the worker has no request in flight,
     before its in-flight gauge drops. A scrape served by this worker writes its pending
     figures first. The pool gauges are copied once a second (summed per target URL
-    over the services' upstreams)."""
+    over the services' upstreams), and so is the open-tunnels gauge (from ``tunnels.open``,
+    when given)."""
 
-    def __init__(self, upstreams: Iterable[Upstream]) -> None:
+    def __init__(self, upstreams: Iterable[Upstream], tunnels: Any = None) -> None:
         self.upstreams = list(upstreams)
+        self.tunnels = tunnels
+        self.tunnels_written = 0
         self.refreshed = 0.0
         self.opened: dict[str, int] = {}
         #: Requests this worker is handling now (the gauge is written on 0 -> 1 and flushes).
@@ -110,11 +120,14 @@ class WorkerMetrics:
             self._write()
 
     def refresh(self, now: float) -> None:
-        """Write the pending figures, the in-flight gauge and the pool gauges."""
+        """Write the pending figures, the in-flight gauge, the pool and tunnel gauges."""
         self.refreshed = now
         self._write()
         self._refresh_pools()
         self._refresh_upstreams()
+        if self.tunnels is not None and self.tunnels.open != self.tunnels_written:
+            self.tunnels_written = self.tunnels.open
+            TUNNELS_OPEN.set(self.tunnels_written)
 
     def _refresh_upstreams(self) -> None:
         for refresh in REFRESHERS:
@@ -162,6 +175,16 @@ def _filter_outcomes(name: str, outcome: str) -> Any:
 @functools.cache
 def _filter_duration(name: str) -> Any:
     return FILTER_DURATION.labels(name)
+
+
+@functools.cache
+def _tunnels_closed(closed_by: str) -> Any:
+    return TUNNELS_CLOSED.labels(closed_by)
+
+
+def tunnel_closed(closed_by: str) -> None:
+    """A WebSocket tunnel ended (counted with the next batch)."""
+    PENDING.count(_tunnels_closed(closed_by))
 
 
 #: The Content-Type of exposition().

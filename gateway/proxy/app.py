@@ -7,6 +7,7 @@ body streamed as it arrives -> log phase when the server closes the body.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -37,7 +38,14 @@ from gateway.proxy.headers import (
 from gateway.proxy.redirects import RedirectRewriter
 from gateway.proxy.request import check_request, request_body, request_target
 from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE
-from gateway.proxy.wire import InvalidResponse
+from gateway.proxy.websocket import (
+    ALREADY_HANDLED,
+    Tunnel,
+    Tunnels,
+    client_read_ahead,
+    is_handshake,
+)
+from gateway.proxy.wire import InvalidResponse, response_head
 from gateway.routing.chain import Chain
 from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
@@ -68,7 +76,10 @@ class Gateway:
         self.filters = routes.filters
         #: The upstream the readiness probe watches: the first service's (None: no service).
         self.upstream = next(routes.upstreams, None)
-        self.metrics = metrics.WorkerMetrics(routes.upstreams)
+        #: WebSocket tunnel slots (create_app fills in the default cap from the server's).
+        self.tunnels = Tunnels(settings.websocket_max_tunnels or 0,
+                               settings.websocket_idle_timeout)
+        self.metrics = metrics.WorkerMetrics(routes.upstreams, self.tunnels)
         #: Per service Upstream, the rewriter of URLs pointing at its targets.
         self.redirects = ({upstream: RedirectRewriter(upstream.settings.upstream_urls or ())
                            for upstream in routes.upstreams}
@@ -82,6 +93,7 @@ class Gateway:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if self.status is not None and self.status.matches(environ.get("PATH_INFO", "")):
             return self.status(environ, start_response)
+        upgrade = "HTTP_UPGRADE" in environ and is_handshake(environ)
         ex = Exchange(environ, _request_id(environ))
         REQUEST_ID.set(ex.request_id)
         self.metrics.started()
@@ -91,9 +103,11 @@ class Gateway:
             self._guarded(ex, self._unrouted)
         else:
             chain = found[0].chain
-            self._guarded(ex, lambda ex: self._request_phase(ex, *found))
+            self._guarded(ex, lambda ex: self._request_phase(ex, *found, upgrade))
         self._guarded(ex, lambda ex: self._response_phase(ex, chain))
         self._stamp(ex)
+        if upgrade and (head := self._switch_head(ex)) is not None:
+            return self._tunnel(ex, chain, head)
         body = ResponseBody(ex, self, chain)
         try:
             start_response(status_line(ex.status), ex.headers.to_wsgi_list())
@@ -109,13 +123,13 @@ class Gateway:
         ex.error(404, NO_ROUTE)
 
     def _request_phase(self, ex: Exchange, destination: Destination, path: str,
-                       matched: str) -> None:
+                       matched: str, upgrade: bool) -> None:
         ex.service, ex.route = destination.service, destination.route
         check_request(ex.environ)
-        refusal = destination.protocol_refusal(ex.environ)
+        refusal = destination.protocol_refusal(ex.environ, upgrade)
         if refusal is not None:
             status, message, location = refusal
-            ex.error(status, message, Headers({"Location": location}))
+            ex.error(status, message, Headers({"Location": location}) if location else None)
             return
         for f in destination.chain.request_filters:
             f.on_request(ex)
@@ -124,7 +138,49 @@ class Gateway:
         if destination.upstream is None:  # no service, or no live target: Kong's 503
             ex.error(503, destination.unavailable)
             return
-        self.proxy(ex, destination, path, matched)
+        if upgrade:
+            self._handshake(ex, destination, path, matched)
+        else:
+            self.proxy(ex, destination, path, matched)
+
+    def _handshake(self, ex: Exchange, destination: Destination, path: str,
+                   matched: str) -> None:
+        """A WebSocket handshake upstream, with its upgrade headers, in one of this worker's
+        tunnel slots (503 when none is left). The slot stays taken when the upstream
+        switched protocols (a 101), until _tunnel or _switch_head gives it back."""
+        self.tunnels.reserve()
+        try:
+            ex.upstream_headers.extend([("Upgrade", ex.environ["HTTP_UPGRADE"]),
+                                        ("Connection", "upgrade")])
+            self.proxy(ex, destination, path, matched, upgrade=True)
+        finally:
+            if not self._upgraded(ex):
+                self.tunnels.release()
+
+    @staticmethod
+    def _upgraded(ex: Exchange) -> bool:
+        """True when the upstream switched protocols for this request."""
+        return ex.upstream_response is not None and ex.upstream_response.response.upgraded
+
+    def _switch_head(self, ex: Exchange) -> bytes | None:
+        """After the response phase of a handshake: the 101's head (with the response
+        phase's headers) when the upstream's 101 stands and the tunnel can start. Else None:
+        the answer goes out as usual (the upstream's refusal: 403, 200...; or a filter's
+        answer in place of the 101, whose slot is then given back)."""
+        if not self._upgraded(ex):
+            return None
+        if ex.status == 101 and ex.body is None:
+            answer = ex.upstream_response
+            upgrade = next((v for k, v in answer.headers if k.lower() == "upgrade"), "")
+            try:
+                return response_head(status_line(101), [*ex.headers.items(),
+                                                        ("Upgrade", upgrade),
+                                                        ("Connection", "Upgrade")])
+            except ValueError:  # a filter's header value that cannot go on the wire
+                log.exception("request %s: the 101 cannot be written", ex.request_id)
+                ex.error(500, UNEXPECTED)
+        self.tunnels.release()  # the upstream connection is closed with the answer
+        return None
 
     def _response_phase(self, ex: Exchange, chain: Chain) -> None:
         """Every response, the gateway's own errors included (CORS and rate-limit headers).
@@ -153,10 +209,11 @@ class Gateway:
             log.exception("request %s failed inside the gateway", ex.request_id)
             ex.error(500, UNEXPECTED)
 
-    def proxy(self, ex: Exchange, destination: Destination, path: str, matched: str) -> None:
+    def proxy(self, ex: Exchange, destination: Destination, path: str, matched: str,
+              upgrade: bool = False) -> None:
         """Send the request to the route's upstream and take its status and headers;
         GatewayError on failure. ``path`` is the request path as routed (normalised) and
-        ``matched`` the part of it the route matched."""
+        ``matched`` the part of it the route matched; ``upgrade``: a 101 is a final answer."""
         query = ex.upstream_query if ex.query_replaced else None
         sent = request_target(ex.environ, query)
         upstream_target = destination.upstream_target(sent, path, matched)
@@ -170,8 +227,8 @@ class Gateway:
         ex.upstream_uri = upstream_target
         ex.upstream_started = perf_counter()
         target, answer = destination.upstream.send(ex.upstream_method or ex.method,
-                                                   upstream_target, headers, body,
-                                                   chunked, ex.environ.get("gunicorn.socket"))
+                                                   upstream_target, headers, body, chunked,
+                                                   ex.environ.get("gunicorn.socket"), upgrade)
         ex.upstream_finished = perf_counter()
         ex.target = target.url
         ex.upstream_response = answer
@@ -193,19 +250,42 @@ class Gateway:
             stamps.append(("X-Gateway-Upstream-Latency", "0"))
         set_fields(ex.headers, stamps, [("Via", VIA)])
 
-    def finish(self, ex: Exchange, sent: int) -> None:
-        """The request is over (``sent`` body bytes out): metrics and the access-log line."""
+    def _tunnel(self, ex: Exchange, chain: Chain, head: bytes) -> Any:
+        """The 101's ``head`` written on the client's socket, then the tunnel until it ends;
+        gunicorn is told the connection was handled."""
+        answer = ex.upstream_response
+        leftover = answer.response.leftover
+        conn = answer.detach()  # never back in the pool: closed below
+        tunnel = Tunnel(ex.environ["gunicorn.socket"], conn.sock, self.tunnels.idle_timeout)
+        body = ResponseBody(ex, self, chain)
+        try:
+            tunnel.run(head, leftover, client_read_ahead(ex.environ))
+        finally:
+            conn.close()
+            self.tunnels.release()
+            body.sent, body.tunnel = tunnel.down, tunnel
+            body.close()
+        return ALREADY_HANDLED
+
+    def finish(self, ex: Exchange, sent: int, tunnel: Tunnel | None = None) -> None:
+        """The request is over (``sent`` body bytes out; ``tunnel``: the WebSocket tunnel it
+        became): metrics and the access-log line."""
         now = perf_counter()
         total = now - ex.started
         self.metrics.finished(ex, total, now)
+        if tunnel is not None:
+            metrics.tunnel_closed(tunnel.ended_by or "")
         if self.access_log:
-            write_access_line(ex, sent, total)
+            write_access_line(ex, sent, total, tunnel.log_fields() if tunnel else None)
         REQUEST_ID.set(None)
 
 
 class ResponseBody:
     """The WSGI response iterable: streams the body, then frees the upstream, runs on_log,
     and counts and logs the request."""
+
+    #: The WebSocket tunnel the request became, if it did (set before close()).
+    tunnel: Tunnel | None = None
 
     def __init__(self, ex: Exchange, gateway: Gateway, chain: Chain) -> None:
         self.ex = ex
@@ -252,7 +332,7 @@ class ResponseBody:
                 f.on_log(self.ex)
             except Exception:
                 log.exception("filter %s failed in the log phase", f.NAME)
-        self.gateway.finish(self.ex, self.sent)
+        self.gateway.finish(self.ex, self.sent, self.tunnel)
 
 
 def _request_id(environ: Mapping[str, Any]) -> str:
@@ -268,6 +348,9 @@ def create_app(environ: Mapping[str, str] = os.environ,
     ``extra_filters`` are filter instances run beside the configured ones (tests).
     """
     settings = load(Settings, environ)
+    if settings.websocket_max_tunnels is None:
+        half = load(ServerSettings, environ).worker_connections // 2
+        settings = dataclasses.replace(settings, websocket_max_tunnels=half)
     classes = enabled_classes(settings.filters)
     reject_unknown(environ, env_names([Settings, ServerSettings]) | known_variables(classes))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())

@@ -82,6 +82,14 @@ class Answer:
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.response)
 
+    def detach(self) -> Any:
+        """Take the connection out of the pool's hands for good (a tunnel after a 101): the
+        caller closes it. The pool keeps its slot, as for a connection closed."""
+        conn, self.conn = self.conn, None
+        self.response.close()
+        self.pool._put_conn(None)
+        return conn
+
     def release(self) -> None:
         conn, self.conn = self.conn, None
         if conn is None:
@@ -95,8 +103,8 @@ class Answer:
 
 def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | bytes | None,
              chunked: bool, *, timeout: float | None, head_request: bool = False,
-             repeatable: bool = False,
-             client_gone: Callable[[], bool] | None = None) -> Answer:
+             repeatable: bool = False, client_gone: Callable[[], bool] | None = None,
+             upgrade: bool = False) -> Answer:
     """Send ``head`` and ``body`` (see :func:`wire.send_request`) on a connection from
     ``pool`` and read the answer's head, waiting at most ``timeout`` seconds per read.
 
@@ -105,13 +113,14 @@ def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | by
     closed while idle is replaced once by a new one when the request is
     ``repeatable`` (safe to send twice, body in hand); a connection that failed before
     any byte of the answer raises Unanswered. ``client_gone``: see
-    :meth:`wire.Response.read_head`.
+    :meth:`wire.Response.read_head`; ``upgrade``: see :class:`wire.Response`.
     """
     conn = pool._get_conn()
     reused = conn.sock is not None
     try:
         try:
-            response = _send(conn, head, body, chunked, timeout, head_request, client_gone)
+            response = _send(conn, head, body, chunked, timeout, head_request, client_gone,
+                             upgrade)
         except Unanswered as exc:
             if not (reused and repeatable):
                 raise
@@ -119,7 +128,8 @@ def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | by
                      pool.host, exc)
             conn.close()
             conn = pool._new_conn()  # counted in the pool's connections opened
-            response = _send(conn, head, body, chunked, timeout, head_request, client_gone)
+            response = _send(conn, head, body, chunked, timeout, head_request, client_gone,
+                             upgrade)
     except BaseException:
         conn.close()
         pool._put_conn(None)  # the pool keeps its slot
@@ -129,13 +139,13 @@ def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | by
 
 def _send(conn: Any, head: bytes, body: IO[bytes] | bytes | None, chunked: bool,
           timeout: float | None, head_request: bool,
-          client_gone: Callable[[], bool] | None) -> wire.Response:
+          client_gone: Callable[[], bool] | None, upgrade: bool) -> wire.Response:
     """Connect if needed, send, and read the answer's head."""
     if conn.sock is None:
         conn.connect()
     sock = conn.sock
     sock.settimeout(timeout)
-    response = wire.Response(sock, head_request)
+    response = wire.Response(sock, head_request, upgrade)
     try:
         try:
             wire.send_request(sock, head, body, chunked)

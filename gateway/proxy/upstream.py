@@ -113,7 +113,8 @@ class Upstream:
         return iter(ordered[:attempts])
 
     def send(self, method: str, path: str, headers: Headers, body: RequestBody | None,
-             chunked: bool, client: socket.socket | None = None) -> tuple[Target, Answer]:
+             chunked: bool, client: socket.socket | None = None,
+             upgrade: bool = False) -> tuple[Target, Answer]:
         """Send a request; return the target and its streaming answer or raise GatewayError.
 
         A request that never reached a target goes to the next one if idempotent. So does
@@ -121,6 +122,8 @@ class Upstream:
         be read whole first) when a target failed before any byte of its answer, within
         GATEWAY_RETRIES (nginx's proxy_next_upstream error). ``client``, the client's
         socket, is watched while the answer is awaited: a client that left ends the wait.
+        ``upgrade``: the request asks to switch protocols, and a 101 is a final answer
+        (:class:`wire.Response`).
         """
         payload = _replayable(body, chunked)
         repeatable = method in IDEMPOTENT and not isinstance(payload, RequestBody)
@@ -130,7 +133,7 @@ class Upstream:
         for target in self.candidates(attempts):
             try:
                 answer = self._attempt(target, method, path, headers, payload, chunked,
-                                       repeatable, client_gone)
+                                       repeatable, client_gone, upgrade)
             except NameResolutionError as exc:  # before NewConnectionError, its base
                 self._mark_down(target, exc)
                 failure = GatewayError(503, NAME_RESOLUTION_FAILED, "dns")
@@ -164,11 +167,11 @@ class Upstream:
 
     def _attempt(self, target: Target, method: str, path: str, headers: Headers,
                  payload: RequestBody | bytes | None, chunked: bool, repeatable: bool,
-                 client_gone: Callable[[], bool] | None) -> Answer:
+                 client_gone: Callable[[], bool] | None, upgrade: bool) -> Answer:
         head = self._head(target, method, path, headers, payload, chunked)
         return exchange(self._pool(target), head, payload, chunked,
                         timeout=self.settings.read_timeout, head_request=method == "HEAD",
-                        repeatable=repeatable, client_gone=client_gone)
+                        repeatable=repeatable, client_gone=client_gone, upgrade=upgrade)
 
     def _pool(self, target: Target) -> urllib3.HTTPConnectionPool:
         pool = self._pools.get(target.url)

@@ -51,7 +51,18 @@ def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -
     ValueError for a CR, LF or NUL inside a line (header injection by a filter) or a
     value outside Latin-1, as http.client refused them.
     """
-    lines = [f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]
+    return _head(f"{method} {target} HTTP/1.1", headers)
+
+
+def response_head(status: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """An HTTP/1.1 status line (``status``: "101 Switching Protocols") and header lines, for
+    a response the gateway writes on the client's socket itself; ValueError as
+    :func:`request_head`."""
+    return _head(f"HTTP/1.1 {status}", headers)
+
+
+def _head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    lines = [first, *(f"{name}: {value}" for name, value in headers)]
     text = "\r\n".join(lines)
     breaks = len(lines) - 1
     if text.count("\r") != breaks or text.count("\n") != breaks or "\0" in text:
@@ -95,11 +106,23 @@ class Response:
     Informational answers (1xx) are skipped; trailers are dropped. The body is read
     straight from the socket when its length is known (Content-Length, or up to the
     connection's end), and through the parser only when chunked.
+
+    With ``upgrade`` (the request asked to switch protocols), a 101 naming the new
+    protocol in Upgrade is the final answer: ``upgraded`` is then True, ``leftover``
+    holds the bytes of the new protocol that came in the same read as the head, and
+    the connection is never reused. Without it, a 101 is an invalid answer.
     """
 
-    def __init__(self, sock: socket.socket, head_request: bool = False) -> None:
+    #: True when the upstream switched protocols (a 101 to an upgrade request).
+    upgraded = False
+    #: Bytes after a 101's head, read with it: the new protocol's first ones.
+    leftover = b""
+
+    def __init__(self, sock: socket.socket, head_request: bool = False,
+                 upgrade: bool = False) -> None:
         self.sock = sock
         self.head_request = head_request
+        self.upgrade = upgrade
         self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         #: Final status; 0 until the head was read.
         self.status = 0
@@ -148,6 +171,10 @@ class Response:
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if status == 101 and self.upgrade and self.parser.should_upgrade():
+            self.status, self._in_head, self.complete = status, False, True
+            self.upgraded = self._extra = True  # what follows is not HTTP: never reused
+            return
         if status < 200:
             return
         self.status = status
@@ -179,7 +206,9 @@ class Response:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            raise InvalidResponse("an upgrade nobody asked for") from exc
+            if not self.upgraded:
+                raise InvalidResponse("an upgrade nobody asked for") from exc
+            self.leftover = data[exc.args[0]:]  # llhttp stopped where the new protocol starts
         except httptools.HttpParserError as exc:
             if not self.complete:
                 raise InvalidResponse(str(exc)) from exc

@@ -42,8 +42,11 @@ def ignored(value: Any, path: str) -> None:
 AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
         "_comment": (comment, None), "_ignore": (ignored, None)}
 HTTP_PROTOCOLS = ("http", "https")
-#: Kong's other protocols (kong/constants.lua; ws and wss are Kong Enterprise's).
-OTHER_PROTOCOLS = ("grpc", "grpcs", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss")
+#: Kong's other protocols (kong/constants.lua).
+OTHER_PROTOCOLS = ("grpc", "grpcs", "tcp", "tls", "tls_passthrough", "udp")
+#: Kong Enterprise's WebSocket protocols, and the one whose handshakes they stand for: a
+#: ws/wss route takes WebSocket handshakes only, a ws/wss service is an http/https one.
+WEBSOCKET_PROTOCOLS = {"ws": "http", "wss": "https"}
 METHOD = re.compile(r"[A-Z]+")
 
 
@@ -77,10 +80,10 @@ def protocol(value: Any, path: str) -> str:
     """A service's or route's protocol: Kong's others are "not supported by this gateway"."""
     if value in OTHER_PROTOCOLS:
         raise Invalid(path, f"protocol {shown(value)} is not supported by this gateway "
-                            "(http and https are)")
-    if value not in HTTP_PROTOCOLS:
-        raise Invalid(path, "expected one of: " + ", ".join(sorted(HTTP_PROTOCOLS +
-                                                                   OTHER_PROTOCOLS)))
+                            "(http, https, and ws/wss for WebSocket handshakes are)")
+    if value not in HTTP_PROTOCOLS and value not in WEBSOCKET_PROTOCOLS:
+        raise Invalid(path, "expected one of: " + ", ".join(sorted(
+            (*HTTP_PROTOCOLS, *WEBSOCKET_PROTOCOLS, *OTHER_PROTOCOLS))))
     return value
 
 
@@ -238,6 +241,7 @@ def service(raw: dict[str, Any], path: str) -> Service:
     if raw["host"] is None:
         raise Invalid(f"{path}.host", "required field missing (or give url)")
     protocol = raw["protocol"] or "http"
+    protocol = WEBSOCKET_PROTOCOLS.get(protocol, protocol)
     return Service(
         name=raw["name"], protocol=protocol, host=raw["host"],
         port=raw["port"] if raw["port"] is not None else 80, path=raw["path"],
@@ -250,7 +254,7 @@ def _url_fields(url: str, path: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme in OTHER_PROTOCOLS:
         protocol(parts.scheme, path)
-    if parts.scheme not in HTTP_PROTOCOLS or not parts.hostname:
+    if parts.scheme not in (*HTTP_PROTOCOLS, *WEBSOCKET_PROTOCOLS) or not parts.hostname:
         raise Invalid(path, f"{shown(url)} is not an http:// or https:// URL with a host")
     if parts.username or parts.password:
         raise Invalid(path, "a URL with a user or password is not supported")
@@ -261,7 +265,8 @@ def _url_fields(url: str, path: str) -> dict[str, Any]:
     except ValueError:
         raise Invalid(path, "invalid port") from None
     return {"protocol": parts.scheme, "host": s.hostname(parts.hostname, path),
-            "port": port if port is not None else (443 if parts.scheme == "https" else 80),
+            "port": port if port is not None else (443 if parts.scheme in ("https", "wss")
+                                                   else 80),
             "path": service_path(parts.path, path) if parts.path else None}
 
 

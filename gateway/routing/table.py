@@ -46,6 +46,10 @@ BAD_PATH = "Bad request path: an encoded / with .. segments would leave the serv
 USE_HTTPS = "Please use HTTPS protocol"
 #: The chain of a request no route took, without global plugins.
 NO_FILTERS = Chain(())
+#: The answer to a request that is not a WebSocket handshake on a ws/wss-only route (426).
+USE_WEBSOCKET = "Please use the WebSocket protocol"
+#: The WebSocket protocol of a route that takes handshakes on each scheme.
+_WEBSOCKET_SCHEME = {http: ws for ws, http in e.WEBSOCKET_PROTOCOLS.items()}
 #: Most targets listed per upstream for weighted round-robin (weights are scaled down past it).
 MAX_RING = 100
 # Kong's plugin precedence: (consumer, route, service) set -> rank, highest wins.
@@ -98,11 +102,22 @@ class Destination:
             return None
         return escape(matched) if needs_normalizing(target.partition("?")[0]) else matched
 
-    def protocol_refusal(self, environ: Mapping[str, Any]) -> tuple[int, str, str] | None:
-        """(status, message, Location) when the route does not take this scheme (Kong's
-        https_redirect_status_code), else None."""
-        if self.spec is None or environ.get("wsgi.url_scheme", "http") in self.spec.protocols:
+    def protocol_refusal(self, environ: Mapping[str, Any], handshake: bool = False
+                         ) -> tuple[int, str, str | None] | None:
+        """(status, message, Location or None) when the route does not take this scheme
+        (Kong's https_redirect_status_code), else None. ``handshake``: the request is a
+        WebSocket handshake, which ws and wss routes take as http and https ones."""
+        if self.spec is None:
             return None
+        scheme = environ.get("wsgi.url_scheme", "http")
+        protocols = self.spec.protocols
+        if scheme in protocols:
+            return None
+        if handshake:
+            if _WEBSOCKET_SCHEME.get(scheme) in protocols:
+                return None
+        elif not any(p in e.HTTP_PROTOCOLS for p in protocols):
+            return 426, USE_WEBSOCKET, None
         status = self.spec.https_redirect_status_code
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
         location = f"https://{host}{environ.get('RAW_URI') or environ.get('PATH_INFO', '/')}"

@@ -83,6 +83,6 @@ def test_a_file_with_several_blockers_stops_the_start_listing_them_all(tmp_path)
     assert result.stderr.splitlines() == [
         f"gateway: configuration error: GATEWAY_DECLARATIVE_CONFIG={path}: 2 problems, one a "
         "line:",
-        "  services[a].protocol: protocol 'grpc' is not supported by this gateway (http and "
-        "https are)",
+        "  services[a].protocol: protocol 'grpc' is not supported by this gateway (http, "
+        "https, and ws/wss for WebSocket handshakes are)",
         "  services[b].routes[0].paths[0]: must start with / or ~"]

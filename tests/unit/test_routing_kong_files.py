@@ -192,14 +192,14 @@ def test_an_unnamed_service_with_nested_routes_serves(upstream):
 @pytest.mark.parametrize(("text", "message"), [
     ("services:\n- {name: g, host: a, protocol: grpc}\n",
      "services[g].protocol: protocol 'grpc' is not supported by this gateway"),
-    ("services:\n- {name: w, url: 'ws://a'}\n",
-     "services[w].url: protocol 'ws' is not supported by this gateway"),
     ("services:\n- {name: t, host: a, protocol: tcp}\n",
      "services[t].protocol: protocol 'tcp' is not supported by this gateway"),
     ("routes:\n- {name: r, paths: [/], protocols: [http, grpcs]}\n",
      "routes[r].protocols[1]: protocol 'grpcs' is not supported by this gateway"),
     ("services:\n- {name: x, host: a, protocol: gopher}\n",
      "services[x].protocol: expected one of: grpc, grpcs, http, https, tcp, tls"),
+    ("services:\n- {name: u, url: 'udp://a'}\n",
+     "services[u].url: protocol 'udp' is not supported by this gateway"),
 ])
 def test_other_protocols_are_not_supported_by_this_gateway(text, message):
     (line,) = problems(HEAD + text)
@@ -281,7 +281,7 @@ EXPECTED = [
     "services[a].colour: unknown field",
     "services[a].routes[0].paths[1]: must start with / or ~",
     "services[a].routes[1].protocols[0]: protocol 'grpc' is not supported by this gateway "
-    "(http and https are)",
+    "(http, https, and ws/wss for WebSocket handshakes are)",
     "routes[lost].service: no service named 'nowhere' in this file",
     "services[b].plugins[rate-limiting].config.colour: unknown field",
     "services[b].plugins[rate-limiting].config.minute: value should be between 1 and "
