@@ -32,6 +32,7 @@ from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
 from gateway.filters.request_transformer import RequestTransformer
 from gateway.filters.response_headers import ResponseHeaders
+from gateway.filters.response_transformer import ResponseTransformer
 
 #: The entry-point group under which installed distributions register filters.
 ENTRY_POINT_GROUP = "gateway.filters"
@@ -40,7 +41,7 @@ REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
                               Cors, RequestSizeLimiting, ProxyCache, Enrichment,
                               IpRestriction, BotDetection, CorrelationId, Prometheus, HttpLog,
-                              FileLog, RequestTransformer)
+                              FileLog, RequestTransformer, ResponseTransformer)
 }
 
 

@@ -33,6 +33,12 @@ class Filter:
     cut short (client gone, upstream failed) is closed early. Bodies the gateway
     answers itself (``ex.body`` set) are not wrapped.
 
+    Whole body (PDK 1.1): ``ex.transform_body(transform, max_bytes)`` in ``on_response``
+    replaces the upstream's body with ``transform(body)``, read whole up to ``max_bytes``
+    and sent with its new Content-Length (past the bound, or compressed, it streams on
+    unchanged). In ``on_request``, ``ex.set_body(body)``, ``ex.upstream_method`` and
+    ``ex.upstream_path`` change what goes upstream.
+
     Contracts between filters are typed attributes of the Exchange, not ``ctx``
     keys: ``ex.consumer`` (set by authentication, read by rate limiting and
     caching), ``ex.upstream_query`` (the query string that goes upstream) and

@@ -26,6 +26,7 @@ from gateway.ops import metrics
 from gateway.ops.accesslog import write_access_line
 from gateway.ops.logjson import REQUEST_ID
 from gateway.ops.status import StatusEndpoints
+from gateway.proxy.bodies import transform_body
 from gateway.proxy.errors import UNEXPECTED, GatewayError, status_line
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import (
@@ -105,6 +106,8 @@ class Gateway:
             chain = found[0].chain
             self._guarded(ex, lambda ex: self._request_phase(ex, *found, upgrade))
         self._guarded(ex, lambda ex: self._response_phase(ex, chain))
+        if ex.body_transforms:
+            self._guarded(ex, transform_body)
         self._stamp(ex)
         if upgrade and (head := self._switch_head(ex)) is not None:
             return self._tunnel(ex, chain, head)
@@ -311,8 +314,9 @@ class ResponseBody:
 
     def _upstream_chunks(self) -> Iterator[bytes]:
         """The upstream body as it arrives; BodyAborted if the upstream fails mid-body."""
+        ex = self.ex
         try:
-            yield from self.ex.upstream_response
+            yield from ex.upstream_body if ex.upstream_body is not None else ex.upstream_response
         except (InvalidResponse, OSError) as exc:
             self.ex.error_message = f"upstream failed mid-body: {exc}"
             timed_out = isinstance(exc, TimeoutError)

@@ -72,6 +72,10 @@ class Exchange:
         #: iterator and returns one; response-phase filters add them to see the body go by
         #: (proxy-cache copies it). A wrapped iterator that ends normally saw the whole body.
         self.body_wrappers: list[Callable[[Iterator[bytes]], Iterator[bytes]]] = []
+        #: Whole-body transforms asked for in the response phase (:meth:`transform_body`).
+        self.body_transforms: list[tuple[Callable[[bytes], bytes | None], int]] = []
+        #: The upstream body as the app streams it once a transform read it (internal).
+        self.upstream_body: Iterable[bytes] | None = None
         #: True when ``body`` is an upstream response replayed from a cache (a proxy-cache
         #: hit): filters that decorate upstream responses treat it as the upstream's.
         self.replayed = False
@@ -118,6 +122,19 @@ class Exchange:
         leave the body streamed.
         """
         return read_body(self.environ, max_bytes)
+
+    def transform_body(self, transform: Callable[[bytes], bytes | None], max_bytes: int) -> None:
+        """Replace the response body with ``transform(body)``, the body read whole (Kong's
+        kong.response.get_raw_body / set_raw_body). Call it in ``on_response``.
+
+        After the response phase the app reads the upstream's body (or a cache's replay)
+        up to ``max_bytes``, calls each transform in the order asked with the body so far
+        (None keeps it), and sends the result with its own Content-Length. A body past
+        ``max_bytes``, or compressed (a Content-Encoding other than identity), streams on
+        unchanged and the log says so; an upstream failing while it is read is a 502.
+        Bodies the gateway answers itself are not transformed.
+        """
+        self.body_transforms.append((transform, max_bytes))
 
     def set_body(self, body: bytes) -> None:
         """Send ``body`` upstream instead of the client's, with its own Content-Length

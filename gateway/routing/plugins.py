@@ -159,21 +159,20 @@ def _header_map(value: Any, path: str) -> dict[str, str]:
     return checked
 
 
-def _transform_lists(*names: str) -> s.Check:
-    """response-transformer's add/remove/... records: only ``headers`` may be non-empty."""
-    def check(value: Any, path: str) -> dict[str, Any]:
-        fields = {name: (STRINGS, ()) for name in ("headers", "json", "json_types")}
-        checked = s.record(value, path, fields)
-        for name in fields:
-            if name not in names:
-                unsupported(list(checked[name]), f"{path}.{name}")
-        return checked
-    return check
+def _response_rules(typed: bool = False) -> s.Check:
+    """A response-transformer record: headers and json lists (and json_types)."""
+    fields = {name: (STRINGS, ()) for name in ("headers", "json")}
+    if typed:
+        fields["json_types"] = (s.array(s.one_of("boolean", "number", "string")), ())
+    return lambda value, path: s.record(value, path, fields)
 
 
-def _response_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
-    return {name: ",".join(conf[name]["headers"]) if conf[name] else ""
-            for name in ("add", "remove")}
+def _response_transformer(conf: dict[str, Any], _path: str, _decl: Declaration
+                          ) -> dict[str, str]:
+    """The action records flattened into our ACTION_PART fields, as JSON arrays."""
+    return {f"{action}_{part}": json.dumps(list(values))
+            for action in ("remove", "rename", "replace", "add", "append")
+            for part, values in (conf[action] or {}).items() if values}
 
 
 def _regex_lists(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
@@ -289,10 +288,10 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "path": Field(s.string, "path"), "reopen": Field(s.boolean, "reopen"),
         "custom_fields_by_lua": UNSUPPORTED,
     }),
-    "response-transformer": KongPlugin("response-headers", {
-        "add": Field(_transform_lists("headers")), "remove": Field(_transform_lists("headers")),
-        **{name: Field(_transform_lists()) for name in ("rename", "replace", "append")},
-    }, _response_headers),
+    "response-transformer": KongPlugin("response-transformer", {
+        "remove": Field(_response_rules()), "rename": Field(_response_rules()),
+        **{action: Field(_response_rules(typed=True)) for action in ("replace", "add", "append")},
+    }, _response_transformer),
 }
 
 

@@ -94,3 +94,21 @@ class Spelled(Filter):
 
 class NotAFilter:
     NAME, PRIORITY, VERSION, Config = "not-a-filter", 5, "1.0.0", LateConfig
+
+
+@dataclass(frozen=True)
+class ShoutConfig:
+    max_body: int = setting(parse=number(int, 1), default="1024",
+                            doc="shout: largest body upper-cased.")
+
+
+class Shout(Filter):
+    """Upper-cases the whole response body through the PDK's transform_body (PDK 1.1)."""
+
+    NAME = "shout"
+    PRIORITY = 700
+    VERSION = "1.0.0"
+    Config = ShoutConfig
+
+    def on_response(self, ex: Exchange) -> None:
+        ex.transform_body(bytes.upper, self.config.max_body)
