@@ -536,6 +536,11 @@ class Settings:
         "GATEWAY_READ_TIMEOUT", number(float, 0.001), "60",
         "Seconds to wait for each read from the upstream (then 504, or a cut if the "
         "body had started).")
+    upstream_max_header_bytes: int = setting(
+        "GATEWAY_UPSTREAM_MAX_HEADER_BYTES", byte_size, "32k",
+        "Largest header section an upstream may answer (nginx in front refuses more than "
+        "its proxy_buffer_size with a 502 too; keep them aligned); past it, or past 100 "
+        "header fields (gunicorn's own limit on requests), 502.")
     body_timeout: float = setting(
         "GATEWAY_BODY_TIMEOUT", number(float, 0.001), "60",
         "Seconds the request body may stop arriving between two pieces (nginx's "

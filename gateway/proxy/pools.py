@@ -104,7 +104,7 @@ class Answer:
 def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | bytes | None,
              chunked: bool, *, timeout: float | None, head_request: bool = False,
              repeatable: bool = False, client_gone: Callable[[], bool] | None = None,
-             upgrade: bool = False) -> Answer:
+             upgrade: bool = False, limits: wire.HeadLimits = wire.DEFAULT_LIMITS) -> Answer:
     """Send ``head`` and ``body`` (see :func:`wire.send_request`) on a connection from
     ``pool`` and read the answer's head, waiting at most ``timeout`` seconds per read.
 
@@ -113,14 +113,15 @@ def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | by
     closed while idle is replaced once by a new one when the request is
     ``repeatable`` (safe to send twice, body in hand); a connection that failed before
     any byte of the answer raises Unanswered. ``client_gone``: see
-    :meth:`wire.Response.read_head`; ``upgrade``: see :class:`wire.Response`.
+    :meth:`wire.Response.read_head`; ``upgrade``: see :class:`wire.Response`; ``limits``
+    bound the answer's header section (InvalidResponse past them).
     """
     conn = pool._get_conn()
     reused = conn.sock is not None
     try:
         try:
             response = _send(conn, head, body, chunked, timeout, head_request, client_gone,
-                             upgrade)
+                             upgrade, limits)
         except Unanswered as exc:
             if not (reused and repeatable):
                 raise
@@ -129,7 +130,7 @@ def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | by
             conn.close()
             conn = pool._new_conn()  # counted in the pool's connections opened
             response = _send(conn, head, body, chunked, timeout, head_request, client_gone,
-                             upgrade)
+                             upgrade, limits)
     except BaseException:
         conn.close()
         pool._put_conn(None)  # the pool keeps its slot
@@ -139,13 +140,14 @@ def exchange(pool: urllib3.HTTPConnectionPool, head: bytes, body: IO[bytes] | by
 
 def _send(conn: Any, head: bytes, body: IO[bytes] | bytes | None, chunked: bool,
           timeout: float | None, head_request: bool,
-          client_gone: Callable[[], bool] | None, upgrade: bool) -> wire.Response:
+          client_gone: Callable[[], bool] | None, upgrade: bool,
+          limits: wire.HeadLimits) -> wire.Response:
     """Connect if needed, send, and read the answer's head."""
     if conn.sock is None:
         conn.connect()
     sock = conn.sock
     sock.settimeout(timeout)
-    response = wire.Response(sock, head_request, upgrade)
+    response = wire.Response(sock, head_request, upgrade, limits)
     try:
         try:
             wire.send_request(sock, head, body, chunked)

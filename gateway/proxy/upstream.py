@@ -90,6 +90,7 @@ class Upstream:
         self.answered_at = float("-inf")
         self._manager: urllib3.PoolManager | None = None
         self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
+        self.limits = wire.HeadLimits(max_bytes=settings.upstream_max_header_bytes)
 
     @property
     def manager(self) -> urllib3.PoolManager:
@@ -171,7 +172,8 @@ class Upstream:
         head = self._head(target, method, path, headers, payload, chunked)
         return exchange(self._pool(target), head, payload, chunked,
                         timeout=self.settings.read_timeout, head_request=method == "HEAD",
-                        repeatable=repeatable, client_gone=client_gone, upgrade=upgrade)
+                        repeatable=repeatable, client_gone=client_gone, upgrade=upgrade,
+                        limits=self.limits)
 
     def _pool(self, target: Target) -> urllib3.HTTPConnectionPool:
         pool = self._pools.get(target.url)

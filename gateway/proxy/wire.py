@@ -13,6 +13,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import httptools
@@ -31,6 +32,20 @@ _NO_BODY = frozenset({204, 304})
 # that never goes through the hub.
 _poll = monkey.get_original("select", "poll")
 _CLOSED = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """Bounds on an answer's header section, past which it is an InvalidResponse."""
+
+    #: Bytes of the header fields (names, values and their separators).
+    max_bytes: int = 32 * 1024
+    #: Header fields, as gunicorn's limit on requests.
+    max_fields: int = 100
+
+
+#: The bounds of answers whose caller sets none (third-party services).
+DEFAULT_LIMITS = HeadLimits()
 
 
 class InvalidResponse(Exception):
@@ -119,8 +134,11 @@ class Response:
     leftover = b""
 
     def __init__(self, sock: socket.socket, head_request: bool = False,
-                 upgrade: bool = False) -> None:
+                 upgrade: bool = False, limits: HeadLimits = DEFAULT_LIMITS) -> None:
         self.sock = sock
+        self.limits = limits
+        #: Header bytes and fields of the head being read, against ``limits``.
+        self._head_bytes = 0
         self.head_request = head_request
         self.upgrade = upgrade
         self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
@@ -159,6 +177,7 @@ class Response:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return  # a trailer field: dropped
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
         lowered = name.lower()
         text = value.decode("latin-1")
         if lowered == b"content-length":
@@ -188,6 +207,7 @@ class Response:
 
     def on_message_complete(self) -> None:
         if self._in_head:  # an informational answer ended: the final one follows
+            self._head_bytes = 0
             self.headers.clear()
             self.connection = None
             self._length = None
@@ -228,8 +248,20 @@ class Response:
             if not data:
                 raise ClosedEarly("the upstream closed the connection before answering")
             self._feed(data)
+            self._check_limits()
         if watch and not self.complete:
             self.sock.settimeout(timeout)
+
+    def _check_limits(self) -> None:
+        """InvalidResponse for a header section past ``limits``: a head still open past the
+        byte bound (while in the head, every byte received is the head's), or one whose
+        fields add up past it or number more than allowed."""
+        limits = self.limits
+        if self._head_bytes > limits.max_bytes or \
+                (self._in_head and self.received > limits.max_bytes + 8192):
+            raise InvalidResponse(f"a header section larger than {limits.max_bytes} bytes")
+        if len(self.headers) > limits.max_fields:
+            raise InvalidResponse(f"more than {limits.max_fields} header fields")
 
     def _recv_watching(self, timeout: float | None, client_gone: Callable[[], bool]) -> bytes:
         started = time.monotonic()

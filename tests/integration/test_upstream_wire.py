@@ -47,6 +47,10 @@ SCRIPTS = {
                        b"Content-Length: 2\r\n\r\nok"),
     "/nul": Script(b"HTTP/1.1 200 OK\r\nX-Evil: a\0b\r\nContent-Length: 2\r\n\r\nok"),
     "/bad-name": Script(b"HTTP/1.1 200 OK\r\nX Evil: a\r\nContent-Length: 2\r\n\r\nok"),
+    "/big-header": Script(ok(b"no", "X-Big: " + "x" * 64 * 1024)),
+    "/many-headers": Script(ok(b"no", *(f"X-H{i}: {i}" for i in range(1000)))),
+    "/fair-headers": Script(ok(b"yes", "X-Big: " + "x" * 16 * 1024,
+                               *(f"X-H{i}: {i}" for i in range(90)))),
     "/te-and-cl": Script(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
                          b"Content-Length: 50\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
 }
@@ -238,3 +242,29 @@ def test_target_killed_mid_request(gateway, fixture_server, method, status):
         assert time.monotonic() - conn_started >= 1.9  # 0.5 s on the killed one first
     else:  # it may have reached the upstream: never sent twice
         assert json.loads(data)["message"] == BAD_GATEWAY
+
+
+# -- issue 24: upstream answer heads are bounded, as nginx's buffer and gunicorn's count
+
+@pytest.mark.parametrize("path, reason", [
+    ("/big-header", "a header section larger than 32768 bytes"),
+    ("/many-headers", "more than 100 header fields"),
+])
+def test_an_oversized_upstream_head_is_a_502_naming_the_upstream(proxied, scripted, path,
+                                                                    reason):
+    response, data = get(proxied, path)
+    assert response.status == 502
+    assert json.loads(data)["message"] == BAD_GATEWAY
+    assert f"upstream {scripted.url} sent an invalid answer: {reason}" in proxied.logs()
+
+
+def test_a_head_within_the_bounds_passes(proxied):
+    response, data = get(proxied, "/fair-headers")
+    assert response.status == 200 and data == b"yes"
+    assert len(response.headers["X-Big"]) == 16 * 1024
+
+
+def test_the_head_bound_is_a_setting(gateway, scripted):
+    small = gateway({"GATEWAY_UPSTREAM_URL": scripted.url,
+                     "GATEWAY_UPSTREAM_MAX_HEADER_BYTES": "8k"}, fresh=True)
+    assert get(small, "/fair-headers")[0].status == 502
