@@ -18,16 +18,14 @@ from urllib.parse import unquote_plus
 from werkzeug.datastructures import Headers
 
 from gateway.config import ConfigError, Settings, boolean, names, setting
+from gateway.filters import auth
 from gateway.filters.base import Filter
-from gateway.proxy.exchange import Consumer, Exchange
+from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_header_name, is_safe_value
 
 NO_KEY = "No API key found in request"
 INVALID_KEY = "Unauthorized"  # Kong 3.x; Kong 2.x said "Invalid authentication credentials"
 DUPLICATE_KEY = "Duplicate API key found"
-#: Headers Kong sets upstream for the consumer; always removed from the client's request first.
-CONSUMER_HEADERS = ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username",
-                    "X-Credential-Identifier", "X-Anonymous-Consumer")
 # Namespace of the stable UUIDs standing in for Kong's consumer and credential ids.
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://gateway.invalid/key-auth")
 
@@ -38,11 +36,6 @@ class Credential:
 
     consumer: str
     id: str
-
-
-def consumer_id(consumer: str) -> str:
-    """A stable UUID for a consumer name (Kong's X-Consumer-ID)."""
-    return str(uuid.uuid5(_IDS, "consumer:" + consumer))
 
 
 class KeyTable:
@@ -200,9 +193,7 @@ class KeyAuth(Filter):
         self.challenge = f'Key realm="{config.realm}"'
 
     def on_request(self, ex: Exchange) -> None:
-        for name in CONSUMER_HEADERS:  # first: the upstream can always trust them
-            ex.upstream_headers.remove(name)
-        if ex.method == "OPTIONS" and not self.config.run_on_preflight:
+        if auth.skip(ex, self.config.run_on_preflight, self.config.anonymous):
             return
         key, duplicate = self.find_key(ex)
         if self.config.hide_credentials:
@@ -236,20 +227,9 @@ class KeyAuth(Filter):
 
     def authenticate(self, ex: Exchange, consumer: str, credential: str | None) -> None:
         """Tell the upstream and later filters who the client is (Kong's set_consumer)."""
-        ex.consumer = Consumer(consumer, consumer_id(consumer), credential)
-        headers = ex.upstream_headers
-        headers["X-Consumer-ID"] = ex.consumer.id
-        headers["X-Consumer-Username"] = consumer
-        if credential is None:
-            headers["X-Anonymous-Consumer"] = "true"
-        else:
-            headers["X-Credential-Identifier"] = credential
-        ex.outcomes[self.NAME] = "anonymous" if credential is None else "authenticated"
+        auth.set_consumer(ex, self.NAME, consumer, credential)
 
     def refuse(self, ex: Exchange, message: str) -> None:
         """No valid key: pass as the anonymous consumer when configured, else 401."""
-        if self.config.anonymous is not None:
-            self.authenticate(ex, self.config.anonymous, None)
-            return
-        ex.outcomes[self.NAME] = "rejected"
-        ex.error(401, message, Headers([("WWW-Authenticate", self.challenge)]))
+        auth.refuse(ex, self.NAME, self.config.anonymous, message,
+                    Headers([("WWW-Authenticate", self.challenge)]))
