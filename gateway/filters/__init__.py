@@ -16,9 +16,12 @@ from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
 from gateway.config import ConfigError, Settings, env_names, load
+from gateway.filters.acl import Acl
 from gateway.filters.base import Filter
+from gateway.filters.basic_auth import BasicAuth
 from gateway.filters.cors import Cors
 from gateway.filters.enrichment.handler import Enrichment
+from gateway.filters.jwt_auth import Jwt
 from gateway.filters.key_auth import KeyAuth
 from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
@@ -31,7 +34,8 @@ ENTRY_POINT_GROUP = "gateway.filters"
 
 REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
-                              Cors, RequestSizeLimiting, ProxyCache, Enrichment)
+                              Cors, RequestSizeLimiting, ProxyCache, Enrichment, Jwt,
+                              BasicAuth, Acl)
 }
 
 

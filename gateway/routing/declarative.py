@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config import ConfigError
@@ -29,7 +29,7 @@ from gateway.routing.schema import Invalid
 SNAPSHOT_ENV = "_GATEWAY_DECLARATIVE_SNAPSHOT"
 FORMAT_VERSION = "3.0"
 ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
-            "plugins")
+            *e.AUTH_CREDENTIAL_FIELDS, "plugins")
 #: Top-level keys Kong reads besides the entities.
 META = ("_format_version", "_transform", "_comment", "_workspace")
 _VAULT = re.compile(r"\{vault://env/([A-Za-z0-9_-]+)(?:/([^}]+))?\}")
@@ -46,6 +46,8 @@ class Declaration:
     upstreams: dict[str, e.Upstream]
     consumers: dict[str, e.Consumer]
     plugins: list[e.Plugin]
+    #: jwt_secrets, basicauth_credentials, hmacauth_credentials, acls: entity name -> list.
+    credentials: dict[str, list[e.Credential]] = field(default_factory=dict)
 
 
 def declaration_source(environ: Mapping[str, str], path: str | None,
@@ -140,6 +142,8 @@ class _Collector:
                                                 "upstream": {}}
         self.targets: dict[str, list[e.Target]] = {}
         self.credentials: dict[str, list[str]] = {}
+        self.auth_credentials: dict[str, list[e.Credential]] = {
+            kind: [] for kind in e.AUTH_CREDENTIAL_FIELDS}
         #: Checks to run once every entity is known: references to entities defined later.
         self.pending: list[Callable[[], None]] = []
 
@@ -168,7 +172,25 @@ class _Collector:
         consumers = {key: e.Consumer(c.username, c.custom_id,
                                      tuple(self.credentials.get(key, ())), c.label)
                      for key, c in self.consumers.items()}
-        return Declaration(self.services, self.routes, upstreams, consumers, self.plugins)
+        return Declaration(self.services, self.routes, upstreams, consumers, self.plugins,
+                           self.auth_credentials)
+
+    def __getattr__(self, name: str) -> Callable[[Any, str, dict[str, Any]], None]:
+        """``_jwt_secrets``, ``_acls``...: the reader of an authentication credential."""
+        kind = name[1:]
+        if name.startswith("_") and kind in e.AUTH_CREDENTIAL_FIELDS:
+            return lambda raw, path, parent: self._auth_credential(kind, raw, path, parent)
+        raise AttributeError(name)
+
+    def _auth_credential(self, kind: str, raw: Any, path: str, parent: dict[str, Any]) -> None:
+        checked = s.record(raw, path, e.AUTH_CREDENTIAL_FIELDS[kind])
+        found = self.auth_credentials[kind]
+        if "consumer" in parent:
+            found.append(e.Credential(parent["consumer"], checked, path))
+            return
+        ref = self._refer("consumer", checked["consumer"] or _missing(f"{path}.consumer"),
+                          f"{path}.consumer")
+        self.pending.append(lambda: found.append(e.Credential(ref(), checked, path)))
 
     def _register(self, kind: str, raw: dict[str, Any], name: str | None, path: str) -> str:
         """Record an entity's name and id; return its key. Names and ids must be unique."""
@@ -250,7 +272,8 @@ class _Collector:
         if checked["custom_id"] is not None and checked["custom_id"] != checked["username"]:
             self.keys["consumer"].setdefault(checked["custom_id"], key)
         self.consumers[key] = e.Consumer(username, checked["custom_id"], (), path)
-        self._nested(checked, path, "keyauth_credentials", {"consumer": key})
+        for kind in ("keyauth_credentials", *e.AUTH_CREDENTIAL_FIELDS):
+            self._nested(checked, path, kind, {"consumer": key})
         self._nested(checked, path, "plugins", {"consumer": key})
 
     def _keyauth_credentials(self, raw: Any, path: str, parent: dict[str, Any]) -> None:
