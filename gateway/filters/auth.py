@@ -44,11 +44,6 @@ def consumer_id(consumer: str) -> str:
     return str(uuid.uuid5(_IDS, "consumer:" + consumer))
 
 
-def credential_id(kind: str, key: str) -> str:
-    """A stable UUID for a credential of ``kind`` found by ``key`` (never the secret)."""
-    return str(uuid.uuid5(_IDS, f"{kind}:{key}"))
-
-
 def begin(ex: Exchange) -> None:
     """Remove the client's consumer headers, once: before any filter has set a consumer."""
     if ex.consumer is None:
@@ -124,6 +119,8 @@ class Owned(Generic[T]):
 
     consumer: str
     custom_id: str | None
+    #: X-Credential-Identifier: the credential's lookup key (Kong's jwt key, basic-auth or
+    #: hmac-auth username), never its secret.
     id: str
     secret: T
 
@@ -140,7 +137,7 @@ class CredentialStore(Generic[T]):
         consumer_name(consumer)
         if key in self._by_key:
             raise ValueError(f"{self.kind} credential {key!r} is listed twice")
-        self._by_key[key] = Owned(consumer, custom_id, credential_id(self.kind, key), secret)
+        self._by_key[key] = Owned(consumer, custom_id, key, secret)
 
     def update(self, other: CredentialStore[T]) -> None:
         for key, owned in other._by_key.items():

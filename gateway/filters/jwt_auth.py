@@ -17,12 +17,14 @@ import binascii
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 import yaml
 from jwt.algorithms import get_default_algorithms
+from jwt.warnings import InsecureKeyLengthWarning
 from werkzeug.datastructures import Headers
 
 from gateway.config import ConfigError, Settings, boolean, names, setting
@@ -35,6 +37,8 @@ ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES
               "ES512", "PS256", "PS384", "PS512", "EdDSA")
 _BEARER = re.compile(r"\s*[Bb]earer\s+(.+)")
 _JWS = jwt.PyJWS(algorithms=list(ALGORITHMS))
+# Kong accepts HS secrets of any length; PyJWT would warn on every request with a short one.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class JwtSecret:
 
     algorithm: str
     secret: str | None
-    rsa_public_key: str | None
+    #: The parsed rsa_public_key (cryptography's key object) of an asymmetric algorithm.
+    public_key: Any
 
     def __repr__(self) -> str:
         return f"<JwtSecret {self.algorithm}>"
@@ -60,9 +65,14 @@ def jwt_secret(record: dict[str, Any]) -> tuple[str, JwtSecret]:
     if algorithm.startswith("HS"):
         if not isinstance(secret, str) or not secret:
             raise ValueError("secret: required for an HS algorithm")
-    elif not isinstance(pem, str) or not pem.strip():
+        return key, JwtSecret(algorithm, secret, None)
+    if not isinstance(pem, str) or not pem.strip():
         raise ValueError(f"rsa_public_key: required for {algorithm}")
-    return key, JwtSecret(algorithm, secret, pem)
+    try:
+        public_key = get_default_algorithms()[algorithm].prepare_key(pem)
+    except Exception:  # cryptography raises several kinds
+        raise ValueError(f"rsa_public_key: not a {algorithm} public key in PEM") from None
+    return key, JwtSecret(algorithm, None, public_key)
 
 
 def secrets_from_env(raw: str) -> CredentialStore[JwtSecret]:
@@ -186,7 +196,7 @@ class Jwt(Filter):
                     store.update(given)
             self.keys = {key: (owned, self._prepare(owned.secret)) for key, owned in store}
         except ValueError as exc:
-            raise ConfigError(f"GATEWAY_JWT_SECRETS_FILE: {exc}") from None
+            raise ConfigError(f"jwt: {exc}") from None
         base = f'Bearer realm="{config.realm}"' if config.realm is not None else "Bearer"
         self.challenge = base
         self.challenge_error = base + (', error="invalid_token"' if config.realm is not None
@@ -194,20 +204,16 @@ class Jwt(Filter):
 
     def _prepare(self, secret: JwtSecret) -> Any:
         """The key PyJWT verifies with: the HS secret (decoded) or the parsed public key."""
-        if secret.algorithm.startswith("HS"):
-            raw = secret.secret or ""
-            if not self.config.secret_is_base64:
-                return raw.encode()
-            try:
-                url_safe = raw.replace("+", "-").replace("/", "_")
-                return base64.urlsafe_b64decode(url_safe + "=" * (-len(raw) % 4))
-            except (binascii.Error, ValueError):
-                raise ValueError("a secret is not base64 (secret_is_base64 is set)") from None
+        if secret.public_key is not None:
+            return secret.public_key
+        raw = secret.secret or ""
+        if not self.config.secret_is_base64:
+            return raw.encode()
         try:
-            return get_default_algorithms()[secret.algorithm].prepare_key(secret.rsa_public_key)
-        except Exception:  # cryptography raises several kinds
-            raise ValueError(f"an rsa_public_key is not a {secret.algorithm} public key "
-                             "in PEM") from None
+            url_safe = raw.replace("+", "-").replace("/", "_")
+            return base64.urlsafe_b64decode(url_safe + "=" * (-len(raw) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError("a secret is not base64 (secret_is_base64 is set)") from None
 
     def on_request(self, ex: Exchange) -> None:
         if auth.skip(ex, self.config.run_on_preflight, self.config.anonymous):
