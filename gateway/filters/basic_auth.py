@@ -154,8 +154,9 @@ class BasicAuth(Filter):
 
     def identify(self, ex: Exchange) -> auth.Owned[Hashed] | None:
         """The credential of Proxy-Authorization, else of Authorization (Kong's order)."""
+        sent = ex.request.headers  # Proxy-Authorization is not among the upstream's headers
         for name in ("Proxy-Authorization", "Authorization"):
-            given = parse_basic(ex.upstream_headers.get(name))
+            given = parse_basic(sent.get(name))
             if self.config.hide_credentials:
                 ex.upstream_headers.remove(name)
             owned = self.store.get(given[0]) if given else None
