@@ -11,7 +11,7 @@ gRPC calls                                   no gRPC proxying in this gateway
 "consumer cache consistency", invalidations  no Admin API, no DB (DB-less file only)
 01-crypto_spec (sha1(password .. id))        passwords are held as salted HMAC-SHA256 here
 X-Consumer-ID equal to the consumer's `id`   the id is a stable UUID from the username here
-`anonymous` given as a consumer id          left to the key-auth work (issue 17): by name
+`anonymous` given as a consumer id           left to the key-auth work (issue 17): by name
 ===========================================  ==============================================
 """
 
