@@ -21,6 +21,7 @@ from gateway.filters.base import Filter
 from gateway.filters.basic_auth import BasicAuth
 from gateway.filters.cors import Cors
 from gateway.filters.enrichment.handler import Enrichment
+from gateway.filters.hmac_auth import HmacAuth
 from gateway.filters.jwt_auth import Jwt
 from gateway.filters.key_auth import KeyAuth
 from gateway.filters.proxy_cache import ProxyCache
@@ -35,7 +36,7 @@ ENTRY_POINT_GROUP = "gateway.filters"
 REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
                               Cors, RequestSizeLimiting, ProxyCache, Enrichment, Jwt,
-                              BasicAuth, Acl)
+                              BasicAuth, Acl, HmacAuth)
 }
 
 

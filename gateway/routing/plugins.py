@@ -23,6 +23,7 @@ from gateway.filters import (
     acl,
     basic_auth,
     filter_class,
+    hmac_auth,
     installed,
     jwt_auth,
 )
@@ -130,6 +131,13 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
     }, _anonymous),
     "basic-auth": KongPlugin("basic-auth", {
         "hide_credentials": Field(s.boolean, "hide_credentials"),
+        "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
+    }, _anonymous),
+    "hmac-auth": KongPlugin("hmac-auth", {
+        **_same("hide_credentials validate_request_body", s.boolean),
+        "clock_skew": Field(s.integer(1, 2**31), "clock_skew"),
+        "enforce_headers": Field(STRINGS, "enforce_headers"),
+        "algorithms": Field(s.array(s.one_of(*hmac_auth.ALGORITHMS)), "algorithms"),
         "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
     }, _anonymous),
     "acl": KongPlugin("acl", {
@@ -304,6 +312,11 @@ def _add_basic(store: CredentialStore[Any], consumer: str, custom_id: str | None
                               custom_id)
 
 
+def _add_hmac(store: CredentialStore[Any], consumer: str, custom_id: str | None,
+              fields: dict[str, Any]) -> None:
+    hmac_auth.add_credential(store, consumer, fields["username"], fields["secret"], custom_id)
+
+
 def _group_table(decl: Declaration) -> acl.GroupTable:
     table = acl.GroupTable()
     for credential in decl.credentials.get("acls", ()):
@@ -320,5 +333,7 @@ _OBJECTS: dict[str, Callable[[Declaration], dict[str, Any]]] = {
     "jwt": lambda decl: {"secrets": _owned(decl, "jwt_secrets", _add_jwt)},
     "basic-auth": lambda decl: {"credentials": _owned(decl, "basicauth_credentials",
                                                       _add_basic)},
+    "hmac-auth": lambda decl: {"credentials": _owned(decl, "hmacauth_credentials",
+                                                     _add_hmac)},
     "acl": lambda decl: {"groups": _group_table(decl)},
 }
