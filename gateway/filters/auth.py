@@ -25,6 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from werkzeug.datastructures import Headers
@@ -39,6 +40,7 @@ CONSUMER_HEADERS = ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Usernam
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://gateway.invalid/key-auth")
 
 
+@lru_cache(maxsize=4096)
 def consumer_id(consumer: str) -> str:
     """A stable UUID for a consumer name (Kong's X-Consumer-ID)."""
     return str(uuid.uuid5(_IDS, "consumer:" + consumer))

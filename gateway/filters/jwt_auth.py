@@ -24,6 +24,7 @@ from typing import Any
 import jwt
 import yaml
 from jwt.algorithms import get_default_algorithms
+from jwt.utils import base64url_decode
 from jwt.warnings import InsecureKeyLengthWarning
 from werkzeug.datastructures import Headers
 
@@ -36,7 +37,8 @@ from gateway.proxy.exchange import Exchange
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
               "ES512", "PS256", "PS384", "PS512", "EdDSA")
 _BEARER = re.compile(r"\s*[Bb]earer\s+(.+)")
-_JWS = jwt.PyJWS(algorithms=list(ALGORITHMS))
+#: PyJWT's algorithm objects: each verifies a signature with a key prepared once, when loaded.
+_VERIFIERS = get_default_algorithms()
 # Kong accepts HS secrets of any length; PyJWT would warn on every request with a short one.
 warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
@@ -69,7 +71,7 @@ def jwt_secret(record: dict[str, Any]) -> tuple[str, JwtSecret]:
     if not isinstance(pem, str) or not pem.strip():
         raise ValueError(f"rsa_public_key: required for {algorithm}")
     try:
-        public_key = get_default_algorithms()[algorithm].prepare_key(pem)
+        public_key = _VERIFIERS[algorithm].prepare_key(pem)
     except Exception:  # cryptography raises several kinds
         raise ValueError(f"rsa_public_key: not a {algorithm} public key in PEM") from None
     return key, JwtSecret(algorithm, None, public_key)
@@ -208,12 +210,13 @@ class Jwt(Filter):
             return secret.public_key
         raw = secret.secret or ""
         if not self.config.secret_is_base64:
-            return raw.encode()
+            return _VERIFIERS[secret.algorithm].prepare_key(raw)
         try:
             url_safe = raw.replace("+", "-").replace("/", "_")
-            return base64.urlsafe_b64decode(url_safe + "=" * (-len(raw) % 4))
+            decoded = base64.urlsafe_b64decode(url_safe + "=" * (-len(raw) % 4))
         except (binascii.Error, ValueError):
             raise ValueError("a secret is not base64 (secret_is_base64 is set)") from None
+        return _VERIFIERS[secret.algorithm].prepare_key(decoded)
 
     def on_request(self, ex: Exchange) -> None:
         if auth.skip(ex, self.config.run_on_preflight, self.config.anonymous):
@@ -260,7 +263,7 @@ class Jwt(Filter):
         if len(found) > 1:
             raise Rejected("Multiple tokens provided")
         token = found.pop()
-        header, payload = decode(token)
+        header, payload, signed, signature = decode(token)
         claim = self.config.key_claim_name
         key = payload.get(claim, header.get(claim))
         if key is None or key is False:
@@ -274,9 +277,11 @@ class Jwt(Filter):
         if header.get("alg") != owned.secret.algorithm:
             raise Rejected("Invalid algorithm")
         try:
-            _JWS.decode(token, prepared, algorithms=[owned.secret.algorithm])
-        except jwt.PyJWTError:
-            raise Rejected("Invalid signature") from None
+            valid = _VERIFIERS[owned.secret.algorithm].verify(signed, prepared, signature)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise Rejected("Invalid signature")
         self.check_claims(payload)
         return owned
 
@@ -301,17 +306,24 @@ class Jwt(Filter):
                 raise Rejected("Unauthorized", {"exp": "exceeds maximum allowed expiration"})
 
 
-def decode(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(header, claims) of a token before its signature is checked; Rejected if malformed."""
+def decode(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """(header, claims, signing input, signature) of a token before its signature is
+    checked; Rejected if malformed."""
+    if token.count(".") != 2:
+        raise Rejected("Bad token; invalid JSON")
+    signed, _, signature = token.encode().rpartition(b".")
+    head, _, body = signed.partition(b".")
     try:
-        parts = _JWS.decode_complete(token, options={"verify_signature": False})
-        header = parts["header"]
-        payload = json.loads(parts["payload"])
-    except (jwt.PyJWTError, ValueError, TypeError):
+        header = json.loads(base64url_decode(head))
+        payload = json.loads(base64url_decode(body))
+        raw_signature = base64url_decode(signature)
+    except (ValueError, TypeError, binascii.Error):
         raise Rejected("Bad token; invalid JSON") from None
+    if not isinstance(header, dict):
+        raise Rejected("Bad token; invalid JSON")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise Rejected("Bad token; invalid alg")
     if not isinstance(payload, dict):
         raise Rejected("Bad token; invalid claims")
-    return header, payload
+    return header, payload, signed, raw_signature

@@ -288,3 +288,8 @@ def test_from_variables(upstream, tmp_path):
     seen = upstream_headers(call(client, **bearer(token({"iss": "rs"}, RSA_KEY, "RS256"))))
     assert seen["x-consumer-username"] == "carol"
     refused(call(client), "Unauthorized", 'Bearer realm="api"')
+
+
+@pytest.mark.parametrize("extra", [".x", ".", "..", ".a.b"])
+def test_a_token_with_more_than_three_parts_is_malformed(plain, extra):
+    refused(call(plain, **bearer(token({"iss": "hs-key"}) + extra)), "Bad token; invalid JSON")
