@@ -2,7 +2,9 @@
 
 Everything a filter author needs is here (Kong's PDK): the :class:`Filter` base
 class and the :class:`Exchange` it gets in each phase, :func:`setting` and its
-parsers to declare a Config, the errors, and the external-service client.
+parsers to declare a Config, the errors, the external-service client, and
+the authentication helpers the built-in auth filters use (an author's own
+scheme sets a consumer as key-auth and jwt do, and combines with them).
 This module is the stable surface: a change to a name exported here is a
 breaking change, noted in CHANGELOG.md. Everything else in ``gateway`` is
 internal and may change in any release.
@@ -31,6 +33,9 @@ from gateway.config import (
     text,
 )
 from gateway.config import Settings as GatewaySettings
+from gateway.filters.auth import CONSUMER_HEADERS, CredentialStore, set_consumer
+from gateway.filters.auth import refuse as refuse_authentication
+from gateway.filters.auth import skip as skip_authentication
 from gateway.filters.base import Filter
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import Consumer, Exchange
@@ -52,12 +57,14 @@ PDK_VERSION = "1.1.0"
 
 
 __all__ = [
+    "CONSUMER_HEADERS",
     "PDK_VERSION",
     "Answer",
     "BadAnswer",
     "CallFailed",
     "ConfigError",
     "Consumer",
+    "CredentialStore",
     "Exchange",
     "Filter",
     "GatewayError",
@@ -77,6 +84,9 @@ __all__ = [
     "names",
     "number",
     "pairs",
+    "refuse_authentication",
+    "set_consumer",
     "setting",
+    "skip_authentication",
     "text",
 ]

@@ -16,14 +16,18 @@ from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
 from gateway.config import ConfigError, Settings, env_names, load
+from gateway.filters.acl import Acl
 from gateway.filters.base import Filter
+from gateway.filters.basic_auth import BasicAuth
 from gateway.filters.bot_detection import BotDetection
 from gateway.filters.correlation_id import CorrelationId
 from gateway.filters.cors import Cors
 from gateway.filters.enrichment.handler import Enrichment
 from gateway.filters.file_log import FileLog
+from gateway.filters.hmac_auth import HmacAuth
 from gateway.filters.http_log import HttpLog
 from gateway.filters.ip_restriction import IpRestriction
+from gateway.filters.jwt_auth import Jwt
 from gateway.filters.key_auth import KeyAuth
 from gateway.filters.prometheus import Prometheus
 from gateway.filters.proxy_cache import ProxyCache
@@ -41,7 +45,8 @@ REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
                               Cors, RequestSizeLimiting, ProxyCache, Enrichment,
                               IpRestriction, BotDetection, CorrelationId, Prometheus, HttpLog,
-                              FileLog, RequestTransformer, ResponseTransformer)
+                              FileLog, RequestTransformer, ResponseTransformer, Jwt, BasicAuth,
+                              Acl, HmacAuth)
 }
 
 

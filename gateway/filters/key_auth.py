@@ -18,16 +18,14 @@ from urllib.parse import unquote_plus
 from werkzeug.datastructures import Headers
 
 from gateway.config import ConfigError, Settings, boolean, names, setting
+from gateway.filters import auth
 from gateway.filters.base import Filter
-from gateway.proxy.exchange import Consumer, Exchange
+from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_header_name, is_safe_value
 
 NO_KEY = "No API key found in request"
 INVALID_KEY = "Unauthorized"  # Kong 3.x; Kong 2.x said "Invalid authentication credentials"
 DUPLICATE_KEY = "Duplicate API key found"
-#: Headers Kong sets upstream for the consumer; always removed from the client's request first.
-CONSUMER_HEADERS = ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username",
-                    "X-Credential-Identifier", "X-Anonymous-Consumer")
 # Namespace of the stable UUIDs standing in for Kong's consumer and credential ids.
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://gateway.invalid/key-auth")
 
@@ -49,11 +47,6 @@ class Credential:
     consumer: str
     id: str
     owner: Owner | None = None
-
-
-def consumer_id(consumer: str) -> str:
-    """A stable UUID for a consumer name (Kong's X-Consumer-ID) when none is given."""
-    return str(uuid.uuid5(_IDS, "consumer:" + consumer))
 
 
 class KeyTable:
@@ -235,9 +228,7 @@ class KeyAuth(Filter):
         self.header_names = tuple(name.replace("_", "-") for name in config.key_names)
 
     def on_request(self, ex: Exchange) -> None:
-        for name in CONSUMER_HEADERS:  # first: the upstream can always trust them
-            ex.upstream_headers.remove(name)
-        if ex.method == "OPTIONS" and not self.config.run_on_preflight:
+        if auth.skip(ex, self.config.run_on_preflight, self.config.anonymous):
             return
         key, duplicate = self.find_key(ex)
         if key:
@@ -274,26 +265,18 @@ class KeyAuth(Filter):
 
     def owner(self, consumer: str) -> Owner:
         """The consumer named ``consumer`` (username, id or custom_id), or one by that name."""
-        return self.keys.owners.get(consumer) or Owner(consumer, consumer_id(consumer))
+        return self.keys.owners.get(consumer) or Owner(consumer, auth.consumer_id(consumer))
 
     def authenticate(self, ex: Exchange, owner: Owner, credential: str | None) -> None:
         """Tell the upstream and later filters who the client is (Kong's set_consumer)."""
-        ex.consumer = Consumer(owner.username, owner.id, credential)
-        headers = ex.upstream_headers
-        headers["X-Consumer-ID"] = owner.id
-        headers["X-Consumer-Username"] = owner.username
-        if owner.custom_id is not None:
-            headers["X-Consumer-Custom-ID"] = owner.custom_id
-        if credential is None:
-            headers["X-Anonymous-Consumer"] = "true"
-        else:
-            headers["X-Credential-Identifier"] = credential
-        ex.outcomes[self.NAME] = "anonymous" if credential is None else "authenticated"
+        auth.set_consumer(ex, self.NAME, owner.username, credential, owner.custom_id,
+                          owner.id)
 
     def refuse(self, ex: Exchange, message: str) -> None:
-        """No valid key: pass as the anonymous consumer when configured, else 401."""
+        """No valid key: pass as the anonymous consumer when configured (found by username,
+        id or custom_id), else 401."""
         if self.config.anonymous is not None:
             self.authenticate(ex, self.owner(self.config.anonymous), None)
             return
-        ex.outcomes[self.NAME] = "rejected"
-        ex.error(401, message, Headers([("WWW-Authenticate", self.challenge)]))
+        auth.refuse(ex, self.NAME, None, message,
+                    Headers([("WWW-Authenticate", self.challenge)]))

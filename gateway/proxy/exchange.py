@@ -34,6 +34,8 @@ class Consumer:
     id: str
     #: The credential that identified it; None for the anonymous consumer.
     credential: str | None = None
+    #: The consumer's custom_id (X-Consumer-Custom-ID), when it has one.
+    custom_id: str | None = None
 
     @property
     def anonymous(self) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.config import ConfigError
@@ -31,7 +31,7 @@ from gateway.routing.schema import Invalid, collecting
 SNAPSHOT_ENV = "_GATEWAY_DECLARATIVE_SNAPSHOT"
 FORMAT_VERSION = "3.0"
 ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
-            "plugins")
+            *e.AUTH_CREDENTIAL_FIELDS, "plugins")
 
 
 def _format_version(value: Any, path: str) -> str:
@@ -65,6 +65,8 @@ class Declaration:
     #: What is wrong with the file, one ``path: message`` line each (read_declaration);
     #: the entities above are then those that passed.
     problems: tuple[str, ...] = ()
+    #: jwt_secrets, basicauth_credentials, hmacauth_credentials, acls: entity name -> list.
+    credentials: dict[str, list[e.Credential]] = field(default_factory=dict)
 
 
 def declaration_source(environ: Mapping[str, str], path: str | None,
@@ -182,6 +184,8 @@ class _Collector:
                                                 "upstream": {}}
         self.targets: dict[str, list[e.Target]] = {}
         self.credentials: dict[str, list[tuple[str, str | None]]] = {}
+        self.auth_credentials: dict[str, list[e.Credential]] = {
+            kind: [] for kind in e.AUTH_CREDENTIAL_FIELDS}
         #: Checks to run once every entity is known: references to entities defined later.
         self.pending: list[Callable[[], None]] = []
 
@@ -212,7 +216,7 @@ class _Collector:
                                      tuple(self.credentials.get(key, ())), c.label, c.id)
                      for key, c in self.consumers.items()}
         return Declaration(self.services, self.routes, upstreams, consumers, self.plugins,
-                           tuple(self.problems))
+                           tuple(self.problems), self.auth_credentials)
 
     def _top_level(self, data: dict[str, Any]) -> None:
         """The keys besides the entities: Kong's metadata, and entities not read here."""
@@ -233,6 +237,25 @@ class _Collector:
         before = len(self.problems)
         checked = s.record(raw, path, fields, self.problems)
         return checked, len(self.problems) == before
+
+    def __getattr__(self, name: str) -> Callable[[Any, str, dict[str, Any]], None]:
+        """``_jwt_secrets``, ``_acls``...: the reader of an authentication credential."""
+        kind = name[1:]
+        if name.startswith("_") and kind in e.AUTH_CREDENTIAL_FIELDS:
+            return lambda raw, path, parent: self._auth_credential(kind, raw, path, parent)
+        raise AttributeError(name)
+
+    def _auth_credential(self, kind: str, raw: Any, path: str, parent: dict[str, Any]) -> None:
+        checked, ok = self._checked(raw, path, e.AUTH_CREDENTIAL_FIELDS[kind])
+        if not ok:
+            return
+        found = self.auth_credentials[kind]
+        if "consumer" in parent:
+            found.append(e.Credential(parent["consumer"], checked, path))
+            return
+        ref = self._refer("consumer", checked["consumer"] or _missing(f"{path}.consumer"),
+                          f"{path}.consumer")
+        self.pending.append(lambda: found.append(e.Credential(ref(), checked, path)))
 
     def _register(self, kind: str, raw: dict[str, Any], name: str | None, path: str) -> str:
         """Record an entity's name and id; return its key. Names and ids must be unique."""
@@ -328,7 +351,8 @@ class _Collector:
         if username is not None:
             self.consumers[key] = e.Consumer(username, checked["custom_id"], (), path,
                                              checked["id"])
-        self._nested(checked, path, "keyauth_credentials", {"consumer": key})
+        for kind in ("keyauth_credentials", *e.AUTH_CREDENTIAL_FIELDS):
+            self._nested(checked, path, kind, {"consumer": key})
         self._nested(checked, path, "plugins", {"consumer": key})
 
     def _keyauth_credentials(self, raw: Any, path: str, parent: dict[str, Any]) -> None:

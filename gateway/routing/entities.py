@@ -72,8 +72,7 @@ def _unsupported_nested(value: Any, path: str) -> None:
 
 
 #: Kong's credential entities a consumer may nest that this gateway does not read.
-UNREAD_CREDENTIALS = ("acls", "basicauth_credentials", "hmacauth_credentials", "jwt_secrets",
-                      "oauth2_credentials")
+UNREAD_CREDENTIALS = ("oauth2_credentials",)
 
 
 def protocol(value: Any, path: str) -> str:
@@ -409,11 +408,38 @@ CONSUMER_FIELDS: s.Fields = {
     **AUTO, "username": (s.string, None), "custom_id": (s.string, None), "tags": TAGS,
     "keyauth_credentials": NESTED, "plugins": NESTED,
     **{kind: (_unsupported_nested, None) for kind in UNREAD_CREDENTIALS},
+    "jwt_secrets": NESTED, "basicauth_credentials": NESTED, "hmacauth_credentials": NESTED,
+    "acls": NESTED,
 }
 CREDENTIAL_FIELDS: s.Fields = {
     **AUTO, "key": (s.string, REQUIRED), "consumer": (reference, None), "tags": TAGS,
     "ttl": UNSUPPORTED,
 }
+
+_OWNER = {**AUTO, "consumer": (reference, None), "tags": TAGS}
+#: The credentials of Kong's other authentication plugins, by entity name: their fields.
+AUTH_CREDENTIAL_FIELDS: dict[str, s.Fields] = {
+    "jwt_secrets": {**_OWNER, "key": (s.string, None), "secret": (s.string, None),
+                    "rsa_public_key": (s.string, None),
+                    "algorithm": (s.one_of("HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
+                                           "ES256", "ES384", "ES512", "PS256", "PS384",
+                                           "PS512", "EdDSA"), "HS256")},
+    "basicauth_credentials": {**_OWNER, "username": (s.string, REQUIRED),
+                              "password": (s.string, REQUIRED)},
+    "hmacauth_credentials": {**_OWNER, "username": (s.string, REQUIRED),
+                             "secret": (s.string, REQUIRED)},
+    "acls": {**_OWNER, "group": (s.string, REQUIRED)},
+}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One credential entity of an authentication plugin (jwt_secrets, acls...)."""
+
+    #: The owning consumer's key in Declaration.consumers.
+    consumer: str
+    fields: dict[str, Any]
+    label: str
 
 
 @dataclass(frozen=True)

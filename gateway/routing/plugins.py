@@ -18,9 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import ConfigError
-from gateway.filters import REGISTRY, FilterNotFound, filter_class, installed
+from gateway.filters import (
+    REGISTRY,
+    FilterNotFound,
+    acl,
+    basic_auth,
+    filter_class,
+    hmac_auth,
+    installed,
+    jwt_auth,
+)
+from gateway.filters.auth import CredentialStore, consumer_id
 from gateway.filters.base import Filter
-from gateway.filters.key_auth import KeyTable, Owner, consumer_id
+from gateway.filters.key_auth import KeyTable, Owner
 from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
@@ -209,6 +219,31 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
         "key_in_body": Field(s.fixed(False)),
     }, _anonymous),
+    "jwt": KongPlugin("jwt", {
+        **_same("uri_param_names cookie_names header_names", STRINGS),
+        "key_claim_name": Field(s.string, "key_claim_name"),
+        "claims_to_verify": Field(s.array(s.one_of("exp", "nbf")), "claims_to_verify"),
+        "maximum_expiration": Field(s.integer(0, 31536000), "maximum_expiration"),
+        **_same("secret_is_base64 run_on_preflight", s.boolean),
+        "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
+    }, _anonymous),
+    "basic-auth": KongPlugin("basic-auth", {
+        "hide_credentials": Field(s.boolean, "hide_credentials"),
+        "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
+    }, _anonymous),
+    "hmac-auth": KongPlugin("hmac-auth", {
+        **_same("hide_credentials validate_request_body", s.boolean),
+        "clock_skew": Field(s.integer(1, 2**31), "clock_skew"),
+        "enforce_headers": Field(STRINGS, "enforce_headers"),
+        "algorithms": Field(s.array(s.one_of(*hmac_auth.ALGORITHMS)), "algorithms"),
+        "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
+    }, _anonymous),
+    "acl": KongPlugin("acl", {
+        **_same("allow deny", STRINGS),
+        "hide_groups_header": Field(s.boolean, "hide_groups_header"),
+        "always_use_authenticated_groups": Field(s.fixed(False)),
+        "include_consumer_groups": Field(s.fixed(False)),
+    }),
     "rate-limiting": KongPlugin("rate-limiting", {
         **_same("second minute hour day month year", s.integer(1, 2**53)),
         "limit_by": Field(s.one_of("consumer", "credential", "ip", "service", "header", "path"),
@@ -335,7 +370,7 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
         texts.update(redis_texts(conf, path))
     kong_name = {f.ours: k for k, f in kong.fields.items() if f.ours}
     hidden = {f.ours for k, f in kong.fields.items() if f.ours and _has_secret(conf[k])}
-    objects = {"keys": _key_table(decl)} if kong.filter == "key-auth" else {}
+    objects = _OBJECTS[kong.filter](decl) if kong.filter in _OBJECTS else {}
     return cls, _config(cls.Config, texts, objects, path, kong_name, hidden)
 
 
@@ -400,3 +435,55 @@ def _key_table(decl: Declaration) -> KeyTable:
                 raise Invalid(f"{consumer.label}.keyauth_credentials[{index}].key",
                               str(exc)) from None
     return table
+
+
+def _owned(decl: Declaration, kind: str, add: Callable[[CredentialStore[Any], str, str | None,
+                                                       dict[str, Any]], None]
+           ) -> CredentialStore[Any]:
+    """The ``kind`` credentials of every consumer, each added by ``add``; Invalid names one."""
+    store: CredentialStore[Any] = CredentialStore(kind)
+    for credential in decl.credentials.get(kind, ()):
+        consumer = decl.consumers[credential.consumer]
+        try:
+            add(store, consumer.username, consumer.custom_id, credential.fields)
+        except ValueError as exc:
+            raise Invalid(credential.label, str(exc)) from None
+    return store
+
+
+def _add_jwt(store: CredentialStore[Any], consumer: str, custom_id: str | None,
+             fields: dict[str, Any]) -> None:
+    store.add(consumer, *jwt_auth.jwt_secret(fields), custom_id)
+
+
+def _add_basic(store: CredentialStore[Any], consumer: str, custom_id: str | None,
+               fields: dict[str, Any]) -> None:
+    basic_auth.add_credential(store, consumer, fields["username"], fields["password"],
+                              custom_id)
+
+
+def _add_hmac(store: CredentialStore[Any], consumer: str, custom_id: str | None,
+              fields: dict[str, Any]) -> None:
+    hmac_auth.add_credential(store, consumer, fields["username"], fields["secret"], custom_id)
+
+
+def _group_table(decl: Declaration) -> acl.GroupTable:
+    table = acl.GroupTable()
+    for credential in decl.credentials.get("acls", ()):
+        try:
+            table.add(decl.consumers[credential.consumer].username, credential.fields["group"])
+        except ValueError as exc:
+            raise Invalid(f"{credential.label}.group", str(exc)) from None
+    return table
+
+
+#: The filters whose Config takes objects made from the file's other entities.
+_OBJECTS: dict[str, Callable[[Declaration], dict[str, Any]]] = {
+    "key-auth": lambda decl: {"keys": _key_table(decl)},
+    "jwt": lambda decl: {"secrets": _owned(decl, "jwt_secrets", _add_jwt)},
+    "basic-auth": lambda decl: {"credentials": _owned(decl, "basicauth_credentials",
+                                                      _add_basic)},
+    "hmac-auth": lambda decl: {"credentials": _owned(decl, "hmacauth_credentials",
+                                                     _add_hmac)},
+    "acl": lambda decl: {"groups": _group_table(decl)},
+}

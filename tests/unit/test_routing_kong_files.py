@@ -209,11 +209,11 @@ def test_other_protocols_are_not_supported_by_this_gateway(text, message):
 # Credentials nested under a consumer: the same words as at the top level.
 
 def test_unread_entities_say_the_same_nested_and_at_the_top():
-    lines = problems(HEAD + "jwt_secrets: [{key: a}]\nconsumers:\n- username: c\n"
-                            "  jwt_secrets: [{key: a}]\n  acls: []\n")
+    lines = problems(HEAD + "oauth2_credentials: [{name: a}]\nconsumers:\n- username: c\n"
+                            "  oauth2_credentials: [{name: a}]\n  acls: []\n")
     assert lines == [
-        "jwt_secrets: unsupported entity: not supported by this gateway",
-        "consumers[c].jwt_secrets: unsupported entity: not supported by this gateway"]
+        "oauth2_credentials: unsupported entity: not supported by this gateway",
+        "consumers[c].oauth2_credentials: unsupported entity: not supported by this gateway"]
 
 
 # Issue 17 point 3: routes without a service.

@@ -107,8 +107,8 @@ def test_bad_plugin_config_names_the_field(upstream):
 
 
 def test_unsupported_plugin_is_refused(upstream):
-    text = KONG.format(url=upstream.url).replace("request-termination", "jwt")
-    with pytest.raises(ConfigError, match="plugin 'jwt' not enabled; this gateway supports"):
+    text = KONG.format(url=upstream.url).replace("request-termination", "oauth2")
+    with pytest.raises(ConfigError, match="plugin 'oauth2' not enabled; this gateway supports"):
         in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
 
 
