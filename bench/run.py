@@ -185,6 +185,10 @@ class Setup:
 
 
 KEY = ("apikey: bench-key",)
+JWT_SECRET = "bench-secret-bench-secret-bench-secret"
+#: {"iss": "bench-key"} signed HS256 with JWT_SECRET (no exp: the token never expires).
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJiZW5jaC1rZXkifQ."
+       "TZiWP0b0xXhzFMYlbXH7tYHybLsriV_H-jsVfFJlfNM")
 KEYAUTH = {"GATEWAY_KEYAUTH_KEYS": "bench:bench-key"}
 RATELIMIT = {"GATEWAY_RATELIMIT_SECOND": "1000000000", "GATEWAY_RATELIMIT_POLICY": "local"}
 #: Filter rows, each on its fast path: label -> (filters, settings, headers).
@@ -195,6 +199,11 @@ FILTER_ROWS = {
                                                  {**KEYAUTH, **RATELIMIT}, KEY),
     "gateway + proxy-cache (hits)": ("proxy-cache", {"GATEWAY_CACHE_TTL": "3600"}, ()),
     "gateway + cors (a simple request)": ("cors", {}, ("Origin: https://app.example.com",)),
+    "gateway + jwt (HS256)": ("jwt", {"GATEWAY_JWT_SECRETS": f"bench:bench-key:{JWT_SECRET}"},
+                              (f"Authorization: Bearer {JWT}",)),
+    "gateway + basic-auth": ("basic-auth",
+                             {"GATEWAY_BASICAUTH_CREDENTIALS": "bench:bench:bench-password"},
+                             ("Authorization: Basic YmVuY2g6YmVuY2gtcGFzc3dvcmQ=",)),
 }
 
 
@@ -412,7 +421,8 @@ FAST_PATH_US = 25
 FAST_PATH_ROWS = ("gateway + key-auth (a known key)",
                   "gateway + rate-limiting local (under the limit)",
                   "gateway + proxy-cache (hits)", "gateway + enrichment, cache on (hits)",
-                  "gateway + cors (a simple request)")
+                  "gateway + cors (a simple request)", "gateway + jwt (HS256)",
+                  "gateway + basic-auth")
 
 
 def by_label(rows: list[Row], label: str) -> Row | None:
