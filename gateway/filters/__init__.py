@@ -22,6 +22,7 @@ from gateway.filters.enrichment.handler import Enrichment
 from gateway.filters.key_auth import KeyAuth
 from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
+from gateway.filters.request_callout import RequestCallout
 from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
 from gateway.filters.response_headers import ResponseHeaders
@@ -31,7 +32,7 @@ ENTRY_POINT_GROUP = "gateway.filters"
 
 REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
-                              Cors, RequestSizeLimiting, ProxyCache, Enrichment)
+                              Cors, RequestSizeLimiting, ProxyCache, Enrichment, RequestCallout)
 }
 
 

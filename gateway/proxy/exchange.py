@@ -40,6 +40,19 @@ class Consumer:
         return self.credential is None
 
 
+@dataclass(frozen=True)
+class CalloutResponse:
+    """What a request-callout call answered (Kong's ``kong.ctx.shared.callouts.NAME.response``).
+
+    ``headers`` is None and ``body`` None when the callout does not store them; ``body`` is
+    the decoded JSON when the callout decodes it, else the text.
+    """
+
+    status: int
+    headers: dict[str, str] | None
+    body: Any
+
+
 class Exchange:
     """Per-request state shared by the app and the filters."""
 
@@ -87,6 +100,19 @@ class Exchange:
         self.started = time.perf_counter()
         self.upstream_started: float | None = None
         self.upstream_finished: float | None = None
+
+    @cached_property
+    def callouts(self) -> dict[str, CalloutResponse]:
+        """The request-callout results so far, by callout name (Kong's
+        ``kong.ctx.shared.callouts``); a callout that failed under ``on_error: continue``
+        is not there. Made on first use, so requests without callouts pay nothing."""
+        return {}
+
+    @cached_property
+    def uri_captures(self) -> dict[str, str]:
+        """The named and numbered groups of the route's regex path that matched (Kong's
+        ``kong.request.get_uri_captures``); empty for a prefix path."""
+        return {}
 
     @cached_property
     def request(self) -> Request:

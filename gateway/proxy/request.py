@@ -219,6 +219,15 @@ def read_body(environ: MutableMapping[str, Any], max_bytes: int) -> bytes:
     return body
 
 
+def replace_body(environ: MutableMapping[str, Any], body: bytes) -> None:
+    """Send ``body`` upstream instead of the client's (a filter rewrote it): the client's
+    framing is replaced by its Content-Length; :func:`read_body` gives it from now on."""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ[_READ_BODY] = body
+
+
 def _read_at_most(stream: RequestBody, max_bytes: int) -> bytes:
     """The stream's bytes until its end; GatewayError 413 once past ``max_bytes``."""
     pieces, size = [], 0

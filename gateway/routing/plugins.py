@@ -20,6 +20,7 @@ from gateway.config import ConfigError
 from gateway.filters import REGISTRY, FilterNotFound, filter_class, installed
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyTable, Owner, consumer_id
+from gateway.filters.request_callout.plan import plan as callout_plan
 from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
@@ -54,6 +55,9 @@ class KongPlugin:
     combine: Callable[[dict[str, Any], str, Declaration], dict[str, str]] | None = None
     #: Kong's ``redis`` record (and its ``redis_*`` shorthands) feeds our ``redis_url``.
     redis: bool = False
+    #: For a config of nested records (request-callout): checks the whole config itself
+    #: and gives our Config's fields as objects, (config, path, plugin label) -> values.
+    structured: Callable[[dict[str, Any], str, str], dict[str, Any]] | None = None
 
 
 STRINGS = s.array(s.string)
@@ -118,6 +122,10 @@ def _transform_lists(*names: str) -> s.Check:
     return check
 
 
+def _callout_plan(conf: dict[str, Any], path: str, label: str) -> dict[str, Any]:
+    return {"plan": callout_plan(conf, path, label)}
+
+
 def _response_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
     return {name: ",".join(conf[name]["headers"]) if conf[name] else ""
             for name in ("add", "remove")}
@@ -171,6 +179,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         **_same("message body content_type trigger", s.string),
         "echo": Field(s.boolean, "echo"),
     }),
+    "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
     "response-transformer": KongPlugin("response-headers", {
         "add": Field(_transform_lists("headers")), "remove": Field(_transform_lists("headers")),
         **{name: Field(_transform_lists()) for name in ("rename", "replace", "append")},
@@ -209,6 +218,9 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
     """(filter class, its Config) for a plugin of the file; Invalid names the config field."""
     path = f"{plugin.label}.config"
     kong, cls = kong_plugin(plugin.name, plugin.label)
+    if kong.structured is not None:
+        objects = kong.structured(plugin.config, path, plugin.label)
+        return cls, _config(cls.Config, {}, objects, path, {}, set())
     conf = s.record(plugin.config, path, {k: (f.check, f.default) for k, f in kong.fields.items()})
     texts = {f.ours: _as_text(conf[k]) for k, f in kong.fields.items()
              if f.ours and conf[k] is not None}
