@@ -20,6 +20,8 @@ from gateway.proxy.errors import error_body
 from gateway.proxy.headers import request_headers
 from gateway.proxy.request import read_body
 
+#: The environ key of a regex route's captures (set by the route table when it matched).
+URI_CAPTURES = "gateway.uri_captures"
 #: Path segments that climb up a path (RFC 3986 dot segments).
 DOT_SEGMENTS = frozenset({".", ".."})
 
@@ -112,7 +114,7 @@ class Exchange:
     def uri_captures(self) -> dict[str, str]:
         """The named and numbered groups of the route's regex path that matched (Kong's
         ``kong.request.get_uri_captures``); empty for a prefix path."""
-        return {}
+        return dict(self.environ.get(URI_CAPTURES, {}))
 
     @cached_property
     def request(self) -> Request:

@@ -78,8 +78,9 @@ def _cases(mock: MockService, httpbin: str) -> list[dict]:
                 "query": {"custom": {"user": "$(headers.x-user)"}},
                 "body": {"custom": {"plan": "$(callouts.profile.response.body.plan)",
                                     "geo": "$(callouts.geo.response.body)"}}},
-            "response": {"headers": {"custom": {"X-Geo-City": "$(callouts.geo.response.body.city)"}},
-                         "body": {"custom": {"geo": "$(callouts.geo.response.body)"}}}}, echo),
+            "response": {
+                "headers": {"custom": {"X-Geo-City": "$(callouts.geo.response.body.city)"}},
+                "body": {"custom": {"geo": "$(callouts.geo.response.body)"}}}}, echo),
         _route("fail", {"callouts": [_callout("x", f"{m}/status/500",
                                               request={"error": fail})]}, echo),
         _route("retry", {"callouts": [_callout("x", f"{m}/status/503", request={"error": {
@@ -208,7 +209,7 @@ def test_on_error_continue_reaches_the_upstream_without_the_value(gw):
 
 def test_timeouts_bound_a_stalled_callout(gw):
     response, body, seconds = timed(gw, "/timeout")
-    assert response.status == 400
+    assert (response.status, json.loads(body)["message"]) == (400, "service callout error")
     assert seconds < 1.5, seconds
 
 

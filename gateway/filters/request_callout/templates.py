@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 from gateway.jsoncodec import encode_json
 
-_EXPRESSION = re.compile(r"\$\(([^()]*)\)")
 _SEGMENT = re.compile(r"""\.?([A-Za-z0-9_-]+)|\[(?:"([^"]*)"|'([^']*)'|([0-9]+))\]""")
 _SHARED = "kong.ctx.shared."
 #: The client request's sources: name in the reference -> kind.
@@ -141,19 +140,29 @@ class Template:
 
 def template(raw: str, where: str) -> Template:
     """Parse ``raw``; ValueError naming ``where`` for anything but plain references."""
-    parts: list[str | Ref] = []
+    parts: list[str | Ref | Const] = []
     at = 0
-    for found in _EXPRESSION.finditer(raw):
-        if found.start() > at:
-            parts.append(raw[at:found.start()])
-        parts.append(reference(found.group(1).strip(), where))
-        at = found.end()
-    rest = raw[at:]
-    if "$(" in rest:
-        raise ValueError(f"{where}: unbalanced $( ... ); only $(reference) is supported")
-    if rest:
-        parts.append(rest)
+    while (start := raw.find("$(", at)) >= 0:
+        end = _closing(raw, start + 2)
+        if end < 0:
+            raise ValueError(f"{where}: unbalanced $( ... ); only $(reference) is supported")
+        if start > at:
+            parts.append(raw[at:start])
+        parts.append(reference(raw[start + 2:end].strip(), where))
+        at = end + 1
+    if raw[at:]:
+        parts.append(raw[at:])
     return Template(tuple(parts))
+
+
+def _closing(raw: str, at: int) -> int:
+    """The index of the ``)`` closing a ``$(`` whose body starts at ``at``; -1 if none."""
+    depth = 1
+    for index in range(at, len(raw)):
+        depth += {"(": 1, ")": -1}.get(raw[index], 0)
+        if depth == 0:
+            return index
+    return -1
 
 
 def reference(expression: str, where: str) -> Ref:
