@@ -33,7 +33,7 @@ from gateway.config import (
 from gateway.config import Settings as GatewaySettings
 from gateway.filters.base import Filter
 from gateway.proxy.errors import GatewayError
-from gateway.proxy.exchange import Consumer, Exchange
+from gateway.proxy.exchange import CalloutResponse, Consumer, Exchange
 from gateway.proxy.headers import header_name
 from gateway.services import (
     Answer,
@@ -48,7 +48,7 @@ from gateway.services import (
 )
 
 #: The version of this surface (semantic versioning; see CHANGELOG.md).
-PDK_VERSION = "1.0.0"
+PDK_VERSION = "1.1.0"
 
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "Answer",
     "BadAnswer",
     "CallFailed",
+    "CalloutResponse",
     "ConfigError",
     "Consumer",
     "Exchange",

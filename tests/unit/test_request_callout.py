@@ -309,3 +309,58 @@ def test_bad_environment_config_is_one_line(mock, env, message):
     with pytest.raises(ConfigError) as caught:
         in_process(environment(mock, **env))
     assert str(caught.value).startswith(message)
+
+
+# -- the cache in Redis, and our response section's pass-through cases
+
+
+def test_the_redis_strategy_shares_answers_through_kongs_redis_record(mock, redis_url):
+    from urllib.parse import urlsplit
+
+    where = urlsplit(redis_url)
+    mock.route("/redis-cached", json={"v": "once"})
+    config = {"callouts": [{"name": "c", "request": {
+        "url": f"{mock.url}/redis-cached", "query": {"custom": {"run": str(id(mock))}}},
+        "response": {"body": {"decode": True}}}],
+        "cache": {"strategy": "redis", "cache_ttl": 30,
+                  "redis": {"host": where.hostname, "port": where.port}},
+        "upstream": {"headers": {"custom": {"X-V": "$(callouts.c.response.body.v)"}}}}
+    for _ in range(2):  # each client has its own filter: only Redis is shared
+        client = in_process(environment(mock, GATEWAY_REQUEST_CALLOUT_CONFIG=json.dumps(config)))
+        assert get(client, "/").status_code == 200
+        assert mock.calls()[-1].header("X-V") == "once"
+    assert len(mock.calls("/redis-cached")) == 1
+
+
+@pytest.mark.parametrize(("route", "expected", "length_kept"), [
+    ({"body": b"plain text", "headers": {"Content-Type": "text/plain"}}, b"plain text", True),
+    ({"json": {"big": "x" * 200}}, None, True),  # its Content-Length is over max_size
+    ({"json": ["a", "list"]}, b'["a", "list"]', False),  # seen only once read
+])
+def test_answers_the_response_section_cannot_decorate_pass_unchanged(mock, route, expected,
+                                                                    length_kept):
+    mock.route("/up/", **route)
+    mock.route("/lookup", json={"v": 1})
+    config = {"callouts": [{"name": "c", "request": {"url": f"{mock.url}/lookup"},
+                            "response": {"body": {"decode": True}}}],
+              "response": {"body": {"custom": {"v": "$(callouts.c.response.body.v)"},
+                                    "max_size": 100}}}
+    client = in_process({**environment(mock, GATEWAY_REQUEST_CALLOUT_CONFIG=json.dumps(config)),
+                         "GATEWAY_UPSTREAM_URL": mock.url + "/up"})
+    response = get(client, "")
+    body = response.get_data()
+    assert body == (expected if expected is not None else json.dumps(route["json"]).encode())
+    assert response.headers.get("Content-Length") == (str(len(body)) if length_kept else None)
+
+
+def test_a_json_object_answer_gets_the_fields_and_loses_its_content_length(mock):
+    mock.route("/up/", json={"up": True})
+    mock.route("/lookup", json={"v": {"deep": 1}})
+    config = {"callouts": [{"name": "c", "request": {"url": f"{mock.url}/lookup"},
+                            "response": {"body": {"decode": True}}}],
+              "response": {"body": {"custom": {"v": "$(callouts.c.response.body.v)"}}}}
+    client = in_process({**environment(mock, GATEWAY_REQUEST_CALLOUT_CONFIG=json.dumps(config)),
+                         "GATEWAY_UPSTREAM_URL": mock.url + "/up"})
+    response = get(client, "")
+    assert json.loads(response.get_data()) == {"up": True, "v": {"deep": 1}}
+    assert "Content-Length" not in response.headers

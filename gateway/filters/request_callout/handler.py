@@ -195,6 +195,7 @@ class RequestCallout(Filter):
             return
         if not ex.upstream_answer:
             run.cancel()  # nothing to decorate: a filter or an error answered
+            ex.outcomes[self.NAME] = "skipped"
             return
         failed = run.join(self.plan.for_response)
         if failed is not None:
@@ -206,6 +207,7 @@ class RequestCallout(Filter):
         run: Run | None = ex.ctx.pop(self.NAME, None)
         if run is not None:  # the upstream failed, so on_response never ran
             run.cancel()
+            ex.outcomes[self.NAME] = "skipped"
 
     # -- one callout
 
