@@ -224,8 +224,13 @@ class RequestCallout(Filter):
         attempt = 0
         while True:
             attempt += 1
-            result = service.call(request.method, request.url, decode, request.body,
-                                  request.headers, request.key)
+            pending = service.start(request.method, request.url, decode, request.body,
+                                    request.headers, request.key)
+            try:
+                result = pending.result()
+            except gevent.GreenletExit:
+                pending.cancel()  # the request needs it no more (a shared call goes on)
+                raise
             if result.ok or attempt >= attempts or not isinstance(result.error, CallFailed) \
                     or result.outcome == "breaker-open":
                 break
