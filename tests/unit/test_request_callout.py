@@ -364,3 +364,40 @@ def test_a_json_object_answer_gets_the_fields_and_loses_its_content_length(mock)
     response = get(client, "")
     assert json.loads(response.get_data()) == {"up": True, "v": {"deep": 1}}
     assert "Content-Length" not in response.headers
+
+
+def test_stale_if_error_serves_the_last_good_answer_for_a_while(mock):
+    from tests.support.app import gateway_of
+
+    mock.route("/flaky", json={"v": "good"})
+    config = {"callouts": [{"name": "c", "request": {
+        "url": f"{mock.url}/flaky", "error": {"http_statuses": [500]}},
+        "response": {"body": {"decode": True}}}],
+        "cache": {"strategy": "memory", "cache_ttl": 1, "stale_if_error": 10},
+        "upstream": {"headers": {"custom": {"X-V": "$(callouts.c.response.body.v)"}}}}
+    client = in_process(environment(mock, GATEWAY_REQUEST_CALLOUT_CONFIG=json.dumps(config)))
+    [callout] = [f for f in gateway_of(client).routes.filters if f.NAME == "request-callout"]
+    service = callout.services["c"]
+    now = [1000.0]
+    service.clock = lambda: now[0]
+    assert get(client, "/").status_code == 200
+    mock.route("/flaky", status=500)
+    now[0] += 5  # past the TTL, within stale_if_error
+    assert get(client, "/").status_code == 200
+    assert mock.calls()[-1].header("X-V") == "good"
+    now[0] += 10  # past both
+    assert get(client, "/").status_code == 400
+
+
+def test_the_readme_configs_are_accepted():
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = text[text.index("### request-callout"):text.index("### key-auth")]
+    blocks = section.split("```yaml\n")[1:3]
+    guide, composition = (block.split("```")[0] for block in blocks)
+    checked = plan(yaml.safe_load(guide)["plugins"][0]["config"])
+    assert checked.for_response == ("guide",)
+    checked = plan(yaml.safe_load(composition))
+    assert checked.edges["profile"] == ("login",)
+    assert checked.before_upstream == ("login", "profile", "geo")

@@ -158,6 +158,7 @@ class RequestCallout(Filter):
         self.callouts = self.plan.by_name()
         self.services = {c.name: self._service(c, settings) for c in self.plan.callouts}
         self.decoders = {c.name: calls.decoder(c) for c in self.plan.callouts}
+        self.reads_body = self.plan.reads_body
 
     def _service(self, callout: Callout, settings: Settings) -> Service:
         cache = self.plan.cache
@@ -177,6 +178,8 @@ class RequestCallout(Filter):
     # -- the phases
 
     def on_request(self, ex: Exchange) -> None:
+        if self.reads_body:  # here, not in each callout's greenlet: one read, a 413 answered
+            ex.read_body(calls.MAX_CLIENT_BODY)
         run = Run(self, ex)
         failed = run.join(self.plan.before_upstream)
         if failed is not None:

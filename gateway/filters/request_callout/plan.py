@@ -126,6 +126,11 @@ class Plan:
     #: Identifies the plugin instance in cache keys (Kong's plugin id).
     plugin_id: str = ""
 
+    @property
+    def reads_body(self) -> bool:
+        """True when a callout sends the client's body (it is read once, before they start)."""
+        return any(c.body.forward or c.body.decode for c in self.callouts)
+
     def by_name(self) -> dict[str, Callout]:
         return {c.name: c for c in self.callouts}
 
