@@ -401,3 +401,21 @@ def test_the_readme_configs_are_accepted():
     checked = plan(yaml.safe_load(composition))
     assert checked.edges["profile"] == ("login",)
     assert checked.before_upstream == ("login", "profile", "geo")
+
+
+def test_callout_bodies_forwarded_and_decoded_with_custom_fields(mock):
+    config = {"callouts": [
+        {"name": "raw", "request": {"url": f"{mock.url}/raw", "method": "POST",
+                                    "body": {"forward": True}}},
+        {"name": "merged", "request": {"url": f"{mock.url}/merged", "method": "POST",
+                                       "body": {"forward": True, "decode": True, "custom": {
+                                           "who": "$(headers.x-user)", "n": 2}}}}],
+        "upstream": {"body": {"forward": False}}}
+    client = in_process(environment(mock, GATEWAY_REQUEST_CALLOUT_CONFIG=json.dumps(config)))
+    response = client.post("/", data=b'{"order": 7}', headers={
+        "X-User": "ann", "Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert mock.calls("/raw")[-1].body == b'{"order": 7}'
+    assert json.loads(mock.calls("/merged")[-1].body) == {"order": 7, "who": "ann", "n": 2}
+    upstream = mock.calls()[-1]
+    assert upstream.body == b"" and upstream.header("Content-Type") is None
