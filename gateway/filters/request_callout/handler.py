@@ -163,7 +163,7 @@ class RequestCallout(Filter):
     def _service(self, callout: Callout, settings: Settings) -> Service:
         cache = self.plan.cache
         ttl = 0 if cache.strategy == "off" or callout.bypass_cache else cache.cache_ttl
-        store = "memory" if cache.strategy == "memory" else (
+        store = "memory" if cache.strategy != "redis" else (
             cache.redis_url or ("auto" if settings.redis_url else KONG_REDIS))
         connect, read, deadline = callout.timeouts or (None, None, ServiceOptions.timeout)
         https = callout.url.parts[0].startswith("https")  # type: ignore[union-attr]
