@@ -209,6 +209,11 @@ def gateway_setups(third: str, filter_rows: bool) -> dict[str, Setup]:
         for label, (filters, env, headers) in FILTER_ROWS.items():
             if all(name in REGISTRY for name in filters.split(",")):
                 setups[label] = Setup({"GATEWAY_FILTERS": filters, **env}, headers)
+        if "http-log" in REGISTRY:  # the collector: nginx's third-party port answers 200
+            http_log = {"GATEWAY_FILTERS": "http-log", "GATEWAY_HTTP_LOG_ENDPOINT": third + "/log"}
+            setups["gateway + http-log (Kong's defaults: one POST per request)"] = Setup(http_log)
+            setups["gateway + http-log (batches of 100)"] = Setup(
+                {**http_log, "GATEWAY_HTTP_LOG_QUEUE_MAX_BATCH_SIZE": "100"})
     return setups
 
 

@@ -17,9 +17,15 @@ from importlib.metadata import EntryPoint, entry_points
 
 from gateway.config import ConfigError, Settings, env_names, load
 from gateway.filters.base import Filter
+from gateway.filters.bot_detection import BotDetection
+from gateway.filters.correlation_id import CorrelationId
 from gateway.filters.cors import Cors
 from gateway.filters.enrichment.handler import Enrichment
+from gateway.filters.file_log import FileLog
+from gateway.filters.http_log import HttpLog
+from gateway.filters.ip_restriction import IpRestriction
 from gateway.filters.key_auth import KeyAuth
+from gateway.filters.prometheus import Prometheus
 from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
 from gateway.filters.request_callout import RequestCallout
@@ -32,7 +38,9 @@ ENTRY_POINT_GROUP = "gateway.filters"
 
 REGISTRY: dict[str, type[Filter]] = {
     cls.NAME: cls for cls in (RequestTermination, ResponseHeaders, KeyAuth, RateLimiting,
-                              Cors, RequestSizeLimiting, ProxyCache, Enrichment, RequestCallout)
+                              Cors, RequestSizeLimiting, ProxyCache, Enrichment,
+                              IpRestriction, BotDetection, CorrelationId, Prometheus, HttpLog,
+                              FileLog, RequestCallout)
 }
 
 

@@ -240,6 +240,8 @@ class KeyAuth(Filter):
         if ex.method == "OPTIONS" and not self.config.run_on_preflight:
             return
         key, duplicate = self.find_key(ex)
+        if key:
+            ex.secrets.append(key)
         if self.config.hide_credentials:
             self.hide_key(ex)
         credential = self.keys.lookup(key) if key else None

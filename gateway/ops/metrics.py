@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -114,6 +114,11 @@ class WorkerMetrics:
         self.refreshed = now
         self._write()
         self._refresh_pools()
+        self._refresh_upstreams()
+
+    def _refresh_upstreams(self) -> None:
+        for refresh in REFRESHERS:
+            refresh(self.upstreams)
 
     def _write(self) -> None:
         PENDING.write()
@@ -163,11 +168,43 @@ def _filter_duration(name: str) -> Any:
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+#: Functions given this worker's upstreams once a second and on each scrape it serves, to
+#: write gauges of their state (prometheus's kong_upstream_target_health).
+REFRESHERS: list[Callable[[list[Upstream]], None]] = []
+#: Collectors of figures derived at scrape time, each made from the source of all the
+#: others (a collector of every worker's metrics): filters add theirs (prometheus's
+#: kong_nginx_* gauges).
+DERIVED: list[Callable[[Any], Any]] = []
+#: Rewrites of the exposition text, in order (prometheus's Kong spelling of its series:
+#: label order, ``le`` values, a counter name without ``_total``).
+TRANSFORMS: list[Callable[[bytes], bytes]] = []
+
+
+class _Forward:
+    """The metrics of a registry, as a collector of another."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        return self.registry.collect()
+
+
 def exposition() -> bytes:
     """All workers' metrics in the Prometheus text format (this process's without multiprocess)."""
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        return generate_latest(REGISTRY)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return generate_latest(registry)
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ and not DERIVED:
+        body = generate_latest(REGISTRY)
+    else:
+        registry = CollectorRegistry()
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            source: Any = multiprocess.MultiProcessCollector(registry)
+        else:
+            source = _Forward(REGISTRY)
+            registry.register(source)
+        for derived in DERIVED:
+            registry.register(derived(source))
+        body = generate_latest(registry)
+    for transform in TRANSFORMS:
+        body = transform(body)
+    return body
 

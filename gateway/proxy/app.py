@@ -39,12 +39,10 @@ from gateway.proxy.request import check_request, request_body, request_target
 from gateway.proxy.upstream import CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE
 from gateway.proxy.wire import InvalidResponse
 from gateway.routing.chain import Chain
-from gateway.routing.table import NO_ROUTE, NO_SERVICE, Destination, RouteTable, route_table
+from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
 
 log = logging.getLogger("gateway")
 
-#: The chain of a request no route took (Kong runs no plugin on its 404).
-NO_FILTERS = Chain(())
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
@@ -89,7 +87,7 @@ class Gateway:
         self.metrics.started()
         found = self.routes.find(environ)
         if found is None:
-            chain = NO_FILTERS
+            chain = self.routes.unrouted
             self._guarded(ex, self._unrouted)
         else:
             chain = found[0].chain
@@ -123,8 +121,8 @@ class Gateway:
             f.on_request(ex)
             if ex.answered:
                 return
-        if destination.upstream is None:
-            ex.error(503, NO_SERVICE)  # a route without a service, as Kong answers it
+        if destination.upstream is None:  # no service, or no live target: Kong's 503
+            ex.error(503, destination.unavailable)
             return
         self.proxy(ex, destination, path, matched)
 
@@ -166,6 +164,7 @@ class Gateway:
         add_forwarding(headers, ex.environ, ex.request_id, sent.partition("?")[0],
                        destination.forwarded_prefix(sent, matched))
         body, chunked = request_body(ex.environ, self.settings.body_timeout)
+        ex.upstream_uri = upstream_target
         ex.upstream_started = perf_counter()
         target, answer = destination.upstream.send(ex.method, upstream_target, headers, body,
                                                    chunked, ex.environ.get("gunicorn.socket"))
@@ -243,6 +242,7 @@ class ResponseBody:
         answer = self.ex.upstream_response
         if answer is not None:
             answer.release()  # back to the pool if read whole, else closed
+        self.ex.bytes_sent = self.sent
         for f in self.chain.log_filters:
             try:
                 f.on_log(self.ex)

@@ -67,6 +67,9 @@ class Exchange:
         self.upstream_headers: Headers = request_headers(environ)
         #: Who the client is, once an authentication filter (key-auth) identified it.
         self.consumer: Consumer | None = None
+        #: Credentials found in the request (an API key, known or not): the logging filters
+        #: write "REDACTED" wherever one appears.
+        self.secrets: list[str] = []
         self._upstream_query: str | None = None
         #: Response status; None until the upstream or a filter answered.
         self.status: int | None = None
@@ -88,6 +91,10 @@ class Exchange:
         self.route: str | None = None
         #: The upstream target URL used, if any.
         self.target: str | None = None
+        #: The request target sent upstream (path and query), once it was sent.
+        self.upstream_uri: str | None = None
+        #: Response body bytes handed to the server (set before the log phase).
+        self.bytes_sent = 0
         #: The upstream answer being streamed (proxy.upstream.Answer); the app releases it.
         self.upstream_response: Any = None
         #: The upstream's end-to-end response headers as received (before any filter edited

@@ -20,7 +20,12 @@ from functools import partial
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+)
 from werkzeug.datastructures import Headers
 
 from gateway.config import Settings
@@ -39,6 +44,8 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: The status and words logged for a client that left before the upstream answered
 #: (nginx's and Kong's 499); the client never sees them.
 CLIENT_CLOSED = 499
+#: Kong's 503 when an upstream host name does not resolve (kong/runloop/balancer).
+NAME_RESOLUTION_FAILED = "name resolution failed"
 CLIENT_CLOSED_MESSAGE = "Client closed the connection"
 
 
@@ -75,6 +82,9 @@ class Upstream:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.targets = [Target.from_url(url) for url in settings.upstream_urls]
+        #: The name of the declarative file's upstream entity these targets come from (None:
+        #: a service's own host), for Kong's kong_upstream_target_health.
+        self.name: str | None = None
         self._turn = itertools.count()
         #: perf_counter() time a target last answered a request (the readiness probe reads it).
         self.answered_at = float("-inf")
@@ -121,7 +131,10 @@ class Upstream:
             try:
                 answer = self._attempt(target, method, path, headers, payload, chunked,
                                        repeatable, client_gone)
-            except NewConnectionError as exc:  # refused, DNS failure: before ConnectTimeoutError
+            except NameResolutionError as exc:  # before NewConnectionError, its base
+                self._mark_down(target, exc)
+                failure = GatewayError(503, NAME_RESOLUTION_FAILED, "dns")
+            except NewConnectionError as exc:  # refused: before ConnectTimeoutError
                 self._mark_down(target, exc)
                 failure = GatewayError(502, BAD_GATEWAY, "refused")
             except ConnectTimeoutError as exc:
@@ -177,6 +190,16 @@ class Upstream:
         if extra is not None:
             fields[extra[0]] = extra[1]
         return wire.request_head(method, target.base_path + path, fields.items())
+
+    def target_health(self) -> dict[str, bool]:
+        """Per target (host:port): True when this worker sends to it, False while the passive
+        check skips it."""
+        now = time.monotonic()
+        health: dict[str, bool] = {}
+        for target in self.targets:
+            name = urlsplit(target.url).netloc
+            health[name] = health.get(name, True) and target.down_until <= now
+        return health
 
     def idle_connections(self) -> dict[str, tuple[int, int]]:
         """Per target URL: (idle pooled connections, connections opened so far) in this worker."""

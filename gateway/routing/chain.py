@@ -17,6 +17,14 @@ class Chain:
         self.response_filters = [f for f in self.filters if f.implements("on_response")]
         self.log_filters = [f for f in self.filters if f.implements("on_log")]
 
+    @classmethod
+    def log_only(cls, filters: Sequence[Filter]) -> Chain:
+        """The log phase of ``filters`` alone: what Kong runs of its global plugins on a
+        request no route took (the router's 404 comes before their other phases)."""
+        chain = cls(filters)
+        chain.request_filters, chain.response_filters = [], []
+        return chain
+
 
 class ByConsumer(Filter):
     """One plugin with a configuration per consumer (Kong's consumer-scoped plugins).

@@ -365,10 +365,22 @@ class Upstream:
     targets: tuple[Target, ...] = field(default=())
 
 
+def _unread_text(value: Any, path: str) -> Any:
+    """A field read only by a hash_on other than none (refused): any text or null."""
+    return None if value is None else s.string(value, path)
+
+
+#: Kong's hash_on_* and hash_fallback_* fields, which decK writes into every dump (null, and
+#: ``hash_on_cookie_path: /``): they only matter with a hash_on other than none.
+_HASH_DETAILS = {name: (_unread_text, None) for name in (
+    "hash_on_header", "hash_fallback_header", "hash_on_cookie", "hash_on_query_arg",
+    "hash_fallback_query_arg", "hash_on_uri_capture", "hash_fallback_uri_capture")}
+
 UPSTREAM_FIELDS: s.Fields = {
     **AUTO, "name": (s.hostname, REQUIRED),
     "algorithm": (s.fixed("round-robin"), "round-robin"), "slots": (s.integer(10, 2**16), 10000),
     "hash_on": (s.fixed("none"), "none"), "hash_fallback": (s.fixed("none"), "none"),
+    **_HASH_DETAILS, "hash_on_cookie_path": (_unread_text, "/"),
     "healthchecks": (_no_active_checks, None), "host_header": UNSUPPORTED,
     "client_certificate": UNSUPPORTED, "use_srv_name": (s.fixed(False), False),
     "tags": TAGS, "targets": NESTED,

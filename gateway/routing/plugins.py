@@ -12,6 +12,7 @@ as Kong refuses it ("unknown field").
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,58 @@ def _cache_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict
     return {"response_headers": ",".join(name for name, on in shown.items() if on) or "none"}
 
 
+def _number(low: float, high: float) -> s.Check:
+    """A number (integer or not) in [low, high] (Kong's ``between`` on a number field)."""
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(path, "expected a number")
+        if not low <= value <= high:
+            raise Invalid(path, f"value should be between {low:g} and {high:g}")
+        return value
+    return check
+
+
+#: Kong's queue record (kong/tools/queue_schema.lua) and its defaults.
+QUEUE_FIELDS: s.Fields = {
+    "max_batch_size": (s.integer(1, 1000000), 1),
+    "max_coalescing_delay": (_number(0, 3600), 1),
+    "max_entries": (s.integer(1, 1000000), 10000),
+    "max_bytes": (s.integer(1, 2**53), None),
+    "max_retry_time": (_number(-1, 2**53), 60),
+    "initial_retry_delay": (_number(0.001, 1000000), 0.01),
+    "max_retry_delay": (_number(0.001, 1000000), 60),
+    "concurrency_limit": (s.integer(-1, 1), 1),
+}
+
+
+def _http_log(conf: dict[str, Any], path: str, _decl: Declaration) -> dict[str, str]:
+    """The queue record flattened into our queue_* fields; the deprecated queue_size and
+    flush_timeout feed max_batch_size and max_coalescing_delay when the queue leaves them at
+    Kong's default (Kong's Queue.get_plugin_params)."""
+    queue = s.record(conf["queue"] or {}, f"{path}.queue", QUEUE_FIELDS)
+    if queue["concurrency_limit"] == 0:
+        raise Invalid(f"{path}.queue.concurrency_limit", "expected one of: -1, 1")
+    if conf["queue_size"] is not None and queue["max_batch_size"] == 1:
+        queue["max_batch_size"] = conf["queue_size"]
+    if conf["flush_timeout"] is not None and queue["max_coalescing_delay"] == 1:
+        queue["max_coalescing_delay"] = conf["flush_timeout"]
+    texts = {f"queue_{name}": _as_text(value) for name, value in queue.items()
+             if value is not None}
+    if conf["headers"]:
+        texts["headers"] = ",".join(f"{name}:{value}" for name, value in conf["headers"].items())
+    return texts
+
+
+def _header_map(value: Any, path: str) -> dict[str, str]:
+    checked = s.mapping(value, path)
+    for name, item in checked.items():
+        s.string(item, f"{path}.{name}")
+        if "," in item or ":" in name:
+            raise Invalid(f"{path}.{name}", "a header name with ':' or a value with ',' is not "
+                                            "supported by this gateway")
+    return checked
+
+
 def _transform_lists(*names: str) -> s.Check:
     """response-transformer's add/remove/... records: only ``headers`` may be non-empty."""
     def check(value: Any, path: str) -> dict[str, Any]:
@@ -129,6 +182,11 @@ def _callout_plan(conf: dict[str, Any], path: str, label: str) -> dict[str, Any]
 def _response_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
     return {name: ",".join(conf[name]["headers"]) if conf[name] else ""
             for name in ("add", "remove")}
+
+
+def _regex_lists(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
+    """bot-detection's lists of regular expressions, as JSON arrays (they may hold commas)."""
+    return {name: json.dumps(list(conf[name])) for name in ("allow", "deny")}
 
 
 KONG_PLUGINS: dict[str, KongPlugin] = {
@@ -180,6 +238,39 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "echo": Field(s.boolean, "echo"),
     }),
     "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
+    "ip-restriction": KongPlugin("ip-restriction", {
+        **_same("allow deny", STRINGS),
+        "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),
+    }),
+    "bot-detection": KongPlugin("bot-detection", {
+        "allow": Field(STRINGS, default=()), "deny": Field(STRINGS, default=()),
+    }, _regex_lists),
+    "correlation-id": KongPlugin("correlation-id", {
+        "header_name": Field(s.string, "header_name"),
+        "generator": Field(s.one_of("uuid", "uuid#counter", "tracker"), "generator"),
+        "echo_downstream": Field(s.boolean, "echo_downstream"),
+    }),
+    "prometheus": KongPlugin("prometheus", {
+        **_same("per_consumer status_code_metrics latency_metrics bandwidth_metrics "
+                "upstream_health_metrics", s.boolean),
+        "ai_metrics": Field(s.fixed(False)), "wasm_metrics": Field(s.fixed(False)),
+    }),
+    "http-log": KongPlugin("http-log", {
+        "http_endpoint": Field(s.string, "http_endpoint"),
+        "method": Field(s.one_of("POST", "PUT", "PATCH"), "method"),
+        "content_type": Field(s.one_of("application/json", "application/json; charset=utf-8"),
+                              "content_type"),
+        "timeout": Field(_number(0, 2**53), "timeout"),
+        "keepalive": Field(_number(0, 2**53), "keepalive"),
+        "retry_count": IGNORED, "queue_size": Field(s.integer(1, 1000000)),
+        "flush_timeout": Field(_number(0, 3600)),
+        "headers": Field(_header_map), "queue": Field(s.mapping),
+        "custom_fields_by_lua": UNSUPPORTED,
+    }, _http_log),
+    "file-log": KongPlugin("file-log", {
+        "path": Field(s.string, "path"), "reopen": Field(s.boolean, "reopen"),
+        "custom_fields_by_lua": UNSUPPORTED,
+    }),
     "response-transformer": KongPlugin("response-headers", {
         "add": Field(_transform_lists("headers")), "remove": Field(_transform_lists("headers")),
         **{name: Field(_transform_lists()) for name in ("rename", "replace", "append")},

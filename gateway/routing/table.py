@@ -37,11 +37,16 @@ from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
 NO_ROUTE = "no Route matched with those values"
 #: Kong's answer (503) on a route without a service, once its plugins ran.
 NO_SERVICE = "no Service found with those values"
+#: Kong's answer (503) on a service whose upstream has no target with a weight above 0 (the
+#: Kubernetes Ingress Controller writes such upstreams for Services without ready endpoints).
+NO_PEER = "failure to get a peer from the ring-balancer"
 #: The answer to a path whose encoded separators (``%2F``) and ``..`` segments would climb
 #: out of the service's path at an upstream that decodes them.
 BAD_PATH = "Bad request path: an encoded / with .. segments would leave the service path"
 #: Kong's answer to plain http on an https-only route (426).
 USE_HTTPS = "Please use HTTPS protocol"
+#: The chain of a request no route took, without global plugins.
+NO_FILTERS = Chain(())
 #: Most targets listed per upstream for weighted round-robin (weights are scaled down past it).
 MAX_RING = 100
 # Kong's plugin precedence: (consumer, route, service) set -> rank, highest wins.
@@ -58,11 +63,13 @@ class Destination:
     service: str
     route: str
     chain: Chain
-    #: None for a route without a service (Kong's 503 NO_SERVICE after its plugins).
+    #: None when there is nothing to proxy to: a route without a service, or a service whose
+    #: upstream has no live target; then Kong's 503 ``unavailable``, after the plugins ran.
     upstream: Upstream | None
     #: The route of the file; None for the catch-all route (the path is not rewritten).
     spec: e.Route | None = None
     service_path: str | None = None
+    unavailable: str = NO_SERVICE
 
     def upstream_target(self, target: str, path: str, matched: str) -> str:
         """The request target sent upstream, Kong's way: the routed ``path`` (normalised),
@@ -113,9 +120,12 @@ class RouteTable:
     """Finds the destination of each request."""
 
     def __init__(self, destinations: Sequence[Destination],
-                 router: Router[Destination] | None = None) -> None:
+                 router: Router[Destination] | None = None,
+                 unrouted: Chain = NO_FILTERS) -> None:
         self.destinations = list(destinations)
         self.router = router
+        #: The chain of a request no route took: the global plugins' log phase (Kong's).
+        self.unrouted = unrouted
 
     def find(self, environ: dict[str, Any]) -> tuple[Destination, str, str] | None:
         """(destination, the request path as Kong routes it (normalised, no query), the part
@@ -171,19 +181,27 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
         service = decl.services.get(route.service)  # None: a route without a service
         if route.service is not None and (service is None or not service.enabled):
             continue  # disabled, or refused (read_declaration reported it)
-        upstream = None
+        upstream, unavailable = None, NO_SERVICE
         if service is not None:
             with collecting(problems):
                 proxy = _service_settings(settings, service, decl, route)
-                if proxy not in upstreams:
-                    upstreams[proxy] = Upstream(proxy)
-                upstream = upstreams[proxy]
+                if proxy is None:
+                    unavailable = NO_PEER
+                else:
+                    if proxy not in upstreams:
+                        upstreams[proxy] = Upstream(proxy)
+                        if service.host in decl.upstreams:
+                            upstreams[proxy].name = service.host
+                    upstream = upstreams[proxy]
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
             (service.name or "") if service else "", route.name or "", chain, upstream, route,
-            service.path if service else None)))
+            service.path if service else None, unavailable)))
     raise_any(problems)
-    return RouteTable([d for _, d in routes], Router(routes))
+    global_filters = [instance for plugin, instance in zip(decl.plugins, instances, strict=True)
+                      if instance is not None and plugin.route is None
+                      and plugin.service is None and plugin.consumer is None]
+    return RouteTable([d for _, d in routes], Router(routes), Chain.log_only(global_filters))
 
 
 def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings,
@@ -224,8 +242,9 @@ def _scoped(decl: Declaration, instances: list[Filter | None], route: str,
 
 
 def _service_settings(settings: Settings, service: e.Service, decl: Declaration,
-                      route: e.Route) -> Settings:
-    """The proxy settings of one service: its targets, retries, timeouts, Host rule."""
+                      route: e.Route) -> Settings | None:
+    """The proxy settings of one service: its targets, retries, timeouts, Host rule; None
+    when its upstream has no target with a weight above 0."""
     upstream = decl.upstreams.get(service.host)
     if upstream is None:
         urls: tuple[str, ...] = (service.url,)
@@ -233,8 +252,7 @@ def _service_settings(settings: Settings, service: e.Service, decl: Declaration,
         urls = tuple(f"{service.protocol}://{t.host}:{t.port}"
                      for t in weighted_ring(upstream.targets))
         if not urls:
-            raise Invalid(f"upstreams[{upstream.name}].targets",
-                          "no target with a weight above 0")
+            return None
     return dataclasses.replace(
         settings, upstream_urls=urls, retries=service.retries,
         connect_timeout=service.connect_timeout, read_timeout=service.read_timeout,

@@ -118,8 +118,11 @@ class MockService(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    allow_reuse_address = True
+
+    def __init__(self, port: int = 0) -> None:
+        """On ``port`` (0: a free one; a given one lets a test restart a stopped mock)."""
+        super().__init__(("127.0.0.1", port), _Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.routes: dict[str, Route] = {}
         self.requests: list[Recorded] = []

@@ -37,10 +37,11 @@ def test_error_format_follows_accept(gateway, accept, content_type, marker):
     assert marker in data
 
 
-def test_unresolvable_host_is_502(gateway):
+def test_unresolvable_host_is_kongs_503(gateway):
+    """Kong's balancer: 503 "name resolution failed" (issue 18; it was a 502 here)."""
     gw = gateway({"GATEWAY_UPSTREAM_URL": "http://no-such-host.invalid:8080"})
     response, data = call(gw.url, "GET", "/")
-    assert (response.status, json.loads(data)["message"]) == (502, BAD_GATEWAY)
+    assert (response.status, json.loads(data)["message"]) == (503, "name resolution failed")
 
 
 def test_connection_closed_before_response_is_502(gateway, fixture_server):

@@ -54,7 +54,7 @@ def test_an_unknown_name_lists_built_in_and_installed_filters(entry_points):
     message = str(caught.value)
     assert "\n" not in message
     assert "unknown filter 'nope'" in message
-    assert "built in cors, enrichment" in message
+    assert "built in bot-detection, correlation-id, cors, enrichment" in message
     assert "installed broken, misnamed, teapot" in message
 
 
