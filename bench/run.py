@@ -393,6 +393,44 @@ def scenario_overlap(args: argparse.Namespace) -> Figure:
         third.stop()
 
 
+def callouts_env(third_url: str, chain: bool) -> dict[str, str]:
+    """request-callout with three independent callouts, or a chain of two (b waits for a)."""
+    names = ("a", "b") if chain else ("a", "b", "c")
+    callouts = [{"name": name, "request": {"url": f"{third_url}/{name}"},
+                 **({"depends_on": ["a"]} if chain and name == "b" else {})} for name in names]
+    return {"GATEWAY_FILTERS": "request-callout",
+            "GATEWAY_REQUEST_CALLOUT_CONFIG": json.dumps({"callouts": callouts})}
+
+
+def scenario_callouts(args: argparse.Namespace) -> list[Figure]:
+    """The time request-callout adds: three independent 100 ms callouts, then a chain of two."""
+    upstream, upstream_url = start_app("fixture")
+    third, third_url = start_app("fixture", {"BENCH_DELAY_MS": "100"})
+    figures = []
+    try:
+        for chain, count, target, bound in ((False, "three independent", "~100 ms, not 300",
+                                             (100, 110)),
+                                            (True, "a chain of two", "~200 ms", (200, 215))):
+            gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream_url,
+                               **callouts_env(third_url, chain)})
+            try:
+                alone = wrk(upstream_url + PATH, args.duration, OVERLAP_CONNECTIONS, 1)
+                load = wrk(gateway.url + PATH, args.duration, OVERLAP_CONNECTIONS, 1)
+            finally:
+                gateway.stop()
+            added = load.p50_ms - alone.p50_ms
+            figures.append(Figure(
+                f"request-callout: {count} callouts of 100 ms, {OVERLAP_CONNECTIONS} "
+                "connections: time added at p50",
+                f"{added:.1f} ms (gateway p50 {load.p50_ms:.1f}, the upstream alone "
+                f"{alone.p50_ms:.1f}; {load.errors} errors)", target,
+                bound[0] <= added <= bound[1] and load.errors == 0))
+    finally:
+        upstream.stop()
+        third.stop()
+    return figures
+
+
 def scenario_third_party(upstream_url: str, args: argparse.Namespace) -> Figure:
     third, third_url = start_app("fixture")
     gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream_url, **enrichment_env(third_url, 1)})
@@ -612,6 +650,8 @@ def main() -> None:
         figures += scenario_streaming(args)
         if "enrichment" in REGISTRY:
             figures += [scenario_overlap(args), scenario_third_party(upstream, args)]
+        if "request-callout" in REGISTRY:
+            figures += scenario_callouts(args)
     finally:
         for process in reversed(processes):
             process.stop()

@@ -38,7 +38,7 @@ from gateway.filters.auth import refuse as refuse_authentication
 from gateway.filters.auth import skip as skip_authentication
 from gateway.filters.base import Filter
 from gateway.proxy.errors import GatewayError
-from gateway.proxy.exchange import Consumer, Exchange
+from gateway.proxy.exchange import CalloutResponse, Consumer, Exchange
 from gateway.proxy.headers import header_name
 from gateway.services import (
     Answer,
@@ -62,6 +62,7 @@ __all__ = [
     "Answer",
     "BadAnswer",
     "CallFailed",
+    "CalloutResponse",
     "ConfigError",
     "Consumer",
     "CredentialStore",

@@ -32,6 +32,7 @@ from gateway.filters.key_auth import KeyAuth
 from gateway.filters.prometheus import Prometheus
 from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
+from gateway.filters.request_callout import RequestCallout
 from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
 from gateway.filters.request_transformer import RequestTransformer
@@ -46,7 +47,7 @@ REGISTRY: dict[str, type[Filter]] = {
                               Cors, RequestSizeLimiting, ProxyCache, Enrichment,
                               IpRestriction, BotDetection, CorrelationId, Prometheus, HttpLog,
                               FileLog, RequestTransformer, ResponseTransformer, Jwt, BasicAuth,
-                              Acl, HmacAuth)
+                              Acl, HmacAuth, RequestCallout)
 }
 
 

@@ -20,6 +20,8 @@ from gateway.proxy.errors import error_body
 from gateway.proxy.headers import request_headers
 from gateway.proxy.request import read_body, replace_body
 
+#: The environ key of a regex route's captures (set by the route table when it matched).
+URI_CAPTURES = "gateway.uri_captures"
 #: Path segments that climb up a path (RFC 3986 dot segments).
 DOT_SEGMENTS = frozenset({".", ".."})
 
@@ -40,6 +42,19 @@ class Consumer:
     @property
     def anonymous(self) -> bool:
         return self.credential is None
+
+
+@dataclass(frozen=True)
+class CalloutResponse:
+    """What a request-callout call answered (Kong's ``kong.ctx.shared.callouts.NAME.response``).
+
+    ``headers`` is None and ``body`` None when the callout does not store them; ``body`` is
+    the decoded JSON when the callout decodes it, else the text.
+    """
+
+    status: int
+    headers: dict[str, str] | None
+    body: Any
 
 
 class Exchange:
@@ -106,6 +121,19 @@ class Exchange:
         self.started = time.perf_counter()
         self.upstream_started: float | None = None
         self.upstream_finished: float | None = None
+
+    @cached_property
+    def callouts(self) -> dict[str, CalloutResponse]:
+        """The request-callout results so far, by callout name (Kong's
+        ``kong.ctx.shared.callouts``); a callout that failed under ``on_error: continue``
+        is not there. Made on first use, so requests without callouts pay nothing."""
+        return {}
+
+    @cached_property
+    def uri_captures(self) -> dict[str, str]:
+        """The named and numbered groups of the route's regex path that matched (Kong's
+        ``kong.request.get_uri_captures``); empty for a prefix path."""
+        return dict(self.environ.get(URI_CAPTURES, {}))
 
     @cached_property
     def request(self) -> Request:

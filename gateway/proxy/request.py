@@ -220,7 +220,8 @@ def read_body(environ: MutableMapping[str, Any], max_bytes: int) -> bytes:
 
 
 def replace_body(environ: MutableMapping[str, Any], body: bytes) -> None:
-    """Make ``body`` the request body, sent upstream with a Content-Length of its own."""
+    """Send ``body`` upstream instead of the client's (a filter rewrote it): the client's
+    framing is replaced by its Content-Length; :func:`read_body` gives it from now on."""
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)

@@ -31,6 +31,7 @@ from gateway.filters import (
 from gateway.filters.auth import CredentialStore, consumer_id
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyTable, Owner
+from gateway.filters.request_callout.plan import plan as callout_plan
 from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
@@ -65,6 +66,9 @@ class KongPlugin:
     combine: Callable[[dict[str, Any], str, Declaration], dict[str, str]] | None = None
     #: Kong's ``redis`` record (and its ``redis_*`` shorthands) feeds our ``redis_url``.
     redis: bool = False
+    #: For a config of nested records (request-callout): checks the whole config itself
+    #: and gives our Config's fields as objects, (config, path, plugin label) -> values.
+    structured: Callable[[dict[str, Any], str, str], dict[str, Any]] | None = None
 
 
 STRINGS = s.array(s.string)
@@ -185,6 +189,10 @@ def _response_transformer(conf: dict[str, Any], _path: str, _decl: Declaration
             for part, values in (conf[action] or {}).items() if values}
 
 
+def _callout_plan(conf: dict[str, Any], path: str, label: str) -> dict[str, Any]:
+    return {"plan": callout_plan(conf, path, label)}
+
+
 def _regex_lists(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
     """bot-detection's lists of regular expressions, as JSON arrays (they may hold commas)."""
     return {name: json.dumps(list(conf[name])) for name in ("allow", "deny")}
@@ -290,6 +298,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         **{action: Field(_request_rules()) for action in ("remove", "rename", "add", "append")},
         "replace": Field(_request_rules(uri=True)),
     }, _request_transformer),
+    "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
     "ip-restriction": KongPlugin("ip-restriction", {
         **_same("allow deny", STRINGS),
         "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),
@@ -361,6 +370,9 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
     """(filter class, its Config) for a plugin of the file; Invalid names the config field."""
     path = f"{plugin.label}.config"
     kong, cls = kong_plugin(plugin.name, plugin.label)
+    if kong.structured is not None:
+        objects = kong.structured(plugin.config, path, plugin.label)
+        return cls, _config(cls.Config, {}, objects, path, {}, set())
     conf = s.record(plugin.config, path, {k: (f.check, f.default) for k, f in kong.fields.items()})
     texts = {f.ours: _as_text(conf[k]) for k, f in kong.fields.items()
              if f.ours and conf[k] is not None}

@@ -63,6 +63,8 @@ class Hit(Generic[T]):
     value: T
     route: Route
     matched: str
+    #: A regex path's groups that matched, named and numbered ("1", "2"...); else empty.
+    captures: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Router(Generic[T]):
                     best = candidate, matched
         if best is None:
             return None
-        return Hit(best[0].value, best[0].route, best[1])
+        return Hit(best[0].value, best[0].route, best[1], _captures(best[0], path))
 
     def _buckets(self, host: str) -> Iterator[_Bucket[T]]:
         yield self.any_host
@@ -149,6 +151,17 @@ class Router(Generic[T]):
                         yield bucket
                     if self.prefix and (bucket := self.prefix.get(key[:i + 1])):
                         yield bucket
+
+
+def _captures(candidate: Candidate[Any], path: str) -> dict[str, str]:
+    """The groups of a regex path that matched (Kong's ``get_uri_captures``)."""
+    found = candidate.regex.match(path) if candidate.regex is not None else None
+    if found is None:
+        return {}
+    captures = {str(i): group for i, group in enumerate(found.groups(), 1) if group is not None}
+    captures.update((name, group) for name, group in found.groupdict().items()
+                    if group is not None)
+    return captures
 
 
 def _header_rule(name: str, values: tuple[str, ...]

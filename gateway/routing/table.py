@@ -22,6 +22,7 @@ from gateway.config import ConfigError, Settings, env_names, warn_disabled_filte
 from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
 from gateway.proxy.errors import GatewayError
+from gateway.proxy.exchange import URI_CAPTURES
 from gateway.proxy.request import request_path
 from gateway.proxy.upstream import Upstream
 from gateway.routing import entities as e
@@ -141,16 +142,21 @@ class RouteTable:
         #: The chain of a request no route took: the global plugins' log phase (Kong's).
         self.unrouted = unrouted
 
-    def find(self, environ: Mapping[str, Any]) -> tuple[Destination, str, str] | None:
+    def find(self, environ: dict[str, Any]) -> tuple[Destination, str, str] | None:
         """(destination, the request path as Kong routes it (normalised, no query), the part
-        of it the route matched), or None: Kong's 404."""
+        of it the route matched), or None: Kong's 404. A regex path's captures go in the
+        environ, for ``Exchange.uri_captures``."""
         path = routed_path(environ)
         if self.router is None:
             return self.destinations[0], path, ""
         hit = self.router.match(environ["REQUEST_METHOD"],
                                 environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
                                 path, environ)
-        return None if hit is None else (hit.value, path, hit.matched)
+        if hit is None:
+            return None
+        if hit.captures:
+            environ[URI_CAPTURES] = hit.captures
+        return hit.value, path, hit.matched
 
     @property
     def filters(self) -> list[Filter]:

@@ -34,7 +34,7 @@ from gateway.services.breaker import Breaker
 from gateway.services.client import Answer, HttpClient
 from gateway.services.errors import BadAnswer, CallFailed, ServiceError
 from gateway.services.singleflight import SingleFlight
-from gateway.store.cache import make_cache
+from gateway.store.cache import Cache, MemoryCache, make_cache
 from gateway.store.redis import OutageWarning, RedisUnavailable
 
 log = logging.getLogger("gateway.services")
@@ -97,6 +97,12 @@ class ServiceOptions:
     breaker_reset: float = 30
     #: Idle connections kept per host per worker; default: GATEWAY_POOL_SIZE.
     pool_size: int | None = None
+    #: Statuses that make a call fail; None: every status but 2xx. With a set, every
+    #: other status is an answer the decoder gets (request-callout's ``http_statuses``).
+    error_statuses: frozenset[int] | None = None
+    #: Where the cache lives: "auto" (Redis when GATEWAY_REDIS_URL is set, else this
+    #: worker's memory), "memory" (always this worker's), or a redis:// URL of its own.
+    cache_store: str = "auto"
 
     def __post_init__(self) -> None:
         positive = {"timeout": self.timeout, "connect_timeout": self.connect_timeout,
@@ -156,6 +162,25 @@ class Pending:
             self._source.kill(block=False)
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What one lookup sends."""
+
+    method: str
+    url: str
+    body: bytes | None
+    headers: Mapping[str, str]
+
+
+def _cache(settings: Settings, name: str, options: ServiceOptions) -> Cache:
+    """The service's cache store, as ``options.cache_store`` says."""
+    prefix = f"gateway:{name}:"
+    if options.cache_store == "memory":
+        return MemoryCache(options.cache_max_bytes)
+    url = None if options.cache_store == "auto" else options.cache_store
+    return make_cache(settings, prefix, options.cache_max_bytes, url)
+
+
 class Service:
     """One external service (its name labels metrics and logs, and keys its cache)."""
 
@@ -173,7 +198,7 @@ class Service:
         self.on_breaker_change = on_breaker_change
         #: Seconds a value is kept: fresh for cache_ttl, then usable when a refresh fails.
         self.keep = options.cache_ttl + options.stale_if_error if options.cache_ttl > 0 else 0
-        self.cache = make_cache(settings, f"gateway:{name}:", options.cache_max_bytes)
+        self.cache = _cache(settings, name, options)
         self.flights = SingleFlight()
         #: Wall clock for cache ages (shared through Redis between instances).
         self.clock: Callable[[], float] = time.time
@@ -190,16 +215,20 @@ class Service:
     # -- the API for filters
 
     def start(self, method: str, url: str, decode: Decoder = json_body,
-              body: bytes | None = None, headers: Mapping[str, str] | None = None) -> Pending:
+              body: bytes | None = None, headers: Mapping[str, str] | None = None,
+              key: str | None = None) -> Pending:
         """Start a lookup in its own greenlet (a fresh in-memory value needs none); take it
-        with ``.result()``. ``decode`` turns a 2xx answer into the value (JSON by default)."""
-        key = f"{method.upper()} {url}"
+        with ``.result()``. ``decode`` turns a 2xx answer into the value (JSON by default).
+        ``key`` names the value in the cache and single-flight (default: method and URL);
+        give one when the answer also depends on the headers or body."""
+        key = key or f"{method.upper()} {url}"
         wait = self.options.timeout + JOIN_GRACE
         request_id = REQUEST_ID.get()
+        call = _Call(method.upper(), url, body, headers or {})
 
         def lookup() -> Result:
             REQUEST_ID.set(request_id)
-            return self._lookup(key, decode, body, headers or {})
+            return self._lookup(key, call, decode)
 
         if self.keep <= 0:
             return Pending(gevent.spawn(lookup), wait)
@@ -208,9 +237,10 @@ class Service:
         return Pending(self.flights.start(key, lookup), wait)
 
     def call(self, method: str, url: str, decode: Decoder = json_body,
-             body: bytes | None = None, headers: Mapping[str, str] | None = None) -> Result:
+             body: bytes | None = None, headers: Mapping[str, str] | None = None,
+             key: str | None = None) -> Result:
         """:meth:`start` and wait for the result (no overlap with the upstream call)."""
-        return self.start(method, url, decode, body, headers).result()
+        return self.start(method, url, decode, body, headers, key).result()
 
     def get_json(self, url: str) -> Any:
         """GET ``url`` and its JSON answer; CallFailed or BadAnswer saying what went wrong."""
@@ -218,17 +248,16 @@ class Service:
 
     # -- the lookup, in its own greenlet
 
-    def _lookup(self, key: str, decode: Decoder, body: bytes | None,
-                headers: Mapping[str, str]) -> Result:
+    def _lookup(self, key: str, call: _Call, decode: Decoder) -> Result:
         """Cached value, else a call (stale value if it fails and that is allowed)."""
         started = perf_counter()
         cached = self._cached(key)
         if cached is not None and self._fresh(cached):
             return self._record(Result("hit", perf_counter() - started, cached[1]))
-        return self._record(self._refresh(key, cached, started, decode, body, headers))
+        return self._record(self._refresh(key, cached, started, call, decode))
 
     def _refresh(self, key: str, cached: tuple[float, Any] | None, started: float,
-                 decode: Decoder, body: bytes | None, headers: Mapping[str, str]) -> Result:
+                 call: _Call, decode: Decoder) -> Result:
         breaker = self.breaker
         if breaker is not None and not breaker.allow():
             error = CallFailed(f"circuit breaker open after {breaker.failures} failed calls")
@@ -237,7 +266,7 @@ class Service:
         try:
             with gevent.Timeout(deadline - (perf_counter() - started),
                                 CallFailed(f"timed out after {deadline:g}s")):
-                value = self._call(key, decode, body, headers)
+                value = self._call(call, decode)
         except CallFailed as exc:
             self._failed(exc)
             if breaker is not None:
@@ -257,12 +286,12 @@ class Service:
         self._store(key, value)
         return Result("miss", perf_counter() - started, value)
 
-    def _call(self, key: str, decode: Decoder, body: bytes | None,
-              headers: Mapping[str, str]) -> Any:
-        method, _, url = key.partition(" ")
-        self.last_host = urlsplit(url).netloc
-        answer = self.client.call(method, url, {**headers, **self.options.headers}, body)
-        if not 200 <= answer.status < 300:
+    def _call(self, call: _Call, decode: Decoder) -> Any:
+        self.last_host = urlsplit(call.url).netloc
+        answer = self.client.call(call.method, call.url, {**call.headers, **self.options.headers},
+                                  call.body)
+        errors = self.options.error_statuses
+        if (answer.status in errors) if errors is not None else not 200 <= answer.status < 300:
             raise CallFailed(f"status {answer.status}")
         return decode(answer)
 
