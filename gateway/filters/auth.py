@@ -23,7 +23,7 @@ basic-auth username...) and refuses one given twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -164,6 +164,38 @@ class CredentialStore(Generic[T]):
         return self is other
 
     __hash__ = object.__hash__
+
+
+#: Adds one (consumer, username, secret) credential to a store; ValueError naming the fault.
+AddCredential = Callable[[CredentialStore[Any], str, str, str], None]
+
+
+def triples_from_env(raw: str, kind: str, secret: str, add: AddCredential
+                     ) -> CredentialStore[Any]:
+    """``consumer:username:<secret>,...`` credentials (the secret may hold ':')."""
+    store: CredentialStore[Any] = CredentialStore(kind)
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = item.split(":", 2)
+        if len(parts) != 3:
+            raise ValueError(f"must be a comma-separated list of consumer:username:{secret}")
+        add(store, *parts)
+    return store
+
+
+def triples_from_file(path: str, kind: str, secret: str, add: AddCredential
+                      ) -> CredentialStore[Any]:
+    """A file of ``consumer username <secret>`` lines (# comments)."""
+    store: CredentialStore[Any] = CredentialStore(kind)
+    for number, fields in read_lines(path):
+        if len(fields) != 3:
+            raise ValueError(f"line {number}: expected `consumer username {secret}`")
+        try:
+            add(store, *fields)
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+    return store
 
 
 def read_lines(path: str) -> Iterator[tuple[int, list[str]]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from werkzeug.datastructures import Headers
 
-from gateway.config import ConfigError, Settings, boolean, names, setting
+from gateway.config import ConfigError, Settings, boolean, setting
 from gateway.filters import auth
 from gateway.filters.auth import CredentialStore
 from gateway.filters.base import Filter
@@ -63,27 +63,13 @@ def add_credential(store: CredentialStore[Hashed], consumer: str, username: str,
 
 
 def credentials_from_env(raw: str) -> CredentialStore[Hashed]:
-    """``consumer:username:password,...`` (the password may hold ':')."""
-    store: CredentialStore[Hashed] = CredentialStore("basic-auth")
-    for item in names(raw):
-        parts = item.split(":", 2)
-        if len(parts) != 3:
-            raise ValueError("must be a comma-separated list of consumer:username:password")
-        add_credential(store, *parts)
-    return store
+    """``consumer:username:password,...``."""
+    return auth.triples_from_env(raw, "basic-auth", "password", add_credential)
 
 
 def credentials_from_file(path: str) -> CredentialStore[Hashed]:
     """A file of ``consumer username password`` lines (# comments)."""
-    store: CredentialStore[Hashed] = CredentialStore("basic-auth")
-    for number, fields in auth.read_lines(path):
-        if len(fields) != 3:
-            raise ValueError(f"line {number}: expected `consumer username password`")
-        try:
-            add_credential(store, *fields)
-        except ValueError as exc:
-            raise ValueError(f"line {number}: {exc}") from None
-    return store
+    return auth.triples_from_file(path, "basic-auth", "password", add_credential)
 
 
 @dataclass(frozen=True)

@@ -58,26 +58,12 @@ def add_credential(store: CredentialStore[Secret], consumer: str, username: str,
 
 def credentials_from_env(raw: str) -> CredentialStore[Secret]:
     """``consumer:username:secret,...``."""
-    store: CredentialStore[Secret] = CredentialStore("hmac-auth")
-    for item in names(raw):
-        parts = item.split(":", 2)
-        if len(parts) != 3:
-            raise ValueError("must be a comma-separated list of consumer:username:secret")
-        add_credential(store, *parts)
-    return store
+    return auth.triples_from_env(raw, "hmac-auth", "secret", add_credential)
 
 
 def credentials_from_file(path: str) -> CredentialStore[Secret]:
     """A file of ``consumer username secret`` lines (# comments)."""
-    store: CredentialStore[Secret] = CredentialStore("hmac-auth")
-    for line, fields in auth.read_lines(path):
-        if len(fields) != 3:
-            raise ValueError(f"line {line}: expected `consumer username secret`")
-        try:
-            add_credential(store, *fields)
-        except ValueError as exc:
-            raise ValueError(f"line {line}: {exc}") from None
-    return store
+    return auth.triples_from_file(path, "hmac-auth", "secret", add_credential)
 
 
 def algorithms(raw: str) -> tuple[str, ...]:
