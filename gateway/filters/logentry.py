@@ -112,14 +112,7 @@ def _headers(pairs: Any) -> dict[str, Any]:
     """Lower-cased names; a repeated header's values as a list (Kong's get_headers)."""
     headers: dict[str, Any] = {}
     for name, value in pairs:
-        name = name.lower()
-        before = headers.get(name)
-        if before is None:
-            headers[name] = value
-        elif isinstance(before, list):
-            before.append(value)
-        else:
-            headers[name] = [before, value]
+        _collect(headers, name.lower(), value)
     return headers
 
 
@@ -137,14 +130,19 @@ def _query(raw: str, secret: tuple[str, ...]) -> dict[str, Any]:
             value = True
         elif value in secret:
             value = REDACTED
-        before = query.get(key)
-        if before is None:
-            query[key] = value
-        elif isinstance(before, list):
-            before.append(value)
-        else:
-            query[key] = [before, value]
+        _collect(query, key, value)
     return query
+
+
+def _collect(mapping: dict[str, Any], key: str, value: Any) -> None:
+    """A value under ``key``; a repeated key's values as a list, in order (Kong's tables)."""
+    before = mapping.get(key)
+    if before is None:
+        mapping[key] = value
+    elif isinstance(before, list):
+        before.append(value)
+    else:
+        mapping[key] = [before, value]
 
 
 def _hide(text: str, secret: tuple[str, ...]) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from gateway.config import Settings, byte_size, setting
@@ -38,7 +39,7 @@ METHODS = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", 
 Rule = tuple[str, Template | None]
 
 
-def _texts(raw: str) -> tuple[str, ...]:
+def texts(raw: str) -> tuple[str, ...]:
     """A JSON array of strings (values may hold commas), or a comma-separated list."""
     if raw.lstrip().startswith("["):
         items = json.loads(raw)
@@ -50,13 +51,13 @@ def _texts(raw: str) -> tuple[str, ...]:
 
 def names(raw: str) -> tuple[Rule, ...]:
     """remove rules: names."""
-    return tuple((name, None) for name in _texts(raw))
+    return tuple((name, None) for name in texts(raw))
 
 
 def pairs(raw: str) -> tuple[Rule, ...]:
     """rename/replace/add/append rules: ``name:value``, the value a template."""
     rules = []
-    for item in _texts(raw):
+    for item in texts(raw):
         name, sep, value = item.partition(":")
         if not sep or not name or not value:
             raise ValueError(f"key '{name}' has no value")  # Kong's check_for_value
@@ -162,6 +163,13 @@ def transform(fields: Fields, rules: dict[str, tuple[Rule, ...]], lookup: Lookup
     return changed
 
 
+def append_value(document: dict[str, Any], name: str, value: Any) -> None:
+    """Kong's append_value on a JSON object: the field becomes (or grows) an array."""
+    old = document.get(name)
+    document[name] = [*old, value] if isinstance(old, list) else \
+        [value] if old is None else [old, value]
+
+
 def _lower_same(a: str, b: str) -> bool:
     return a.lower() == b.lower()
 
@@ -247,8 +255,6 @@ class RequestTransformer(Filter):
         for name, template in self.body_rules["append"]:
             value = template.render(lookup) if template is not None else None
             if value is not None:
-                old = document.get(name)
-                document[name] = [*old, value] if isinstance(old, list) else \
-                    [value] if old is None else [old, value]
+                append_value(document, name, value)
                 changed = True
         return encode_json(document) if changed else None

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.config import Settings, byte_size, setting
 from gateway.filters.base import Filter
-from gateway.filters.request_transformer import _texts
+from gateway.filters.request_transformer import append_value, texts
 from gateway.jsoncodec import decode_json, encode_json
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_header_name, is_safe_value
@@ -32,13 +32,9 @@ JSON_TYPES = ("string", "number", "boolean")
 Pair = tuple[str, str]
 
 
-def _names(raw: str) -> tuple[str, ...]:
-    return _texts(raw)
-
-
 def _pairs(raw: str) -> tuple[Pair, ...]:
     pairs = []
-    for item in _texts(raw):
+    for item in texts(raw):
         name, sep, value = item.partition(":")
         if not sep or not name:
             raise ValueError(f"'{item}' is not a name:value pair")
@@ -47,7 +43,7 @@ def _pairs(raw: str) -> tuple[Pair, ...]:
 
 
 def _types(raw: str) -> tuple[str, ...]:
-    types = _texts(raw)
+    types = texts(raw)
     for kind in types:
         if kind not in JSON_TYPES:
             raise ValueError(f"json_types: expected one of: {', '.join(JSON_TYPES)}")
@@ -60,7 +56,7 @@ def _field(action: str, part: str) -> Any:
         return setting(env, _types, "", f"response-transformer: the types (string, number, "
                        f"boolean) of the {action} JSON values, pair by pair.")
     what = "names removed" if action == "remove" else f"`name:value` pairs to {action}"
-    return setting(env, _names if action == "remove" else _pairs, "",
+    return setting(env, texts if action == "remove" else _pairs, "",
                    f"response-transformer: {part} {what}, comma-separated or a JSON array.")
 
 
@@ -190,7 +186,5 @@ class ResponseTransformer(Filter):
                 document[name] = value
         for name, value in self.values["append"]:
             if value is not None:
-                old = document.get(name)
-                document[name] = [*old, value] if isinstance(old, list) else \
-                    [value] if old is None else [old, value]
+                append_value(document, name, value)
         return encode_json(document)
