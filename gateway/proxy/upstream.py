@@ -64,6 +64,11 @@ class Target:
         return cls(url=url, host_header=parts.netloc.rpartition("@")[2],
                    base_path=parts.path.rstrip("/"))
 
+    def is_up(self, now: float) -> bool:
+        """True when the balancer may pick this target at ``now`` (time.monotonic()): it is
+        not cooling down after a failure (the passive check)."""
+        return self.down_until <= now
+
 
 def _replayable(body: RequestBody | None, chunked: bool) -> RequestBody | bytes | None:
     """The body read whole when it is small (it can then be sent again, and goes in the
@@ -110,7 +115,7 @@ class Upstream:
         start = next(self._turn) % len(self.targets)
         ring = self.targets[start:] + self.targets[:start]
         now = time.monotonic()
-        ordered = [t for t in ring if t.down_until <= now] + [t for t in ring if t.down_until > now]
+        ordered = [t for t in ring if t.is_up(now)] + [t for t in ring if not t.is_up(now)]
         return iter(ordered[:attempts])
 
     def send(self, method: str, path: str, headers: Headers, body: RequestBody | None,
@@ -203,7 +208,7 @@ class Upstream:
         health: dict[str, bool] = {}
         for target in self.targets:
             name = urlsplit(target.url).netloc
-            health[name] = health.get(name, True) and target.down_until <= now
+            health[name] = health.get(name, True) and target.is_up(now)
         return health
 
     def idle_connections(self) -> dict[str, tuple[int, int]]:
