@@ -85,7 +85,7 @@ def check(args: list[str]) -> int:
         wants_help = args == ["-h"] or args == ["--help"]
         print(CHECK_HELP, file=sys.stdout if wants_help else sys.stderr)
         return 0 if wants_help else 64
-    from gateway.proxy.app import create_app
+    from gateway.server.app import create_app
 
     logging.basicConfig(format="gateway: %(levelname)s: %(message)s")
     try:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.jsoncodec import encode_json
 from gateway.ops.logjson import utc_timestamp
-from gateway.proxy.exchange import Exchange
+
+if TYPE_CHECKING:  # annotations only: ops sits below the proxy and reads what it is handed
+    from gateway.proxy.exchange import Exchange
 
 # This worker's pid (the module is imported after the fork), to tell workers apart.
 PID = os.getpid()

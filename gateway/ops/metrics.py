@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,8 +30,10 @@ from prometheus_client import (
 )
 
 from gateway.ops.batch import PENDING
-from gateway.proxy.exchange import Exchange
-from gateway.proxy.upstream import Upstream
+
+if TYPE_CHECKING:  # annotations only: ops sits below the proxy and reads what it is handed
+    from gateway.proxy.exchange import Exchange
+    from gateway.proxy.upstream import Upstream
 
 LATENCY_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
 # Seconds between two refreshes of the pool gauges by one worker.

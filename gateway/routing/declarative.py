@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gateway import schema as s
 from gateway.config import ConfigError
 from gateway.routing import entities as e
-from gateway.routing import schema as s
 from gateway.routing.migrate import OLD_VERSIONS, migrate
-from gateway.routing.schema import Invalid, collecting
+from gateway.schema import Invalid, collecting
 
 #: The environment variable through which the master hands workers the last file that
 #: passed its check (gunicorn.conf.py), so a reload with a broken file changes nothing.

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.routing import schema as s
-from gateway.routing.schema import REQUIRED, Invalid, shown
+from gateway import schema as s
+from gateway.schema import REQUIRED, Invalid, shown
 
 #: Kong's timeouts: milliseconds in [1, 2^31 - 2], default 60 s.
 TIMEOUT = (s.integer(1, 2**31 - 2), 60000)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import schema as s
 from gateway.config import ConfigError
 from gateway.filters import (
     REGISTRY,
@@ -32,11 +33,10 @@ from gateway.filters.auth import CredentialStore, consumer_id
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyTable, Owner
 from gateway.filters.request_callout.plan import plan as callout_plan
-from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
-from gateway.routing.kong_redis import REDIS_CHECKS, redis_texts
-from gateway.routing.schema import Invalid
+from gateway.schema import Invalid
+from gateway.store.kong_redis import REDIS_CHECKS, redis_texts
 
 
 def _any(value: Any, path: str) -> Any:

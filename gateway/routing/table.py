@@ -30,8 +30,8 @@ from gateway.routing.chain import ByConsumer, Chain
 from gateway.routing.declarative import Declaration, blockers, declaration_source, read_declaration
 from gateway.routing.plugins import filter_config
 from gateway.routing.router import Router, client_part, upstream_path
-from gateway.routing.schema import Invalid, collecting, raise_any
 from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
+from gateway.schema import Invalid, collecting, raise_any
 
 #: Kong's answer when no route matches.
 NO_ROUTE = "no Route matched with those values"

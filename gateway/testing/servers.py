@@ -109,7 +109,7 @@ def in_process(environ: Mapping[str, str], extra_filters: Sequence[Filter] = (),
     when trusted proxies are set), plus ``extra_filters``, behind werkzeug's test Client."""
     from werkzeug.test import Client
 
-    from gateway.proxy.app import create_app
+    from gateway.server.app import create_app
 
     return Client(create_app(environ, extra_filters), use_cookies=use_cookies)
 

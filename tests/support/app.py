@@ -6,7 +6,7 @@ from typing import Any
 
 from werkzeug.test import Client, TestResponse
 
-from gateway.proxy.app import Gateway
+from gateway.server.app import Gateway
 from gateway.testing import in_process
 
 __all__ = ["gateway_of", "get", "in_process"]

@@ -13,8 +13,8 @@ from gateway.config import ConfigError, Settings, load
 from gateway.jsoncodec import encode_json
 from gateway.ops.accesslog import access_entry
 from gateway.ops.logjson import REQUEST_ID, JsonFormatter
-from gateway.ops.status import StatusEndpoints
 from gateway.proxy.exchange import Exchange
+from gateway.server.status import StatusEndpoints
 from tests.support.app import in_process
 from tests.support.fixture_server import FixtureServer
 

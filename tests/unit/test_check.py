@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from gateway.config import ConfigError, ServerSettings, bind_address, load
-from gateway.proxy.app import create_app
+from gateway.server.app import create_app
 from tests.support.processes import ROOT
 
 UPSTREAM = {"GATEWAY_UPSTREAM_URL": "http://127.0.0.1:1"}

@@ -19,7 +19,7 @@ from gateway.config import (
     reject_unknown,
     setting,
 )
-from gateway.proxy.app import create_app
+from gateway.server.app import create_app
 
 BASE = {"GATEWAY_UPSTREAM_URL": "http://orders:8080"}
 

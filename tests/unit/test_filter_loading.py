@@ -11,7 +11,7 @@ import pytest
 
 from gateway.config import ConfigError
 from gateway.filters import installed
-from gateway.proxy.app import create_app
+from gateway.server.app import create_app
 from tests.support.app import in_process
 from tests.support.processes import ROOT
 

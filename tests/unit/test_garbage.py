@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from gateway.proxy.app import create_app
+from gateway.server.app import create_app
 from tests.support.fixture_server import FixtureServer
 
 

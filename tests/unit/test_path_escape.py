@@ -21,8 +21,8 @@ from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.request import request_path, request_target
 from gateway.routing.entities import ROUTE_FIELDS, route
-from gateway.routing.schema import record
 from gateway.routing.table import BAD_PATH, Destination, routed_path
+from gateway.schema import record
 from tests.support.app import get, in_process
 
 KONG = """

@@ -18,7 +18,7 @@ from gateway.filters.request_callout import calls
 from gateway.filters.request_callout.plan import plan
 from gateway.filters.request_callout.templates import template
 from gateway.pdk import Exchange, Filter
-from gateway.routing.schema import Invalid
+from gateway.schema import Invalid
 from gateway.testing.mock import MockService
 from tests.support.app import get, in_process
 

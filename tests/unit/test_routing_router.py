@@ -6,7 +6,7 @@ import pytest
 
 from gateway.routing.entities import ROUTE_FIELDS, route
 from gateway.routing.router import Router, upstream_path
-from gateway.routing.schema import record
+from gateway.schema import record
 
 
 def make_route(**fields):

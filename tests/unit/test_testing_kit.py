@@ -29,7 +29,7 @@ def test_importing_the_plugin_starts_and_patches_nothing():
     code = ("import sys, threading, gateway.testing\n"
             "from gevent import monkey\n"
             "assert not monkey.is_module_patched('socket')\n"
-            "assert 'gateway.proxy.app' not in sys.modules, 'the app was imported'\n"
+            "assert 'gateway.server.app' not in sys.modules, 'the app was imported'\n"
             "assert threading.active_count() == 1, 'a server thread runs'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from gateway.routing.schema import Invalid
+from gateway.schema import Invalid
 
 if TYPE_CHECKING:
     from gateway.filters.request_callout.plan import Callout

@@ -31,7 +31,7 @@ from gateway.jsoncodec import decode_json, encode_json
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_safe_value
 from gateway.proxy.request import replace_body
-from gateway.routing.schema import Invalid
+from gateway.schema import Invalid
 from gateway.services import BadAnswer, CallFailed, Result, Service, ServiceError, ServiceOptions
 
 log = logging.getLogger("gateway.request_callout")

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import schema as s
 from gateway.filters.request_callout import graph
 from gateway.filters.request_callout.templates import Template, template
 from gateway.proxy.headers import is_header_name
-from gateway.routing import schema as s
-from gateway.routing.kong_redis import RECORD as REDIS_RECORD
-from gateway.routing.schema import REQUIRED, Invalid
+from gateway.schema import REQUIRED, Invalid
+from gateway.store.kong_redis import RECORD as REDIS_RECORD
 from gateway.store.redis import kong_redis_url
 
 NOT_SUPPORTED = "is not supported by this gateway"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.routing import schema as s
-from gateway.routing.schema import Invalid
+from gateway import schema as s
+from gateway.schema import Invalid
 from gateway.store.redis import KONG_REDIS_TIMEOUT_MS, kong_redis_url
 
 

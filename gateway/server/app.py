@@ -25,7 +25,6 @@ from gateway.filters.base import Filter
 from gateway.ops import metrics
 from gateway.ops.accesslog import write_access_line
 from gateway.ops.logjson import REQUEST_ID
-from gateway.ops.status import StatusEndpoints
 from gateway.proxy.bodies import transform_body
 from gateway.proxy.errors import UNEXPECTED, GatewayError, status_line
 from gateway.proxy.exchange import Exchange
@@ -49,6 +48,7 @@ from gateway.proxy.websocket import (
 from gateway.proxy.wire import InvalidResponse, response_head
 from gateway.routing.chain import Chain
 from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
+from gateway.server.status import StatusEndpoints
 
 log = logging.getLogger("gateway")
 

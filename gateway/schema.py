@@ -1,4 +1,8 @@
-"""Checks for the declarative file's values, each raising Invalid with the field path.
+"""Checks for Kong-format values, each raising Invalid with the field path.
+
+The declarative loader (:mod:`gateway.routing`) and filters with a Kong schema of their
+own (request-callout) check their records with it, so it sits below both, beside
+:mod:`gateway.config`, and needs only the standard library.
 
 A small hand-written validator rather than a schema library: the errors must
 name Kong entities by name (``services[orders].url``) and never echo a secret
