@@ -6,8 +6,10 @@ GATEWAY_DECLARATIVE_CONFIG_STRING, as Kong's ``declarative_config`` and
 plugins, an upstream's targets, a consumer's keys and plugins) or given at the
 top level with a reference (``service: orders``) by name or id. A string that
 is exactly ``{vault://env/NAME}`` is replaced by that environment variable, as
-Kong's env vault (``NAME`` upper-cased, ``-`` read as ``_``); such values are
-never shown in errors. 1.1 and 2.1 files are migrated as Kong migrates them
+Kong's env vault (``NAME`` upper-cased, ``-`` read as ``_``), and
+``{vault://PREFIX/NAME}`` likewise through a ``vaults`` entity of that prefix (an
+env vault with a ``config.prefix`` of its own); such values are never shown in
+errors. 1.1 and 2.1 files are migrated as Kong migrates them
 (:mod:`gateway.routing.migrate`). A bad file raises ConfigError with one line per
 problem, each naming the entity and the field path: every blocker, not only the first.
 """
@@ -48,7 +50,8 @@ def _format_version(value: Any, path: str) -> str:
 META = {"_format_version": _format_version, "_transform": s.boolean, "_comment": e.comment,
         "_ignore": e.ignored, "_workspace": s.string, "_info": s.mapping,
         "_konnect": s.mapping}
-_VAULT = re.compile(r"\{vault://env/([A-Za-z0-9_-]+)(?:/([^}]+))?\}")
+#: ``{vault://<prefix>/<resource>[/<key>]}``: Kong's reference to a vault's secret.
+_VAULT = re.compile(r"\{vault://([a-z][a-z0-9-]*)/([A-Za-z0-9_-]+)(?:/([^}]+))?\}")
 
 
 @dataclass(frozen=True)
@@ -131,42 +134,57 @@ def _label(kind: str, index: int, raw: Any) -> str:
     return f"{kind}[{index}]"
 
 
-def resolve_vaults(value: Any, path: str, environ: Mapping[str, str],
-                   problems: list[str]) -> Any:
-    """``value`` with every ``{vault://env/NAME}`` string replaced by a Secret; a reference
-    that cannot be read is added to ``problems`` (and stays, hidden, as the Secret of its
-    own text)."""
-    if isinstance(value, dict):
-        return {k: resolve_vaults(v, f"{path}.{k}" if path else str(k), environ, problems)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        kind = path.rpartition(".")[2]
-        prefix = path.rpartition(".")[0]
-        return [resolve_vaults(item, f"{prefix}.{_label(kind, i, item)}".lstrip("."), environ,
-                               problems)
-                for i, item in enumerate(value)]
-    if isinstance(value, str) and (ref := _VAULT.fullmatch(value)):
-        with collecting(problems):
-            return _vault_value(ref.group(1), ref.group(2), path, environ)
-        return s.Secret(value)
-    return value
+@dataclass(frozen=True)
+class Vaults:
+    """Kong's env vault, under its own name and under each ``vaults`` entity's prefix.
 
+    ``{vault://<prefix>/<resource>[/<key>]}`` reads the environment variable named
+    ``<config.prefix><resource>``, upper-cased, ``-`` read as ``_`` (Kong's
+    kong/vaults/env); with ``<key>`` the variable holds JSON and the reference is its
+    string field ``<key>``.
+    """
 
-def _vault_value(name: str, key: str | None, path: str, environ: Mapping[str, str]) -> s.Secret:
-    variable = name.upper().replace("-", "_")
-    raw = environ.get(variable)
-    if raw is None:
-        raise Invalid(path, f"vault reference: environment variable {variable} is not set")
-    if key is None:
-        return s.Secret(raw)
-    try:
-        value = json.loads(raw)[key]
-    except (ValueError, TypeError, KeyError):
-        raise Invalid(path, f"vault reference: {variable} is not JSON with a string field "
-                            f"{key!r}") from None
-    if not isinstance(value, str):
-        raise Invalid(path, f"vault reference: {variable}'s field {key!r} is not a string")
-    return s.Secret(value)
+    environ: Mapping[str, str]
+    #: Reference prefix -> the variable-name prefix of its env vault (``config.prefix``).
+    prefixes: Mapping[str, str] = field(default_factory=lambda: {e.ENV_VAULT: ""})
+
+    def resolve(self, value: Any, path: str, problems: list[str]) -> Any:
+        """``value`` with every vault reference replaced by a Secret; a reference that
+        cannot be read is added to ``problems`` (and stays, hidden, as the Secret of its
+        own text)."""
+        if isinstance(value, dict):
+            return {k: self.resolve(v, f"{path}.{k}" if path else str(k), problems)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            kind = path.rpartition(".")[2]
+            prefix = path.rpartition(".")[0]
+            return [self.resolve(item, f"{prefix}.{_label(kind, i, item)}".lstrip("."), problems)
+                    for i, item in enumerate(value)]
+        if isinstance(value, str) and (ref := _VAULT.fullmatch(value)):
+            with collecting(problems):
+                return self.secret(*ref.groups(), path)
+            return s.Secret(value)
+        return value
+
+    def secret(self, vault: str, resource: str, key: str | None, path: str) -> s.Secret:
+        """The value of one reference, or Invalid naming the variable (never its value)."""
+        if vault not in self.prefixes:
+            raise Invalid(path, f"vault reference: no vault with prefix {vault!r} (the env "
+                                f"vault, or one declared under vaults)")
+        variable = (self.prefixes[vault] + resource).upper().replace("-", "_")
+        raw = self.environ.get(variable)
+        if raw is None:
+            raise Invalid(path, f"vault reference: environment variable {variable} is not set")
+        if key is None:
+            return s.Secret(raw)
+        try:
+            found = json.loads(raw)[key]
+        except (ValueError, TypeError, KeyError):
+            raise Invalid(path, f"vault reference: {variable} is not JSON with a string field "
+                                f"{key!r}") from None
+        if not isinstance(found, str):
+            raise Invalid(path, f"vault reference: {variable}'s field {key!r} is not a string")
+        return s.Secret(found)
 
 
 class _Collector:
@@ -196,8 +214,9 @@ class _Collector:
             return Declaration({}, [], {}, {}, [], tuple(self.problems))
         data = migrate(data)
         self._top_level(data)
-        data = resolve_vaults({k: data[k] for k in ENTITIES if data.get(k) is not None}, "",
-                              self.environ, self.problems)
+        vaults = self._vaults(data.get("vaults"))
+        data = vaults.resolve({k: data[k] for k in ENTITIES if data.get(k) is not None}, "",
+                              self.problems)
         for kind in ENTITIES:
             entries = data.get(kind, [])
             if not isinstance(entries, list):
@@ -221,7 +240,7 @@ class _Collector:
     def _top_level(self, data: dict[str, Any]) -> None:
         """The keys besides the entities: Kong's metadata, and entities not read here."""
         for key, value in data.items():
-            if key in ENTITIES or value in (None, []):
+            if key in ENTITIES or key == "vaults" or value in (None, []):
                 continue
             if key not in META:
                 self.problems.extend(e.unsupported_entity(str(key)).problems)
@@ -230,6 +249,26 @@ class _Collector:
                 META[key](value, key)
         if data.get("_format_version") is None:
             self.problems.append("_format_version: required field missing")
+
+    def _vaults(self, entries: Any) -> Vaults:
+        """The env vault and the ``vaults`` entities of the file (each an env vault under a
+        prefix of its own, e.g. one whose variables all start with ``MYAPP_``)."""
+        prefixes = {e.ENV_VAULT: ""}
+        if entries is None:
+            return Vaults(self.environ, prefixes)
+        if not isinstance(entries, list):
+            self.problems.append("vaults: expected an array")
+            return Vaults(self.environ, prefixes)
+        for index, raw in enumerate(entries):
+            label = raw.get("prefix") if isinstance(raw, dict) else None
+            path = f"vaults[{label if isinstance(label, str) else index}]"
+            checked, ok = self._checked(raw, path, e.VAULT_FIELDS)
+            if ok and checked["prefix"] in prefixes:
+                self.problems.append(f"{path}.prefix: a vault with prefix "
+                                     f"{checked['prefix']!r} is already declared")
+            elif ok:
+                prefixes[checked["prefix"]] = checked["config"]["prefix"] or ""
+        return Vaults(self.environ, prefixes)
 
     def _checked(self, raw: Any, path: str, fields: s.Fields) -> tuple[dict[str, Any], bool]:
         """The record checked against ``fields``, and whether it passed; its problems go

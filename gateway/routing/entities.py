@@ -463,3 +463,45 @@ PLUGIN_FIELDS: s.Fields = {
     "service": (reference, None), "route": (reference, None), "consumer": (reference, None),
     "ordering": UNSUPPORTED, "tags": TAGS,
 }
+
+
+#: The vaults Kong bundles (kong/constants.lua BUNDLED_VAULTS); a vault's prefix may not be
+#: one of them. Only ``env`` is read here.
+BUNDLED_VAULTS = ("env",)
+ENV_VAULT = "env"
+#: Kong's vault prefix (a host part of ``{vault://<prefix>/...}``) and env vault prefix rules.
+_VAULT_PREFIX = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
+_ENV_PREFIX = re.compile(r"[A-Za-z_-][A-Za-z0-9_-]*")
+
+
+def vault_name(value: Any, path: str) -> str:
+    """Kong's ``name``: the vault implementation. Only Kong's env vault is here: the others
+    (hcv, aws, gcp, azure, conjur) call a secret manager at every reload."""
+    name = s.string(value, path)
+    if name != ENV_VAULT:
+        raise Invalid(path, f"vault {name!r} is not supported by this gateway (only Kong's "
+                            f"env vault: secrets from environment variables)")
+    return name
+
+
+def vault_prefix(value: Any, path: str) -> str:
+    prefix = s.string(value, path)
+    if not _VAULT_PREFIX.fullmatch(prefix) or prefix in BUNDLED_VAULTS:
+        raise Invalid(path, f"expected lower-case letters, digits and '-', starting with a "
+                            f"letter, not one of: {', '.join(BUNDLED_VAULTS)}")
+    return prefix
+
+
+def _env_vault_config(value: Any, path: str) -> dict[str, Any]:
+    config = s.record(value, path, {"prefix": (s.string, None)})
+    if config["prefix"] is not None and not _ENV_PREFIX.fullmatch(config["prefix"]):
+        raise Invalid(f"{path}.prefix", "expected letters, digits, '_' and '-', not starting "
+                                        "with a digit")
+    return config
+
+
+VAULT_FIELDS: s.Fields = {
+    **AUTO, "name": (vault_name, REQUIRED), "prefix": (vault_prefix, REQUIRED),
+    "description": (s.string, None), "config": (_env_vault_config, {"prefix": None}),
+    "tags": TAGS,
+}

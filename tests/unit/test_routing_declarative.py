@@ -125,6 +125,44 @@ def test_vault_references_are_read_from_the_environment_and_never_shown():
     assert "<hidden>" in hidden and "pw" not in hidden
 
 
+VAULTS = """
+vaults:
+- name: env
+  prefix: my-env
+  description: secrets of this app
+  config: {prefix: myapp-}
+services:
+- {name: a, url: 'http://a'}
+consumers:
+- username: alice
+  keyauth_credentials: [{key: '{vault://my-env/alice-key}'}]
+- username: bob
+  keyauth_credentials: [{key: '{vault://env/bob-key}'}]
+"""
+
+
+def test_a_vaults_entity_is_an_env_vault_under_its_own_prefix():
+    d = parse(VAULTS, {"MYAPP_ALICE_KEY": "s3cret", "BOB_KEY": "b0b", "ALICE_KEY": "wrong"})
+    assert d.consumers["alice"].keys == (("s3cret", None),)
+    assert d.consumers["bob"].keys == (("b0b", None),)  # env stays the plain env vault
+    assert "consumers[alice].keyauth_credentials[0].key: vault reference: environment " \
+           "variable MYAPP_ALICE_KEY is not set" in error(VAULTS, {"BOB_KEY": "b0b"})
+
+
+def test_vaults_this_gateway_cannot_read_are_refused_with_their_place():
+    message = error("vaults:\n- {name: hcv, prefix: my-hcv, config: {host: localhost}}\n"
+                    "- {name: env, prefix: env}\n- {name: env, prefix: Bad_Prefix}\n"
+                    "- {name: env, prefix: dup}\n- {name: env, prefix: dup}\n"
+                    "- {name: env, prefix: ok, config: {prefix: '9x'}}\n"
+                    "services:\n- {name: a, url: '{vault://nowhere/url}'}\n")
+    assert "vaults[my-hcv].name: vault 'hcv' is not supported by this gateway" in message
+    assert "vaults[env].prefix: expected lower-case letters" in message
+    assert "vaults[Bad_Prefix].prefix: expected lower-case letters" in message
+    assert "vaults[dup].prefix: a vault with prefix 'dup' is already declared" in message
+    assert "vaults[ok].config.prefix: expected letters" in message
+    assert "services[a].url: vault reference: no vault with prefix 'nowhere'" in message
+
+
 def load(environ, path, inline):
     source = declaration_source(environ, path, inline)
     return None if source is None else parse_declaration(*source, environ)
