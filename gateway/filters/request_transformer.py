@@ -9,8 +9,9 @@ body, query string; within each, remove, rename, replace, add, append:
 - append ``name:value``: another value for the name (a header repeated, a query
   parameter or form field repeated, a JSON field made an array).
 
-Values may hold plain references (``$(headers.x)``, ``$(query_params.y)``, see
-:mod:`gateway.filters.templates`); a rule whose reference is missing is skipped.
+Values may hold plain references (``$(headers.x)``, ``$(query_params.y)``,
+``$(uri_captures.z)``, see :mod:`gateway.filters.templates`); a rule whose reference
+is missing is skipped.
 Bodies are changed for JSON and ``application/x-www-form-urlencoded`` requests,
 read whole up to ``max_body`` (413 past it) and sent with their new length;
 other bodies stream unchanged. With ``http_method`` GET, HEAD or TRACE, a
@@ -195,7 +196,7 @@ class RequestTransformer(Filter):
         self.body_used = any(self.body_rules.values())
 
     def on_request(self, ex: Exchange) -> None:
-        lookup = request_lookup(ex.environ)
+        lookup = request_lookup(ex)
         config = self.config
         if config.replace_uri is not None:
             path = config.replace_uri.render(lookup)
