@@ -1,7 +1,7 @@
 """Kong's request-transformer access spec (spec/03-plugins/36-request-transformer/
 02-access_spec.lua) and schema spec (01-schema_spec.lua): the cases of routes test1-test9 and
 test20, the template cases a plain reference can state (uri_captures: test10-test18,
-test29), through a declarative file.
+test29), and the multipart/form-data cases, through a declarative file.
 
 Skipped, and why:
 
@@ -9,7 +9,7 @@ Skipped, and why:
 |---|---|
 | code in templates (`$(10 * x)`, `$(type(x))`, `$(shared.x)`...) | no code runs: refused at load |
 | test13 `$(10 * uri_captures.user1)`, test19 `$(ERROR())`: a 500 | refused at load (no code) |
-| multipart/form-data bodies | streamed unchanged (README) |
+| append on multipart/form-data | Kong's multipart branch has no append: translated as "unchanged" |
 | `replace.headers` of `host` | the upstream's Host comes from the target (or preserve_host) |
 | `#grpc` cases; Admin API round trips (03-api_spec.lua) | no gRPC; DB-less |
 """
@@ -334,3 +334,38 @@ def test_a_template_can_be_escaped_as_a_quoted_string(client):
 def test_a_named_capture_after_an_optional_group(client, target):
     got = echo(client, "test29.test", target=target)
     assert got["url"].endswith("/anything/api/v2/htest")
+
+
+MULTIPART = "multipart/form-data"
+
+
+def multipart_post(client, host: str, data: dict, target: str = "/request") -> dict:
+    return echo(client, host, "POST", target=target, data=data, content_type=MULTIPART)
+
+
+def test_remove_parameters_on_multipart(client):
+    got = multipart_post(client, "test4.test", {"toremoveform": "yes", "nottoremove": "yes"})
+    assert got["form"] == {"nottoremove": "yes"}
+
+
+def test_rename_parameters_on_multipart(client):
+    got = multipart_post(client, "test9.test", {"originalparam": "yes", "nottorename": "yes"})
+    assert got["form"] == {"renamedparam": "yes", "nottorename": "yes"}
+
+
+def test_replace_only_present_parameters_on_multipart(client):
+    got = multipart_post(client, "test5.test", {"p1": "v", "p2": "v1"})
+    assert got["form"] == {"p1": "v1", "p2": "v1"}
+    assert multipart_post(client, "test5.test", {"p2": "v1"})["form"] == {"p2": "v1"}
+
+
+def test_add_a_new_parameter_on_multipart_and_keep_an_existing_one(client):
+    assert multipart_post(client, "test1.test", {})["form"] == {"p1": "v1"}
+    got = multipart_post(client, "test1.test", {"p1": "this should not change",
+                                                "hello": "world"})
+    assert got["form"] == {"p1": "this should not change", "hello": "world"}
+
+
+def test_append_does_not_change_multipart(client):
+    got = multipart_post(client, "test6.test", {"p1": "This should not change"})
+    assert got["form"] == {"p1": "This should not change"}
