@@ -3,8 +3,10 @@
 Parsing is Werkzeug's sans-IO decoder (lenient about line breaks as browsers and
 clients need); writing is ours, as Kong's: each part's headers and data between the
 request's own boundary, CRLF line breaks, no preamble or epilogue, and an empty
-body for no parts. A part keeps the headers it came with (filename, Content-Type)
-unless a rule gives it a new name or value.
+body for no parts. A new boundary only when there was none, or when a value holds
+the old one after a line break (it would cut its part short). A part keeps the
+headers it came with (filename, Content-Type) unless a rule gives it a new name or
+value.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from werkzeug.http import parse_options_header
+from werkzeug.http import dump_options_header, parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 #: RFC 7578 4.2 by way of the HTML standard: what cannot stand inside a quoted name.
@@ -52,13 +54,19 @@ def boundary(content_type: str) -> str | None:
     return parse_options_header(content_type)[1].get("boundary") or None
 
 
-def new_boundary() -> str:
-    """A boundary for a body that had none (RFC 2046: at most 70 characters)."""
-    return "----gateway" + secrets.token_hex(16)
+def with_boundary(content_type: str, mark: str) -> str:
+    """``content_type`` with its boundary parameter set to ``mark`` (others kept)."""
+    kind, options = parse_options_header(content_type)
+    return dump_options_header(kind, {**options, "boundary": mark})
 
 
-def decode(body: bytes, mark: str) -> list[Part]:
-    """The parts of ``body``; ValueError when it is not multipart with that boundary."""
+def decode(body: bytes, mark: str | None) -> list[Part]:
+    """The parts of ``body`` (none for an empty one); ValueError when it is not multipart
+    with that boundary."""
+    if not body:
+        return []
+    if mark is None:
+        raise ValueError("its Content-Type has no boundary")
     decoder = MultipartDecoder(mark.encode())
     decoder.receive_data(body)
     decoder.receive_data(None)
@@ -79,17 +87,25 @@ def decode(body: bytes, mark: str) -> list[Part]:
             return parts
 
 
-def encode(parts: list[Part], mark: str) -> bytes:
-    """The body of ``parts`` between ``mark``; ValueError when a value holds the boundary."""
+def encode(parts: list[Part], mark: str | None) -> tuple[bytes, str]:
+    """(the body of ``parts``, the boundary it uses): ``mark``, unless it is None or a
+    value would end its part early (a line break then ``--mark``: a value a client
+    chose can), then a new random one."""
+    while mark is None or any(_breaks(part.data, mark.encode()) for part in parts):
+        mark = "----gateway" + secrets.token_hex(16)  # RFC 2046: 70 characters at most
     if not parts:
-        return b""
+        return b"", mark
     delimiter = b"--" + mark.encode()
     out = []
     for part in parts:
-        if delimiter in part.data:
-            raise ValueError(f"the value of part {part.name!r} holds the boundary")
         out.append(delimiter + b"\r\n")
         out += [f"{name}: {value}\r\n".encode() for name, value in part.headers]
         out += [b"\r\n", part.data, b"\r\n"]
     out.append(delimiter + b"--\r\n")
-    return b"".join(out)
+    return b"".join(out), mark
+
+
+def _breaks(data: bytes, mark: bytes) -> bool:
+    """Whether a reader would find a delimiter in ``data`` (it follows a line break)."""
+    framed = b"\n" + data
+    return b"\n--" + mark in framed or b"\r--" + mark in framed

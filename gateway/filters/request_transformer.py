@@ -34,10 +34,13 @@ from gateway.filters import multipart
 from gateway.filters.base import Filter
 from gateway.filters.templates import Lookup, Template, parse, request_lookup
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_header_name
 
 log = logging.getLogger("gateway.request_transformer")
+#: The 400 for a multipart/form-data body that cannot be read.
+BAD_MULTIPART = "Bad request: the multipart/form-data body cannot be read"
 
 ACTIONS = ("remove", "rename", "replace", "add", "append")
 PARTS = ("headers", "querystring", "body")
@@ -263,30 +266,29 @@ class RequestTransformer(Filter):
             ex.set_body(new)
 
     def _multipart(self, ex: Exchange, lookup: Lookup) -> bytes | None:
-        """Kong's transform_multipart_body: rename, then remove, replace and add (no append);
-        a body that is not multipart with its Content-Type's boundary stays as it is."""
+        """Kong's transform_multipart_body: rename, then remove, replace and add (no append).
+
+        A body that is not multipart with its Content-Type's boundary is a 400: sent on
+        as it is, a part a remove rule is there to drop could reach the upstream (Kong's
+        lenient parser finds no parts in it and sends an empty body)."""
         body = ex.read_body(self.config.max_body)
         content_type = ex.upstream_headers["Content-Type"]
         mark = multipart.boundary(content_type)
         try:
-            parts = multipart.decode(body, mark or "") if body else []
+            parts = multipart.decode(body, mark)
         except ValueError as exc:
-            log.info("request %s: multipart body sent unchanged: %s", ex.request_id, exc)
-            return None
+            log.info("request %s: multipart body refused: %s", ex.request_id, exc)
+            raise GatewayError(400, BAD_MULTIPART) from None
         fields: Fields = [(part.name, part) for part in parts]
         changed = False
         for rules in self.multipart_steps:
             changed |= transform(fields, rules, lookup, _exact, bool(body))
         if not changed:
             return None
-        if mark is None:  # an empty body without one: the new body needs it
-            mark = multipart.new_boundary()
-            ex.upstream_headers["Content-Type"] = f"{content_type}; boundary={mark}"
-        try:
-            return multipart.encode([_part(name, value) for name, value in fields], mark)
-        except ValueError as exc:
-            log.warning("request %s: multipart body sent unchanged: %s", ex.request_id, exc)
-            return None
+        new, used = multipart.encode([_part(name, value) for name, value in fields], mark)
+        if used != mark:
+            ex.upstream_headers["Content-Type"] = multipart.with_boundary(content_type, used)
+        return new
 
     def _json(self, body: bytes, lookup: Lookup) -> bytes | None:
         """Kong's transform_json_body: a body that is not a JSON object stays as it is."""

@@ -1,7 +1,8 @@
 """multipart/form-data through request-transformer (gateway.filters.multipart): the parts a
 rule does not touch keep their headers and bytes, a renamed file stays a file, repeated
-parts all go with a remove, and a body that cannot be read (or a value that would break its
-framing) goes unchanged. Kong's own multipart cases are in tests/kong."""
+parts all go with a remove, a body that cannot be read is a 400 (never passed on past a
+remove rule), and a value that would end its part early gets the body a new boundary.
+Kong's own multipart cases are in tests/kong."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ FILE = multipart.Part("doc", (("Content-Disposition", 'form-data; name="doc"; fi
 
 
 def body(*parts: multipart.Part) -> bytes:
-    return multipart.encode(list(parts), BOUNDARY)
+    data, mark = multipart.encode(list(parts), BOUNDARY)
+    assert mark == BOUNDARY
+    return data
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def send(mock_service):
 
 def test_decode_then_encode_gives_the_same_bytes():
     data = body(multipart.field("a", "1"), FILE)
-    assert multipart.encode(multipart.decode(data, BOUNDARY), BOUNDARY) == data
+    assert multipart.encode(multipart.decode(data, BOUNDARY), BOUNDARY) == (data, BOUNDARY)
 
 
 def test_a_renamed_file_keeps_its_filename_type_and_bytes(send):
@@ -78,17 +81,25 @@ def test_an_empty_body_without_a_boundary_gets_one_for_the_added_field(send):
     (b"not multipart at all", TYPE),
     (body(multipart.field("a", "1")), "multipart/form-data"),  # no boundary
     (body(multipart.field("a", "1"))[:-10], TYPE),  # cut short
+    (b"--xyz\r\nContent-Type: text/plain\r\n\r\n1\r\n--xyz--\r\n", TYPE),  # no name
 ])
-def test_a_body_that_cannot_be_read_goes_unchanged(send, data, content_type, caplog):
-    seen = send(data, content_type, remove_body="a")
-    assert seen.body == data
-    assert "multipart body sent unchanged" in caplog.text
+def test_a_body_that_cannot_be_read_is_refused_not_passed_on(mock_service, data,
+                                                             content_type):
+    client = in_process({"GATEWAY_UPSTREAM_URL": mock_service.url, "GATEWAY_FILTERS":
+                         "request-transformer", "GATEWAY_REQUEST_TRANSFORMER_REMOVE_BODY": "a"})
+    response = client.post("/", data=data, headers={"Content-Type": content_type})
+    assert response.status_code == 400
+    assert response.json["message"] == "Bad request: the multipart/form-data body cannot be read"
+    assert mock_service.calls() == []
 
 
-def test_a_value_holding_the_boundary_leaves_the_body_unchanged(send, caplog):
-    data = body(multipart.field("a", "1"))
-    seen = send(data, add_body=json.dumps([f"b:x --{BOUNDARY} y"]))
-    assert seen.body == data and "holds the boundary" in caplog.text
+@pytest.mark.parametrize("value", [f"--{BOUNDARY}--", f"x --{BOUNDARY} y"])
+def test_a_value_holding_the_boundary_gets_the_body_a_new_one(send, value):
+    seen = send(body(multipart.field("a", "1")), add_body=json.dumps([f"b:{value}"]))
+    mark = multipart.boundary(seen.header("Content-Type"))
+    parts = [multipart.field("a", "1"), multipart.field("b", value)]
+    assert multipart.decode(seen.body, mark) == parts
+    assert (mark == BOUNDARY) == value.startswith("x")  # only when it would cut the part
 
 
 def test_names_are_quoted_in_the_disposition():
