@@ -216,6 +216,7 @@ class RequestTransformer(Filter):
         self.multipart_steps = (  # Kong's multipart order, and no append there
             {**{action: () for action in ACTIONS}, "rename": rules["rename"]},
             {**rules, "rename": (), "append": ()})
+        self.multipart_used = any(any(step.values()) for step in self.multipart_steps)
 
     def on_request(self, ex: Exchange) -> None:
         lookup = request_lookup(ex)
@@ -254,6 +255,8 @@ class RequestTransformer(Filter):
         if "application/json" in kind:
             new = self._json(ex.read_body(self.config.max_body), lookup)
         elif "multipart/form-data" in kind:
+            if not self.multipart_used:
+                return  # append rules only: none applies to multipart (Kong's)
             new = self._multipart(ex, lookup)
         elif "application/x-www-form-urlencoded" in kind:
             body = ex.read_body(self.config.max_body)

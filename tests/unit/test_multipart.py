@@ -105,3 +105,8 @@ def test_a_value_holding_the_boundary_gets_the_body_a_new_one(send, value):
 def test_names_are_quoted_in_the_disposition():
     part = multipart.field('a"b\r\nX-Evil: 1', "v")
     assert part.headers == (("Content-Disposition", 'form-data; name="a%22b%0D%0AX-Evil: 1"'),)
+
+
+def test_append_rules_alone_never_read_a_multipart_body(send):
+    seen = send(b"not read", append_body="a:1")
+    assert seen.body == b"not read"
