@@ -9,7 +9,6 @@ Skipped, and why:
 |---|---|
 | code in templates (`$(10 * x)`, `$(type(x))`, `$(shared.x)`...) | no code runs: refused at load |
 | test13 `$(10 * uri_captures.user1)`, test19 `$(ERROR())`: a 500 | refused at load (no code) |
-| append on multipart/form-data | Kong's multipart branch has no append: translated as "unchanged" |
 | `replace.headers` of `host` | the upstream's Host comes from the target (or preserve_host) |
 | `#grpc` cases; Admin API round trips (03-api_spec.lua) | no gRPC; DB-less |
 """
