@@ -9,28 +9,38 @@ body, query string; within each, remove, rename, replace, add, append:
 - append ``name:value``: another value for the name (a header repeated, a query
   parameter or form field repeated, a JSON field made an array).
 
-Values may hold plain references (``$(headers.x)``, ``$(query_params.y)``, see
-:mod:`gateway.filters.templates`); a rule whose reference is missing is skipped.
-Bodies are changed for JSON and ``application/x-www-form-urlencoded`` requests,
-read whole up to ``max_body`` (413 past it) and sent with their new length;
-other bodies stream unchanged. With ``http_method`` GET, HEAD or TRACE, a
-form-encoded body's fields join the query string, as Kong's.
+Values may hold plain references (``$(headers.x)``, ``$(query_params.y)``,
+``$(uri_captures.z)``, see :mod:`gateway.filters.templates`); a rule whose reference
+is missing is skipped.
+Bodies are changed for JSON, ``multipart/form-data`` (rename, remove, replace and
+add of its parts, as Kong's; :mod:`gateway.filters.multipart`) and
+``application/x-www-form-urlencoded`` requests, read whole up to ``max_body`` (413
+past it) and sent with their new length; other bodies stream unchanged. With
+``http_method`` GET, HEAD or TRACE, a form-encoded body's fields join the query
+string, as Kong's.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from gateway.config import Settings, byte_size, setting
+from gateway.filters import multipart
 from gateway.filters.base import Filter
 from gateway.filters.templates import Lookup, Template, parse, request_lookup
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_header_name
+
+log = logging.getLogger("gateway.request_transformer")
+#: The 400 for a multipart/form-data body that cannot be read.
+BAD_MULTIPART = "Bad request: the multipart/form-data body cannot be read"
 
 ACTIONS = ("remove", "rename", "replace", "add", "append")
 PARTS = ("headers", "querystring", "body")
@@ -117,7 +127,8 @@ class RequestTransformerConfig:
         return {action: getattr(self, f"{action}_{part}") for action in ACTIONS}
 
 
-Fields = list[tuple[str, str]]
+#: Ordered (name, value) pairs; a multipart part's value is its Part until a rule sets one.
+Fields = list[tuple[Any, Any]]
 
 
 def transform(fields: Fields, rules: dict[str, tuple[Rule, ...]], lookup: Lookup,
@@ -170,6 +181,14 @@ def append_value(document: dict[str, Any], name: str, value: Any) -> None:
         [value] if old is None else [old, value]
 
 
+def _part(name: str, value: multipart.Part | str) -> multipart.Part:
+    """A multipart field after the rules: its own part (under its new name), or a plain
+    field for a value a rule set (Kong's set_simple)."""
+    if isinstance(value, str):
+        return multipart.field(name, value)
+    return value if value.name == name else value.renamed(name)
+
+
 def _lower_same(a: str, b: str) -> bool:
     return a.lower() == b.lower()
 
@@ -193,9 +212,14 @@ class RequestTransformer(Filter):
         self.body_rules = config.rules("body")
         self.query_used = any(self.query_rules.values())
         self.body_used = any(self.body_rules.values())
+        rules = self.body_rules
+        self.multipart_steps = (  # Kong's multipart order, and no append there
+            {**{action: () for action in ACTIONS}, "rename": rules["rename"]},
+            {**rules, "rename": (), "append": ()})
+        self.multipart_used = any(any(step.values()) for step in self.multipart_steps)
 
     def on_request(self, ex: Exchange) -> None:
-        lookup = request_lookup(ex.environ)
+        lookup = request_lookup(ex)
         config = self.config
         if config.replace_uri is not None:
             path = config.replace_uri.render(lookup)
@@ -226,19 +250,48 @@ class RequestTransformer(Filter):
 
     def _transform_body(self, ex: Exchange, lookup: Lookup) -> None:
         # The Content-Type going upstream: the header rules (which ran first) may set it.
+        # Kong's order of the checks: JSON, multipart, form-encoded.
         kind = (ex.upstream_headers.get("Content-Type") or "").lower()
         if "application/json" in kind:
-            body = ex.read_body(self.config.max_body)
-            new = self._json(body, lookup)
+            new = self._json(ex.read_body(self.config.max_body), lookup)
+        elif "multipart/form-data" in kind:
+            if not self.multipart_used:
+                return  # append rules only: none applies to multipart (Kong's)
+            new = self._multipart(ex, lookup)
         elif "application/x-www-form-urlencoded" in kind:
             body = ex.read_body(self.config.max_body)
             fields = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
             changed = transform(fields, self.body_rules, lookup, _exact, bool(body))
             new = urlencode(fields).encode("latin-1") if changed else None
         else:
-            return  # multipart and other bodies stream on unchanged (README)
+            return  # other bodies stream on unchanged (README)
         if new is not None:
             ex.set_body(new)
+
+    def _multipart(self, ex: Exchange, lookup: Lookup) -> bytes | None:
+        """Kong's transform_multipart_body: rename, then remove, replace and add (no append).
+
+        A body that is not multipart with its Content-Type's boundary is a 400: sent on
+        as it is, a part a remove rule is there to drop could reach the upstream (Kong's
+        lenient parser finds no parts in it and sends an empty body)."""
+        body = ex.read_body(self.config.max_body)
+        content_type = ex.upstream_headers["Content-Type"]
+        mark = multipart.boundary(content_type)
+        try:
+            parts = multipart.decode(body, mark)
+        except ValueError as exc:
+            log.info("request %s: multipart body refused: %s", ex.request_id, exc)
+            raise GatewayError(400, BAD_MULTIPART) from None
+        fields: Fields = [(part.name, part) for part in parts]
+        changed = False
+        for rules in self.multipart_steps:
+            changed |= transform(fields, rules, lookup, _exact, bool(body))
+        if not changed:
+            return None
+        new, used = multipart.encode([_part(name, value) for name, value in fields], mark)
+        if used != mark:
+            ex.upstream_headers["Content-Type"] = multipart.with_boundary(content_type, used)
+        return new
 
     def _json(self, body: bytes, lookup: Lookup) -> bytes | None:
         """Kong's transform_json_body: a body that is not a JSON object stays as it is."""

@@ -4,7 +4,9 @@ Kong's response-transformer buffers the body in its body_filter; here the body
 is read before the status line goes out, so the new body gets its own
 Content-Length and an upstream that fails while it is read is a clean 502.
 Only what a filter asked for is buffered, and only up to its bound: past it the
-bytes read so far and the rest stream on unchanged.
+bytes read so far and the rest stream on unchanged. A HEAD answer loses its
+Content-Length, which a GET's transformed body would not match (Kong's
+header_filter clears it too).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ _BODILESS = frozenset({204, 304})
 
 def transform_body(ex: Exchange) -> None:
     """Apply ``ex.body_transforms`` to the upstream's body (or a cache's replay of it)."""
-    if not ex.upstream_answer or ex.method == "HEAD" or ex.status in _BODILESS:
+    if not ex.upstream_answer or ex.status in _BODILESS:
+        return
+    if ex.method == "HEAD":  # a GET's transformed length is unknown: say none (RFC 9110 8.6)
+        ex.headers.remove("Content-Length")
         return
     encoding = ex.headers.get("Content-Encoding")
     if encoding and encoding.lower() != "identity":

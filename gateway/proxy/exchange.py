@@ -131,8 +131,8 @@ class Exchange:
 
     @cached_property
     def uri_captures(self) -> dict[str, str]:
-        """The named and numbered groups of the route's regex path that matched (Kong's
-        ``kong.request.get_uri_captures``); empty for a prefix path."""
+        """The named and numbered groups of the route's regex path that matched, "0" the
+        whole match (Kong's ``kong.request.get_uri_captures``); empty for a prefix path."""
         return dict(self.environ.get(URI_CAPTURES, {}))
 
     @cached_property

@@ -154,11 +154,13 @@ class Router(Generic[T]):
 
 
 def _captures(candidate: Candidate[Any], path: str) -> dict[str, str]:
-    """The groups of a regex path that matched (Kong's ``get_uri_captures``)."""
+    """The groups of a regex path that matched (Kong's ``get_uri_captures``): "0" the whole
+    match, "1"... the numbered groups, and the named ones; none for a regex without groups."""
     found = candidate.regex.match(path) if candidate.regex is not None else None
-    if found is None:
+    if found is None or not found.re.groups:
         return {}
     captures = {str(i): group for i, group in enumerate(found.groups(), 1) if group is not None}
+    captures["0"] = found[0]
     captures.update((name, group) for name, group in found.groupdict().items()
                     if group is not None)
     return captures

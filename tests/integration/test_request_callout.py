@@ -8,6 +8,7 @@ One gateway serves every case: a route per case, each with its own plugin.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,10 @@ def _cases(mock: MockService, httpbin: str) -> list[dict]:
             "response": {
                 "headers": {"custom": {"X-Geo-City": "$(callouts.geo.response.body.city)"}},
                 "body": {"custom": {"geo": "$(callouts.geo.response.body)"}}}}, echo),
+        _route("decorated", {
+            "callouts": [_callout("geo", f"{m}/geo", **DECODED)],
+            "response": {"body": {"custom": {"city": "$(callouts.geo.response.body.city)"}}}},
+            httpbin + "/anything"),
         _route("fail", {"callouts": [_callout("x", f"{m}/status/500",
                                               request={"error": fail})]}, echo),
         _route("retry", {"callouts": [_callout("x", f"{m}/status/503", request={"error": {
@@ -186,6 +191,27 @@ def test_composition_into_the_upstream_request_and_the_response_body(gw, mock):
     document = json.loads(body)
     assert document["geo"] == {"country": "FR", "city": "Paris"}
     assert document["path"] == "/echo"  # the upstream's own fields are kept
+
+
+def test_a_decorated_body_goes_with_its_own_content_length_and_head_with_none(gw):
+    host, port = gw.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        answers = []
+        for method in ("HEAD", "GET", "HEAD"):  # one keep-alive connection: framing must hold
+            conn.request(method, "/decorated")
+            response = conn.getresponse()
+            answers.append((response, response.read()))
+    finally:
+        conn.close()
+    (head, head_body), (get, body), _ = answers
+    assert get.status == 200 and get.getheader("Transfer-Encoding") is None
+    assert get.getheader("Content-Length") == str(len(body))
+    document = json.loads(body)
+    assert document["city"] == "Paris" and document["url"].endswith("/anything")
+    assert head.status == 200 and head_body == b""
+    assert head.getheader("Content-Length") is None  # httpbin's would not match the GET's
+    assert head.getheader("Transfer-Encoding") is None
 
 
 def test_on_error_fail_answers_kongs_default_code_and_message(gw):

@@ -1,14 +1,14 @@
 """Kong's request-transformer access spec (spec/03-plugins/36-request-transformer/
 02-access_spec.lua) and schema spec (01-schema_spec.lua): the cases of routes test1-test9 and
-test20, and the template cases a plain reference can state, through a declarative file.
+test20, the template cases a plain reference can state (uri_captures: test10-test18,
+test29), and the multipart/form-data cases, through a declarative file.
 
 Skipped, and why:
 
 | spec case | why |
 |---|---|
 | code in templates (`$(10 * x)`, `$(type(x))`, `$(shared.x)`...) | no code runs: refused at load |
-| `uri_captures` references | the router does not keep a regex route's captures yet |
-| multipart/form-data bodies | streamed unchanged (README) |
+| test13 `$(10 * uri_captures.user1)`, test19 `$(ERROR())`: a 500 | refused at load (no code) |
 | `replace.headers` of `host` | the upstream's Host comes from the target (or preserve_host) |
 | `#grpc` cases; Admin API round trips (03-api_spec.lua) | no gRPC; DB-less |
 """
@@ -54,11 +54,46 @@ CONFIGS = {
                                           "x-default:$(query_params.none or 'fallback')"],
                               "querystring": ["q2:$(headers.x-source)"]}},
     "uri.test": {"replace": {"uri": "/anything/replaced/$(query_params.who)"}},
+    # The uri_captures cases (routes test10-test18, test29). Paths replaced by replace.uri
+    # start with /anything, httpbin's echo, where Kong's spec has its mock upstream.
+    "test10.test": {"add": {"querystring": ["uri_param1:$(uri_captures.user1)",
+                                            "uri_param2[some_index][1]:$(uri_captures.user2)"]}},
+    "test11.test": {"replace": {
+        "uri": "/anything/requests/user2/$(uri_captures.user2)/user1/$(uri_captures.user1)"}},
+    "test12.test": {"add": {"querystring": ["uri_param1:$(uri_captures.user1 or 'default1')",
+                                            "uri_param2:$(uri_captures.user2 or 'default2')"]}},
+    "test14.test": {"replace": {"uri": "/anything/requests$(uri_captures[0])"}},
+    "test15.test": {"add": {"querystring": ["uri_param1:$(uri_captures.user1)",
+                                            "uri_param2:$(headers.host)"],
+                            "headers": ["x-test-header:$(query_params.q1)"]},
+                    "remove": {"querystring": ["q1"]}},
+    "test16.test": {"replace": {"querystring": ["q2:$(headers['x-remove-header'])"]},
+                    "add": {"querystring": ["q1:$(uri_captures.user1)"],
+                            "headers": ["x-test-header:$(headers['x-remove-header'])"]},
+                    "remove": {"headers": ["x-remove-header"]}},
+    "test17.test": {"replace": {"querystring": ["q2:$(headers['x-replace-header'])"],
+                                "headers": ["x-replace-header:the new value"]},
+                    "add": {"querystring": ["q1:$(uri_captures.user1)"],
+                            "headers": ["x-test-header:$(headers['x-replace-header'])"]}},
+    "test18.test": {"add": {"querystring": ["q1:$('$(uri_captures.user1)')"]}},
+    "test29.test": {"replace": {"uri": '/anything/api/v2/$(uri_captures["subpath"])'}},
+}
+
+USERS = r"~/requests/user1/(?P<user1>\w+)/user2/(?P<user2>\S+)"
+#: Kong's routes beyond their host (paths, strip_path), as the spec inserts them.
+ROUTES = {
+    "test10.test": {"paths": [USERS], "strip_path": False},
+    "test11.test": {"paths": [USERS]},
+    "test12.test": {"paths": ["/requests/"], "strip_path": False},
+    "test14.test": {"paths": [r"~/user1/(?P<user1>\w+)/user2/(?P<user2>\S+)"]},
+    **{f"test{n}.test": {"paths": [USERS.replace("?P<", "?<")], "strip_path": False}
+       for n in (15, 16, 17, 18)},
+    "test29.test": {"paths": ["~/(gw/)?api/(?<subpath>htest)$"], "strip_path": False},
 }
 
 
 def kong_yml(upstream: str) -> str:
-    routes = [{"name": host.split(".")[0], "hosts": [host],
+    routes = [{"name": host.split(".")[0], "hosts": [host], **ROUTES.get(host, {}),
                "plugins": [{"name": "request-transformer", "config": config}]}
               for host, config in CONFIGS.items()]
     return json.dumps({"_format_version": "3.0", "services": [
@@ -197,7 +232,7 @@ def test_replace_uri(client):
 
 
 @pytest.mark.parametrize("value", [
-    "$(10 * uri_captures.user1)", "$(type(query_params.user))",
+    "$(10 * uri_captures.user1)", "$(type(query_params.user))", "$(ERROR())",
     "$(require('inspect')(query_params.user))", "$(shared.my_version)",
 ])
 def test_code_in_a_template_is_refused_at_load(httpbin, value):
@@ -236,3 +271,100 @@ def test_from_environment_variables(httpbin):
                     headers={"Content-Type": "application/json"}))
     assert got["headers"]["x-tenant"] == "acme" and got["args"] == {"keep": "1"}
     assert got["json"] == {"id": 1, "tags": ["a,b"]}
+
+
+USER_PATH = "/requests/user1/foo/user2/bar"
+
+
+def test_uri_captures_into_the_querystring(client):
+    got = echo(client, "test10.test", target=USER_PATH + "?q1=20", data={"hello": "world"},
+               headers={"Content-Type": FORM})
+    assert got["args"] == {"q1": "20", "uri_param1": "foo", "uri_param2[some_index][1]": "bar"}
+    path, _, query = got["url"].partition("?")  # httpbin shows the query decoded
+    assert path.endswith("/anything" + USER_PATH)
+    assert query == "q1=20&uri_param1=foo&uri_param2[some_index][1]=bar"
+
+
+def test_uri_captures_by_name_rewrite_the_path(client):
+    got = echo(client, "test11.test", target=USER_PATH)
+    assert got["url"].endswith("/anything/requests/user2/bar/user1/foo")
+
+
+def test_without_captures_the_defaults_are_used(client):
+    got = echo(client, "test12.test", target="/requests/?q1=20")
+    assert got["args"] == {"q1": "20", "uri_param1": "default1", "uri_param2": "default2"}
+
+
+def test_uri_captures_by_index_zero_is_the_whole_match(client):
+    got = echo(client, "test14.test", target="/user1/foo/user2/bar")
+    assert got["url"].endswith("/anything/requests/user1/foo/user2/bar")
+
+
+def test_templates_read_captures_headers_and_the_clients_query(client):
+    got = echo(client, "test15.test", target=USER_PATH + "?q1=20",
+               headers={"Content-Type": FORM})
+    assert got["args"] == {"uri_param1": "foo", "uri_param2": "test15.test"}
+    assert got["headers"]["x-test-header"] == "20"
+
+
+def test_a_removed_header_can_be_used_in_a_template(client):
+    got = echo(client, "test16.test", target=USER_PATH + "?q2=20",
+               headers={"x-remove-header": "its a test", "Content-Type": FORM})
+    assert "x-remove-header" not in got["headers"]
+    assert got["args"] == {"q1": "foo", "q2": "its a test"}
+    assert got["headers"]["x-test-header"] == "its a test"
+
+
+def test_templates_render_the_old_value_of_a_replaced_header(client):
+    got = echo(client, "test17.test", target=USER_PATH + "?q2=20",
+               headers={"x-replace-header": "the old value", "Content-Type": FORM})
+    assert got["args"] == {"q1": "foo", "q2": "the old value"}
+    assert got["headers"]["x-test-header"] == "the old value"
+    assert got["headers"]["x-replace-header"] == "the new value"
+
+
+def test_a_template_can_be_escaped_as_a_quoted_string(client):
+    got = echo(client, "test18.test", target=USER_PATH + "?q2=20",
+               headers={"x-replace-header": "the old value", "Content-Type": FORM})
+    assert got["args"] == {"q1": "$(uri_captures.user1)", "q2": "20"}
+
+
+@pytest.mark.parametrize("target", ["/api/htest", "/gw/api/htest"])
+def test_a_named_capture_after_an_optional_group(client, target):
+    got = echo(client, "test29.test", target=target)
+    assert got["url"].endswith("/anything/api/v2/htest")
+
+
+MULTIPART = "multipart/form-data"
+
+
+def multipart_post(client, host: str, data: dict, target: str = "/request") -> dict:
+    return echo(client, host, "POST", target=target, data=data, content_type=MULTIPART)
+
+
+def test_remove_parameters_on_multipart(client):
+    got = multipart_post(client, "test4.test", {"toremoveform": "yes", "nottoremove": "yes"})
+    assert got["form"] == {"nottoremove": "yes"}
+
+
+def test_rename_parameters_on_multipart(client):
+    got = multipart_post(client, "test9.test", {"originalparam": "yes", "nottorename": "yes"})
+    assert got["form"] == {"renamedparam": "yes", "nottorename": "yes"}
+
+
+def test_replace_only_present_parameters_on_multipart(client):
+    got = multipart_post(client, "test5.test", {"p1": "v", "p2": "v1"})
+    assert got["form"] == {"p1": "v1", "p2": "v1"}
+    assert multipart_post(client, "test5.test", {"p2": "v1"})["form"] == {"p2": "v1"}
+
+
+def test_add_a_new_parameter_on_multipart_and_keep_an_existing_one(client):
+    assert multipart_post(client, "test1.test", {})["form"] == {"p1": "v1"}
+    got = multipart_post(client, "test1.test", {"p1": "this should not change",
+                                                "hello": "world"})
+    assert got["form"] == {"p1": "this should not change", "hello": "world"}
+
+
+def test_append_does_not_change_multipart(client):
+    got = multipart_post(client, "test6.test", {"p1": "This should not change"})
+    assert got["form"] == {"p1": "This should not change"}

@@ -135,3 +135,11 @@ def test_strip_a_regex_match():
     r = make_route(paths=[r"~/users/\d+"])
     hit = Router([(r, 0)]).match("GET", "h", "/users/12/a%20b", {})
     assert upstream_path(r, hit.matched, "/users/12/a%20b", None) == "/a%20b"
+
+
+def test_captures_of_a_regex_path_as_kongs_uri_captures():
+    r = router({"paths": [r"~/users/(?<id>\d+)/(\w+)"]}, {"paths": [r"~/plain/\d+"]},
+               {"paths": ["/prefix"]})
+    captures = [r.match("GET", "h", path, {}).captures
+                for path in ("/users/7/edit/more", "/plain/1", "/prefix/x")]
+    assert captures == [{"0": "/users/7/edit", "1": "7", "2": "edit", "id": "7"}, {}, {}]

@@ -52,3 +52,11 @@ def test_the_gateways_own_answers_are_not_transformed(client_for, mock_service):
 def test_head_requests_and_bodiless_statuses_are_left_alone(client_for, mock_service):
     mock_service.route("/empty", status=204)
     assert client_for().get("/empty").status_code == 204
+
+
+def test_a_head_answer_loses_a_content_length_the_transformed_get_would_not_match(
+        client_for, mock_service):
+    mock_service.route("/h", body=b"hello world", headers={"Content-Type": "text/plain"})
+    response = client_for().head("/h")
+    assert response.status_code == 200 and response.get_data() == b""
+    assert "Content-Length" not in response.headers

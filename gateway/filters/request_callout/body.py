@@ -2,16 +2,14 @@
 
 Only a JSON answer (``application/json`` or ``+json``, not compressed) of at most
 ``max_size`` bytes is decorated; any other answer passes unchanged, with a log line
-saying why. The body is held whole only up to ``max_size``: past it, what was held
-and the rest go on unchanged. The decorated body's length differs from the
-upstream's, so its Content-Length is dropped before the headers go out (the answer
-is sent chunked, or close-delimited to an HTTP/1.0 client).
+saying why. The body is read whole through :meth:`Exchange.transform_body`, so the
+decorated answer goes with its own Content-Length (as Kong's body transforms do);
+past ``max_size`` it streams on unchanged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 from gateway.filters.request_callout import calls
 from gateway.filters.request_callout.plan import Decoration
@@ -28,13 +26,9 @@ def _json_type(content_type: str | None) -> bool:
 
 
 def _refusal(ex: Exchange, max_size: int) -> str | None:
-    """Why the answer is not decorated, or None."""
-    if ex.method == "HEAD" or ex.status in (204, 304):
-        return "it has no body"
+    """Why the answer is not decorated, or None (no body, or compressed: transform_body's)."""
     if not _json_type(ex.headers.get("Content-Type")):
         return "it is not JSON"
-    if ex.headers.get("Content-Encoding", "identity").lower() != "identity":
-        return "it is compressed"
     declared = ex.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_size:
         return f"it is over {max_size} bytes"
@@ -48,26 +42,12 @@ def decorate_body(ex: Exchange, decoration: Decoration, scope: Scope) -> None:
         log.info("request %s: response body passed unchanged: %s", ex.request_id, why)
         return
     fields = calls.json_fields({}, decoration.body, scope)
-    del ex.headers["Content-Length"]
     request_id = ex.request_id
-
-    def wrap(chunks: Iterator[bytes]) -> Iterator[bytes]:
-        held, size = [], 0
-        for chunk in chunks:
-            held.append(chunk)
-            size += len(chunk)
-            if size > decoration.max_body:
-                log.info("request %s: response body passed unchanged: it is over %d bytes",
-                         request_id, decoration.max_body)
-                yield from held
-                yield from chunks
-                return
-        yield _merged(b"".join(held), fields, request_id)
-
-    ex.body_wrappers.append(wrap)
+    ex.transform_body(lambda body: _merged(body, fields, request_id), decoration.max_body)
 
 
-def _merged(body: bytes, fields: dict, request_id: str) -> bytes:
+def _merged(body: bytes, fields: dict, request_id: str) -> bytes | None:
+    """The body with ``fields`` merged in; None (unchanged) when it is not a JSON object."""
     try:
         document = decode_json(body)
     except ValueError:
@@ -75,6 +55,6 @@ def _merged(body: bytes, fields: dict, request_id: str) -> bytes:
     if not isinstance(document, dict):
         log.info("request %s: response body passed unchanged: it is not a JSON object",
                  request_id)
-        return body
+        return None
     document.update(fields)
     return encode_json(document)
