@@ -110,7 +110,7 @@ def reject_unknown(environ: Mapping[str, str], known: set[str]) -> None:
         if name.startswith(PREFIX) and name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{name}: unknown setting{hint}; see the README's table")
+            raise ConfigError(f"{name}: unknown setting{hint}; see docs/configuration.md")
 
 
 def warn_disabled_filter_settings(environ: Mapping[str, str], filters: Mapping[str, Any],
@@ -245,7 +245,7 @@ _REDIS_SCHEMES = {"redis": ("redis", False), "rediss": ("redis", True),
                   "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
                   "unix": ("unix", False)}
 _REDIS_FORMS = ("must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// "
-                "URL (see the README's Redis URL forms)")
+                "URL (see docs/operations.md, Redis URL forms)")
 _REDIS_OPTIONS = {"redis": {"timeout", "ssl_verify", "server_name"},
                   "unix": {"timeout", "db"},
                   "sentinel": {"timeout", "ssl_verify", "sentinel_username",

@@ -1,12 +1,13 @@
 """Kong plugins of a declarative file as the gateway's filters: names and config fields mapped.
 
 KONG_PLUGINS is the mapping table (Kong's config field -> our filter's Config
-field); the README's "Services and routes" shows it per plugin. Our filters
-without a Kong name (enrichment, custom filters: installed ones by name, others
-as package.module:ClassName, found by the filter registry as GATEWAY_FILTERS
-finds them) take their Config field names as config keys. A Kong field with no
-counterpart is accepted only at Kong's default; one Kong does not know is refused
-as Kong refuses it ("unknown field").
+field); docs/services-and-routes.md shows it per plugin, and the Kong compatibility
+matrix (docs/kong-compatibility.md) is generated from it. Our filters without a
+Kong name (enrichment, custom filters: installed ones by name, others as
+package.module:ClassName, found by the filter registry as GATEWAY_FILTERS finds
+them) take their Config field names as config keys. A Kong field with no counterpart
+is accepted only at Kong's default; one Kong does not know is refused as Kong refuses
+it ("unknown field").
 """
 
 from __future__ import annotations
