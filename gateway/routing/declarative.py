@@ -30,8 +30,24 @@ from gateway.routing.schema import Invalid, collecting
 #: passed its check (gunicorn.conf.py), so a reload with a broken file changes nothing.
 SNAPSHOT_ENV = "_GATEWAY_DECLARATIVE_SNAPSHOT"
 FORMAT_VERSION = "3.0"
-ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
-            *e.AUTH_CREDENTIAL_FIELDS, "plugins")
+ENTITIES = tuple(e.ENTITY_FIELDS)
+#: Kong 3.x's other entities a declarative file may hold (kong/constants.lua CORE_ENTITIES,
+#: the bundled plugins' daos.lua, Kong Enterprise's), refused as "unsupported entity" when
+#: a file has any, and why; the compatibility matrix (docs/kong-compatibility.md) shows
+#: these reasons.
+UNREAD_ENTITIES = {
+    "certificates": "TLS ends in nginx in front: its certificates are nginx's",
+    "ca_certificates": "no per-service trust stores: the machine's CAs verify upstreams",
+    "snis": "TLS ends in nginx in front: its server_name",
+    "vaults": "only Kong's built-in env vault, as {vault://env/NAME} references; vault "
+              "entities (prefixes, other backends) are not read",
+    "keys": "read by Kong Enterprise's jwe-decrypt and jwt-signer plugins, not built here",
+    "key_sets": "the sets of keys, as keys",
+    "consumer_groups": "a Kong Enterprise entity",
+    "filter_chains": "Wasm filters: no Wasm runtime here",
+    "workspaces": "one workspace, as Kong OSS: _workspace is accepted, no effect",
+    **e.UNREAD_CREDENTIALS,
+}
 
 
 def _format_version(value: Any, path: str) -> str:

@@ -339,6 +339,54 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
     }, _response_transformer),
 }
 
+#: What the mapped Kong plugins do in Kong and not here, beside the config fields refused
+#: (UNSUPPORTED), held to Kong's default (s.fixed) or without effect (IGNORED), which the
+#: compatibility matrix (docs/kong-compatibility.md) reads from KONG_PLUGINS itself.
+PLUGIN_GAPS: dict[str, str] = {
+    "key-auth": "key TTLs: keyauth_credentials' ttl",
+    "acl": "X-Authenticated-Groups, which ldap-auth and oauth2 set: not built here",
+    "rate-limiting": "sliding windows; counts are always synchronous",
+    "proxy-cache": "the Admin API to purge entries; Redis stands in for the other strategies",
+    "request-transformer": "uri_captures references; multipart/form-data bodies, "
+                           "streamed unchanged; replace of Host",
+    "ip-restriction": "the tcp, tls and grpc protocols: an HTTP gateway",
+    "prometheus": "active health check and DNS metrics, kong_datastore_reachable, "
+                  "kong_nginx_timers, kong_memory_lua_shared_dict_*",
+    "http-log": "service and route hold their names, not Kong's whole entities",
+}
+
+#: Kong's bundled plugins with no filter here, and why (the compatibility matrix shows it).
+NOT_BUILT: dict[str, str] = {
+    "oauth2": "its tokens and authorization codes need a database, and Kong refuses it "
+              "without one too",
+    "ldap-auth": "not built yet",
+    "session": "not built yet",
+    "response-ratelimiting": "not built yet; rate-limiting is",
+    "tcp-log": "not built yet; http-log and file-log are",
+    "udp-log": "not built yet; http-log and file-log are",
+    "syslog": "not built yet; http-log and file-log are",
+    "loggly": "not built yet; http-log and file-log are",
+    "datadog": "not built yet; prometheus is",
+    "statsd": "not built yet; prometheus is",
+    "aws-lambda": "serverless upstreams are not built",
+    "azure-functions": "serverless upstreams are not built",
+    "acme": "TLS ends in nginx in front, whose certificates certbot renews",
+    "grpc-gateway": "gRPC is not proxied: an HTTP/1.1 proxy",
+    "grpc-web": "gRPC is not proxied: an HTTP/1.1 proxy",
+    "pre-function": "runs Lua code: write a Python filter instead",
+    "post-function": "runs Lua code: write a Python filter instead",
+    "zipkin": "not built",
+    "opentelemetry": "not built yet",
+    "ai-proxy": "the AI gateway plugins are not built",
+    "ai-prompt-decorator": "the AI gateway plugins are not built",
+    "ai-prompt-template": "the AI gateway plugins are not built",
+    "ai-prompt-guard": "the AI gateway plugins are not built",
+    "ai-request-transformer": "the AI gateway plugins are not built",
+    "ai-response-transformer": "the AI gateway plugins are not built",
+    "standard-webhooks": "not built yet",
+    "redirect": "not built yet",
+}
+
 
 def kong_plugin(name: str, path: str) -> tuple[KongPlugin, type[Filter]]:
     """The mapping for a plugin name and its filter class: Kong's plugin, or one of our
