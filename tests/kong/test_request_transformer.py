@@ -8,7 +8,7 @@ Skipped, and why:
 |---|---|
 | code in templates (`$(10 * x)`, `$(type(x))`, `$(shared.x)`...) | no code runs: refused at load |
 | `uri_captures` references | the router does not keep a regex route's captures yet |
-| multipart/form-data bodies | streamed unchanged (README) |
+| multipart/form-data bodies | streamed unchanged (docs/filters/request-transformer.md) |
 | `replace.headers` of `host` | the upstream's Host comes from the target (or preserve_host) |
 | `#grpc` cases; Admin API round trips (03-api_spec.lua) | no gRPC; DB-less |
 """
