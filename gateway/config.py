@@ -126,7 +126,7 @@ def warn_disabled_filter_settings(environ: Mapping[str, str], filters: Mapping[s
 
 
 def describe(cls: type, scope: str | None = None) -> list[tuple[str, str, str]]:
-    """(variable, default, doc) for each setting of ``cls``: the README table rows."""
+    """(variable, default, doc) for each setting of ``cls``: the rows of docs/configuration.md."""
     return [(variable(f, scope), f.metadata["default"] or "", f.metadata["doc"])
             for f in dataclasses.fields(cls)]
 
@@ -379,7 +379,7 @@ def _redis_location(kind: str, path: str) -> tuple[str | None, int]:
 
 
 def redis_target(raw: str) -> RedisTarget:
-    """A Redis URL (every form the README lists) as a :class:`RedisTarget`.
+    """A Redis URL (every form docs/operations.md lists) as a :class:`RedisTarget`.
 
     Errors never quote the URL: it may hold a password.
     """

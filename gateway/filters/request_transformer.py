@@ -236,7 +236,7 @@ class RequestTransformer(Filter):
             changed = transform(fields, self.body_rules, lookup, _exact, bool(body))
             new = urlencode(fields).encode("latin-1") if changed else None
         else:
-            return  # multipart and other bodies stream on unchanged (README)
+            return  # multipart and other bodies stream on unchanged (see its docs page)
         if new is not None:
             ex.set_body(new)
 
