@@ -344,6 +344,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
 #: compatibility matrix (docs/kong-compatibility.md) reads from KONG_PLUGINS itself.
 PLUGIN_GAPS: dict[str, str] = {
     "key-auth": "key TTLs: keyauth_credentials' ttl",
+    "basic-auth": "Kong's stored password hashes: see basicauth_credentials",
     "acl": "X-Authenticated-Groups, which ldap-auth and oauth2 set: not built here",
     "rate-limiting": "sliding windows; counts are always synchronous",
     "proxy-cache": "the Admin API to purge entries; Redis stands in for the other strategies",
