@@ -495,6 +495,9 @@ FIELD_GAPS: dict[str, dict[str, str]] = {
         "healthchecks": "active checks not supported; passive ones are, "
                         "GATEWAY_TARGET_COOLDOWN",
     },
+    "plugins": {
+        "ordering": "not supported: Kong Enterprise's dynamic plugin ordering",
+    },
     "basicauth_credentials": {
         "password": "plain passwords only: a Kong export's hashed one cannot be told apart",
     },
