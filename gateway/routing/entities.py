@@ -496,7 +496,7 @@ FIELD_GAPS: dict[str, dict[str, str]] = {
                         "GATEWAY_TARGET_COOLDOWN",
     },
     "plugins": {
-        "ordering": "not supported: Kong Enterprise's dynamic plugin ordering",
+        "ordering": "Kong Enterprise's dynamic plugin ordering, not supported",
     },
     "basicauth_credentials": {
         "password": "plain passwords only: a Kong export's hashed one cannot be told apart",
