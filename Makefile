@@ -49,4 +49,4 @@ profile: install system-deps
 # the site: --strict fails on a broken link, a missing page or one left out of the nav.
 docs: $(VENV)/.installed
 	$(BIN)/python -m gateway docs
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

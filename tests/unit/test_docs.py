@@ -95,3 +95,10 @@ def test_every_code_block_runs_or_loads(page: Path, kind: str, code: str):
     assert data, f"{page.name}: an empty yaml block"
     if isinstance(data, dict) and "_format_version" in data:
         assert parse_declaration(code, page.name, {"DEMO_API_KEY": "k"}).routes is not None
+
+
+def test_the_kong_matrix_command_prints_the_page(capsys):
+    from gateway.__main__ import main
+
+    assert main(["kong-matrix"]) == 0
+    assert capsys.readouterr().out == MATRIX
