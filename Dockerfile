@@ -1,7 +1,7 @@
 # The gateway in a container: gunicorn with gevent workers, configured by GATEWAY_* variables.
 #   docker build -t gateway .
 #   docker run -p 8000:8000 -e GATEWAY_UPSTREAM_URL=http://orders:8080 gateway
-# tests/integration/test_ops_docker.py checks this file against the README and
+# tests/integration/test_ops_docker.py checks this file against the docs (quick start) and
 # gunicorn.conf.py, and runs its install steps and CMD in a throwaway venv.
 FROM python:3.11-slim
 
@@ -16,7 +16,8 @@ COPY gateway ./gateway
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
 
-# Defaults for the container; every other GATEWAY_* setting keeps the README's default.
+# Defaults for the container; every other GATEWAY_* setting keeps its default
+# (docs/configuration.md).
 #   GATEWAY_BIND: all interfaces, so the port can be published.
 #   GATEWAY_METRICS_DIR: the workers' Prometheus files, on a path the user may write.
 ENV GATEWAY_BIND=0.0.0.0:8000 \

@@ -2,6 +2,7 @@
 #              when GATEWAY_UPSTREAM_URL is unset)
 # make test  - set up and run the whole test suite (installs nginx, redis-server, wrk)
 # make bench - the load benchmark (bench/)
+# make docs  - regenerate the generated pages of docs/ and build the site (site/, --strict)
 # make profile - where a gateway worker spends its CPU under load (py-spy; ARGS='--enrichment hits')
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $@
 
 # httpbin pins greenlet<3, gevent needs greenlet>=3: httpbin gets its own venv.
@@ -44,5 +45,8 @@ profile: install system-deps
 	$(BIN)/pip install --quiet py-spy
 	$(BIN)/python bench/profile.py $(ARGS)
 
+# The generated pages first (the settings table, the Kong matrix, the home page), then
+# the site: --strict fails on a broken link, a missing page or one left out of the nav.
 docs: $(VENV)/.installed
-	$(BIN)/python -m gateway readme
+	$(BIN)/python -m gateway docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

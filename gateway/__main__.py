@@ -1,25 +1,25 @@
 """Command line: ``python -m gateway check`` validates the environment and the declarative
 file; ``kong-check FILE`` lists every blocker of a Kong declarative file; ``settings``
 prints the settings table in Markdown (with the filters GATEWAY_FILTERS names that are not
-built in); ``readme`` rewrites that table in README.md; ``new-filter NAME DIR`` writes a
-filter package."""
+built in); ``docs`` writes the generated pages of docs/ (that table in the configuration
+page, the Kong compatibility matrix, the home page); ``kong-matrix`` prints the matrix;
+``new-filter NAME DIR`` writes a filter package."""
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, ServerSettings, Settings, describe, load, names
+from gateway.config import ConfigError, ServerSettings, Settings, load, names
+from gateway.docs import settings_table
 
 if TYPE_CHECKING:
     from gateway.filters.base import Filter
 
-USAGE = ("usage: python -m gateway check|kong-check FILE|settings|readme|new-filter  "
+USAGE = ("usage: python -m gateway check|kong-check FILE|settings|docs|kong-matrix|new-filter  "
          "(python -m gateway check --help)")
 CHECK_HELP = """usage: python -m gateway check
 
@@ -32,35 +32,11 @@ a line naming its entity and field) and exits 2. Warns about settings of filters
 not enabled. Run it in the gateway's environment before a reload."""
 
 
-def settings_table(custom: Sequence[type[Filter]] = ()) -> str:
-    """Every GATEWAY_* variable with its default and meaning, as a Markdown table: the
-    gateway's, the built-in filters', then the filters ``custom`` (not built in)."""
-    from gateway.filters import REGISTRY, scope
-
-    tables = [(Settings, None), (ServerSettings, None),
-              *((f.Config, None) for f in REGISTRY.values()),
-              *((f.Config, scope(f)) for f in custom if scope(f) is not None)]
-    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    for cls, name in tables:
-        rows += [f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | | {doc} |"
-                 for env, default, doc in describe(cls, name)]
-    return "\n".join(rows)
-
-
 def enabled_custom_filters() -> list[type[Filter]]:
     """The filter classes os.environ's GATEWAY_FILTERS names (ConfigError if one is bad)."""
     from gateway.filters import enabled_classes
 
     return enabled_classes(names(os.environ.get("GATEWAY_FILTERS", "")))
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-_TABLE = re.compile(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", re.S)
-
-
-def readme_with_table(readme: str) -> str:
-    """``readme`` with the block between the settings markers replaced by the current table."""
-    return _TABLE.sub(lambda m: m.group(1) + settings_table() + "\n" + m.group(2), readme)
 
 
 def new_filter_command(args: list[str]) -> int:
@@ -150,8 +126,16 @@ def main(argv: list[str]) -> int:
             print(f"gateway: configuration error: {exc}", file=sys.stderr)
             return 2
         return 0
-    if command == "readme":
-        README.write_text(readme_with_table(README.read_text()))
+    if command == "docs":
+        from gateway import docs
+
+        for path in docs.write():
+            print(path)
+        return 0
+    if command == "kong-matrix":
+        from gateway.routing.compat import matrix
+
+        print(matrix(), end="")
         return 0
     if command in ("-h", "--help"):
         print(USAGE)

@@ -110,7 +110,7 @@ def reject_unknown(environ: Mapping[str, str], known: set[str]) -> None:
         if name.startswith(PREFIX) and name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{name}: unknown setting{hint}; see the README's table")
+            raise ConfigError(f"{name}: unknown setting{hint}; see docs/configuration.md")
 
 
 def warn_disabled_filter_settings(environ: Mapping[str, str], filters: Mapping[str, Any],
@@ -126,7 +126,7 @@ def warn_disabled_filter_settings(environ: Mapping[str, str], filters: Mapping[s
 
 
 def describe(cls: type, scope: str | None = None) -> list[tuple[str, str, str]]:
-    """(variable, default, doc) for each setting of ``cls``: the README table rows."""
+    """(variable, default, doc) for each setting of ``cls``: the rows of docs/configuration.md."""
     return [(variable(f, scope), f.metadata["default"] or "", f.metadata["doc"])
             for f in dataclasses.fields(cls)]
 
@@ -245,7 +245,7 @@ _REDIS_SCHEMES = {"redis": ("redis", False), "rediss": ("redis", True),
                   "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
                   "unix": ("unix", False)}
 _REDIS_FORMS = ("must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// "
-                "URL (see the README's Redis URL forms)")
+                "URL (see docs/operations.md, Redis URL forms)")
 _REDIS_OPTIONS = {"redis": {"timeout", "ssl_verify", "server_name"},
                   "unix": {"timeout", "db"},
                   "sentinel": {"timeout", "ssl_verify", "sentinel_username",
@@ -379,7 +379,7 @@ def _redis_location(kind: str, path: str) -> tuple[str | None, int]:
 
 
 def redis_target(raw: str) -> RedisTarget:
-    """A Redis URL (every form the README lists) as a :class:`RedisTarget`.
+    """A Redis URL (every form docs/operations.md lists) as a :class:`RedisTarget`.
 
     Errors never quote the URL: it may hold a password.
     """

@@ -68,7 +68,7 @@ class ${cls}Config:
 
 class $cls(Filter):
     NAME = "$name"
-    PRIORITY = 900  # higher runs earlier; see the README's filter table
+    PRIORITY = 900  # higher runs earlier; see the gateway's docs/filters/index.md
     VERSION = "0.1.0"
     Config = ${cls}Config
 

@@ -126,6 +126,7 @@ def fixed(default: Any, reason: str = "is not supported by this gateway") -> Che
             raise Invalid(path, f"{reason} (only {default!r})")
         return default
 
+    check.only = default  # type: ignore[attr-defined]  # read by the compatibility matrix
     return check
 
 

@@ -264,7 +264,7 @@ class RequestTransformer(Filter):
             changed = transform(fields, self.body_rules, lookup, _exact, bool(body))
             new = urlencode(fields).encode("latin-1") if changed else None
         else:
-            return  # other bodies stream on unchanged (README)
+            return  # other bodies stream on unchanged (docs/filters/request-transformer.md)
         if new is not None:
             ex.set_body(new)
 

@@ -32,8 +32,24 @@ from gateway.schema import Invalid, collecting
 #: passed its check (gunicorn.conf.py), so a reload with a broken file changes nothing.
 SNAPSHOT_ENV = "_GATEWAY_DECLARATIVE_SNAPSHOT"
 FORMAT_VERSION = "3.0"
-ENTITIES = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
-            *e.AUTH_CREDENTIAL_FIELDS, "plugins")
+ENTITIES = tuple(e.ENTITY_FIELDS)
+#: Entities read before the others, since references in the others go through them.
+FIRST_ENTITIES: dict[str, s.Fields] = {"vaults": e.VAULT_FIELDS}
+#: Kong 3.x's other entities a declarative file may hold (kong/constants.lua CORE_ENTITIES,
+#: the bundled plugins' daos.lua, Kong Enterprise's), refused as "unsupported entity" when
+#: a file has any, and why; the compatibility matrix (docs/kong-compatibility.md) shows
+#: these reasons.
+UNREAD_ENTITIES = {
+    "certificates": "TLS ends in nginx in front: its certificates are nginx's",
+    "ca_certificates": "no per-service trust stores: the machine's CAs verify upstreams",
+    "snis": "TLS ends in nginx in front: its server_name",
+    "keys": "read by Kong Enterprise's jwe-decrypt and jwt-signer plugins, not built here",
+    "key_sets": "the sets of keys, as keys",
+    "consumer_groups": "a Kong Enterprise entity",
+    "filter_chains": "Wasm filters: no Wasm runtime here",
+    "workspaces": "one workspace, as Kong OSS: _workspace is accepted, no effect",
+    **e.UNREAD_CREDENTIALS,
+}
 
 
 def _format_version(value: Any, path: str) -> str:
@@ -240,7 +256,7 @@ class _Collector:
     def _top_level(self, data: dict[str, Any]) -> None:
         """The keys besides the entities: Kong's metadata, and entities not read here."""
         for key, value in data.items():
-            if key in ENTITIES or key == "vaults" or value in (None, []):
+            if key in ENTITIES or key in FIRST_ENTITIES or value in (None, []):
                 continue
             if key not in META:
                 self.problems.extend(e.unsupported_entity(str(key)).problems)
@@ -262,7 +278,7 @@ class _Collector:
         for index, raw in enumerate(entries):
             label = raw.get("prefix") if isinstance(raw, dict) else None
             path = f"vaults[{label if isinstance(label, str) else index}]"
-            checked, ok = self._checked(raw, path, e.VAULT_FIELDS)
+            checked, ok = self._checked(raw, path, FIRST_ENTITIES["vaults"])
             if ok and checked["prefix"] in prefixes:
                 self.problems.append(f"{path}.prefix: a vault with prefix "
                                      f"{checked['prefix']!r} is already declared")

@@ -71,8 +71,11 @@ def _unsupported_nested(value: Any, path: str) -> None:
         raise unsupported_entity(path)
 
 
-#: Kong's credential entities a consumer may nest that this gateway does not read.
-UNREAD_CREDENTIALS = ("oauth2_credentials",)
+#: Kong's credential entities a consumer may nest that this gateway does not read, and why.
+UNREAD_CREDENTIALS = {
+    "oauth2_credentials": "the oauth2 plugin is not built: its tokens and authorization "
+                          "codes need a database, and Kong refuses it without one too",
+}
 
 
 def protocol(value: Any, path: str) -> str:
@@ -504,4 +507,45 @@ VAULT_FIELDS: s.Fields = {
     **AUTO, "name": (vault_name, REQUIRED), "prefix": (vault_prefix, REQUIRED),
     "description": (s.string, None), "config": (_env_vault_config, {"prefix": None}),
     "tags": TAGS,
+}
+
+
+#: The entities the declarative loader reads, in the order it reads them, and their fields.
+ENTITY_FIELDS: dict[str, s.Fields] = {
+    "services": SERVICE_FIELDS, "routes": ROUTE_FIELDS, "upstreams": UPSTREAM_FIELDS,
+    "targets": TARGET_FIELDS, "consumers": CONSUMER_FIELDS,
+    "keyauth_credentials": CREDENTIAL_FIELDS, **AUTH_CREDENTIAL_FIELDS,
+    "plugins": PLUGIN_FIELDS,
+}
+
+#: What Kong's fields of these entities do there and not here, for the compatibility
+#: matrix (docs/kong-compatibility.md); the fields refused outright (UNSUPPORTED) or held
+#: to one value (s.fixed) it reads from the tables above themselves.
+FIELD_GAPS: dict[str, dict[str, str]] = {
+    "services": {
+        "protocol": f"{', '.join(OTHER_PROTOCOLS)} not supported: an HTTP/1.1 proxy, no "
+                    "HTTP/2 to upstreams, no stream proxying",
+        "tls_verify": "false not supported: an https upstream's certificate is always "
+                      "verified",
+        "write_timeout": "accepted, no effect: bodies stream",
+        "host": "IPv6 literals not supported yet",
+    },
+    "routes": {
+        "protocols": f"{', '.join(OTHER_PROTOCOLS)} not supported: an HTTP/1.1 proxy",
+        "path_handling": "v1 works as v0, as in Kong's traditional_compatible router",
+    },
+    "upstreams": {
+        "healthchecks": "active checks not supported; passive ones are, "
+                        "GATEWAY_TARGET_COOLDOWN",
+    },
+    "vaults": {
+        "name": "only env (secrets from environment variables, under the vault's prefix and "
+                "config.prefix); hcv, aws, gcp, azure and conjur not supported",
+    },
+    "plugins": {
+        "ordering": "Kong Enterprise's dynamic plugin ordering, not supported",
+    },
+    "basicauth_credentials": {
+        "password": "plain passwords only: a Kong export's hashed one cannot be told apart",
+    },
 }

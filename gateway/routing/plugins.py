@@ -1,12 +1,13 @@
 """Kong plugins of a declarative file as the gateway's filters: names and config fields mapped.
 
 KONG_PLUGINS is the mapping table (Kong's config field -> our filter's Config
-field); the README's "Services and routes" shows it per plugin. Our filters
-without a Kong name (enrichment, custom filters: installed ones by name, others
-as package.module:ClassName, found by the filter registry as GATEWAY_FILTERS
-finds them) take their Config field names as config keys. A Kong field with no
-counterpart is accepted only at Kong's default; one Kong does not know is refused
-as Kong refuses it ("unknown field").
+field); docs/services-and-routes.md shows it per plugin, and the Kong compatibility
+matrix (docs/kong-compatibility.md) is generated from it. Our filters without a
+Kong name (enrichment, custom filters: installed ones by name, others as
+package.module:ClassName, found by the filter registry as GATEWAY_FILTERS finds
+them) take their Config field names as config keys. A Kong field with no counterpart
+is accepted only at Kong's default; one Kong does not know is refused as Kong refuses
+it ("unknown field").
 """
 
 from __future__ import annotations
@@ -336,6 +337,55 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "remove": Field(_response_rules()), "rename": Field(_response_rules()),
         **{action: Field(_response_rules(typed=True)) for action in ("replace", "add", "append")},
     }, _response_transformer),
+}
+
+#: What the mapped Kong plugins do in Kong and not here, beside the config fields refused
+#: (UNSUPPORTED), held to Kong's default (s.fixed) or without effect (IGNORED), which the
+#: compatibility matrix (docs/kong-compatibility.md) reads from KONG_PLUGINS itself.
+PLUGIN_GAPS: dict[str, str] = {
+    "key-auth": "key TTLs: keyauth_credentials' ttl",
+    "basic-auth": "Kong's stored password hashes: see basicauth_credentials",
+    "acl": "X-Authenticated-Groups, which ldap-auth and oauth2 set: not built here",
+    "rate-limiting": "sliding windows; counts are always synchronous",
+    "proxy-cache": "the Admin API to purge entries; Redis stands in for the other strategies",
+    "request-transformer": "uri_captures references; multipart/form-data bodies, "
+                           "streamed unchanged; replace of Host",
+    "ip-restriction": "the tcp, tls and grpc protocols: an HTTP gateway",
+    "prometheus": "active health check and DNS metrics, kong_datastore_reachable, "
+                  "kong_nginx_timers, kong_memory_lua_shared_dict_*",
+    "http-log": "service and route hold their names, not Kong's whole entities",
+}
+
+#: Kong's bundled plugins with no filter here, and why (the compatibility matrix shows it).
+NOT_BUILT: dict[str, str] = {
+    "oauth2": "its tokens and authorization codes need a database, and Kong refuses it "
+              "without one too",
+    "ldap-auth": "not built yet",
+    "session": "not built yet",
+    "response-ratelimiting": "not built yet; rate-limiting is",
+    "tcp-log": "not built yet; http-log and file-log are",
+    "udp-log": "not built yet; http-log and file-log are",
+    "syslog": "not built yet; http-log and file-log are",
+    "loggly": "not built yet; http-log and file-log are",
+    "datadog": "not built yet; prometheus is",
+    "statsd": "not built yet; prometheus is",
+    "aws-lambda": "serverless upstreams are not built",
+    "azure-functions": "serverless upstreams are not built",
+    "acme": "TLS ends in nginx in front, whose certificates certbot renews",
+    "grpc-gateway": "gRPC is not proxied: an HTTP/1.1 proxy",
+    "grpc-web": "gRPC is not proxied: an HTTP/1.1 proxy",
+    "pre-function": "runs Lua code: write a Python filter instead",
+    "post-function": "runs Lua code: write a Python filter instead",
+    "zipkin": "not built",
+    "opentelemetry": "not built yet",
+    "ai-proxy": "the AI gateway plugins are not built",
+    "ai-prompt-decorator": "the AI gateway plugins are not built",
+    "ai-prompt-template": "the AI gateway plugins are not built",
+    "ai-prompt-guard": "the AI gateway plugins are not built",
+    "ai-request-transformer": "the AI gateway plugins are not built",
+    "ai-response-transformer": "the AI gateway plugins are not built",
+    "standard-webhooks": "not built yet",
+    "redirect": "not built yet",
 }
 
 

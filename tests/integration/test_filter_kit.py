@@ -65,7 +65,8 @@ def test_new_filter_writes_a_package_that_installs_and_passes_its_tests(venv, tm
 
 
 def test_a_new_filter_installs_its_test_needs_beside_a_gateway_without_test_extras(tmp_path):
-    """As a user who ran ``pip install .`` (no test extra) and follows the README."""
+    """As a user who ran ``pip install .`` (no test extra) and follows the guide
+    (docs/writing-a-filter.md)."""
     folder, env = tmp_path / "shout-it", tmp_path / "venv"
     run(sys.executable, "-m", "venv", env)
     python = env / "bin" / "python"

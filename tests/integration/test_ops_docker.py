@@ -1,4 +1,4 @@
-"""The Dockerfile, without a Docker engine: it agrees with the README and gunicorn.conf.py,
+"""The Dockerfile, without a Docker engine: it agrees with the docs and gunicorn.conf.py,
 and its install steps and CMD work from a clean copy in a throwaway venv."""
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ def image_env() -> dict[str, str]:
     return env
 
 
-def readme_command() -> str:
-    match = re.search(r"^GATEWAY_UPSTREAM_URL=\S+ (gunicorn .+)$", (ROOT / "README.md").read_text(),
-                      re.M)
-    assert match, "the README's production command is missing"
+def quick_start_command() -> str:
+    match = re.search(r"^GATEWAY_UPSTREAM_URL=\S+ (gunicorn .+)$",
+                      (ROOT / "docs" / "quick-start.md").read_text(), re.M)
+    assert match, "the quick start's production command is missing"
     return match.group(1).strip()
 
 
-def test_cmd_is_the_readmes_production_command():
-    assert " ".join(json.loads(one("CMD"))) == readme_command()
+def test_cmd_is_the_quick_starts_production_command():
+    assert " ".join(json.loads(one("CMD"))) == quick_start_command()
 
 
 def test_exposed_port_matches_the_bind_and_gunicorn_conf():

@@ -1,5 +1,6 @@
 """Services and routes from a Kong declarative file, under gunicorn with gevent workers:
-the README's example file, Redis-shared limits, check, a bad file at start and on reload."""
+the example file of docs/services-and-routes.md, Redis-shared limits, check, a bad file at
+start and on reload."""
 
 from __future__ import annotations
 

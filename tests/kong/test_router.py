@@ -16,7 +16,7 @@ Skipped cases and why (spec case: reason):
 - use-cases, requests without Host header, HTTP/1.0 routes normally: werkzeug's client
   always sends a Host; gunicorn's HTTP/1.0 without Host: tests/integration/test_hostile.py.
 - use cases #grpc, [snis] for HTTPs and #grpcs connections, tls_passthrough: gRPC, SNI
-  and stream routes are not supported (README, Services and routes).
+  and stream routes are not supported (docs/services-and-routes.md).
 - URI regexes order of evaluation with created_at; depends on created_at if
   regex_priority is tie: ``it_trad_only``, pending for traditional_compatible in the
   spec (here the file order breaks ties).

@@ -1,4 +1,4 @@
-"""Settings parsing: defaults, validation messages, unknown names, secrets, the README table."""
+"""Settings parsing: defaults, validation messages, unknown names, secrets, the docs' table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import FrozenInstanceError, dataclass
 
 import pytest
 
-from gateway.__main__ import README, readme_with_table
 from gateway.config import (
     ConfigError,
     RedisTarget,
@@ -19,6 +18,7 @@ from gateway.config import (
     reject_unknown,
     setting,
 )
+from gateway.docs import CONFIGURATION, with_settings_table
 from gateway.server.app import create_app
 
 BASE = {"GATEWAY_UPSTREAM_URL": "http://orders:8080"}
@@ -163,6 +163,6 @@ def test_filter_settings_are_validated():
                     "GATEWAY_TERMINATION_STATUS": "42"})
 
 
-def test_readme_table_lists_every_setting():
-    readme = README.read_text()
-    assert readme_with_table(readme) == readme, "README settings table is stale: run `make docs`"
+def test_the_configuration_page_table_lists_every_setting():
+    page = CONFIGURATION.read_text()
+    assert with_settings_table(page) == page, "docs settings table is stale: run `make docs`"

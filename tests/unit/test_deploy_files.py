@@ -1,4 +1,4 @@
-"""deploy/gateway.service agrees with the README's command and the graceful timeout."""
+"""deploy/gateway.service agrees with the quick start's command and the graceful timeout."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ def unit() -> configparser.ConfigParser:
     return parser
 
 
-def test_systemd_unit_runs_the_readme_command_and_reloads_with_hup():
+def test_systemd_unit_runs_the_quick_start_command_and_reloads_with_hup():
     service = unit()["Service"]
     command = re.search(r"^GATEWAY_UPSTREAM_URL=\S+ (gunicorn .+)$",
-                        (ROOT / "README.md").read_text(), re.M).group(1)
+                        (ROOT / "docs" / "quick-start.md").read_text(), re.M).group(1)
     assert service["ExecStart"].endswith("/" + command)
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["Type"] == "notify" and service["User"] != "root"

@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gateway"
 
 #: Layer of each top-level name inside ``gateway``, highest (0) first.
 LAYERS = {
-    # Entry points: the CLI, the WSGI callable, the public kit for filter authors.
-    "__main__": 0, "wsgi": 0, "pdk": 0, "testing": 0, "scaffold": 0, "__init__": 0,
+    # Entry points: the CLI and its docs generator, the WSGI callable, the kit for filter authors.
+    "__main__": 0, "wsgi": 0, "pdk": 0, "testing": 0, "scaffold": 0, "docs": 0, "__init__": 0,
     "server": 1,     # the composition root
     "routing": 2,
     "filters": 3,

@@ -180,9 +180,9 @@ def test_file_and_string_sources(tmp_path):
         load({}, "/nope.yml", None)
 
 
-def test_readme_shows_the_example_file_the_integration_test_runs():
+def test_the_docs_show_the_example_file_the_integration_test_runs():
     from tests.support.processes import ROOT
 
     example = (ROOT / "deploy" / "kong.yml").read_text()
-    assert f"```yaml\n{example}```" in (ROOT / "README.md").read_text()
+    assert f"```yaml\n{example}```" in (ROOT / "docs" / "services-and-routes.md").read_text()
     assert parse_declaration(example, "kong.yml", {"DEMO_API_KEY": "k"}).consumers

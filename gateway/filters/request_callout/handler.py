@@ -73,7 +73,7 @@ class RequestCalloutConfig:
     plan: Plan | None = setting(
         "GATEWAY_REQUEST_CALLOUT_CONFIG", plan_text, None,
         "request-callout: Kong's request-callout `config` record as YAML or JSON (callouts, "
-        "upstream, cache, and our `response`); see the README.", secret=True)
+        "upstream, cache, and our `response`); see docs/filters/request-callout.md.", secret=True)
     plan_file: Plan | None = setting(
         "GATEWAY_REQUEST_CALLOUT_CONFIG_FILE", plan_file, None,
         "request-callout: a file holding that record (YAML or JSON), instead of "
