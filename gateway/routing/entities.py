@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.proxy.healthcheck import HealthChecks
 from gateway.routing import schema as s
+from gateway.routing.healthchecks import DEFAULT as DEFAULT_HEALTHCHECKS
+from gateway.routing.healthchecks import healthchecks
 from gateway.routing.schema import REQUIRED, Invalid, shown
 
 #: Kong's timeouts: milliseconds in [1, 2^31 - 2], default 60 s.
@@ -348,25 +351,14 @@ def target(raw: dict[str, Any], path: str) -> Target:
     return Target(s.hostname(host, f"{path}.target"), int(port), raw["weight"])
 
 
-def _no_active_checks(value: Any, path: str) -> Any:
-    """Kong exports a healthchecks record with active checks off (interval 0): accepted."""
-    active = value.get("active", {}) if isinstance(value, dict) else None
-    if active is None:
-        raise Invalid(path, "expected a record")
-    for state in ("healthy", "unhealthy"):
-        if (active.get(state) or {}).get("interval"):
-            raise Invalid(f"{path}.active.{state}.interval", "active health checks are not "
-                          "supported by this gateway (passive ones are: a refused target is "
-                          "skipped for GATEWAY_TARGET_COOLDOWN)")
-    return value
-
-
 @dataclass(frozen=True)
 class Upstream:
     """A virtual host name balanced over weighted targets."""
 
     name: str
     targets: tuple[Target, ...] = field(default=())
+    #: Kong's ``healthchecks`` record (its defaults when the file has none).
+    healthchecks: HealthChecks = DEFAULT_HEALTHCHECKS
 
 
 def _unread_text(value: Any, path: str) -> Any:
@@ -385,7 +377,7 @@ UPSTREAM_FIELDS: s.Fields = {
     "algorithm": (s.fixed("round-robin"), "round-robin"), "slots": (s.integer(10, 2**16), 10000),
     "hash_on": (s.fixed("none"), "none"), "hash_fallback": (s.fixed("none"), "none"),
     **_HASH_DETAILS, "hash_on_cookie_path": (_unread_text, "/"),
-    "healthchecks": (_no_active_checks, None), "host_header": UNSUPPORTED,
+    "healthchecks": (healthchecks, DEFAULT_HEALTHCHECKS), "host_header": UNSUPPORTED,
     "client_certificate": UNSUPPORTED, "use_srv_name": (s.fixed(False), False),
     "tags": TAGS, "targets": NESTED,
 }

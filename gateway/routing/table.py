@@ -23,6 +23,7 @@ from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import URI_CAPTURES
+from gateway.proxy.healthcheck import NO_PEER
 from gateway.proxy.request import request_path
 from gateway.proxy.upstream import Upstream
 from gateway.routing import entities as e
@@ -37,9 +38,6 @@ from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
 NO_ROUTE = "no Route matched with those values"
 #: Kong's answer (503) on a route without a service, once its plugins ran.
 NO_SERVICE = "no Service found with those values"
-#: Kong's answer (503) on a service whose upstream has no target with a weight above 0 (the
-#: Kubernetes Ingress Controller writes such upstreams for Services without ready endpoints).
-NO_PEER = "failure to get a peer from the ring-balancer"
 #: The answer to a path whose encoded separators (``%2F``) and ``..`` segments would climb
 #: out of the service's path at an upstream that decodes them.
 BAD_PATH = "Bad request path: an encoded / with .. segments would leave the service path"
@@ -201,12 +199,16 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
             with collecting(problems):
                 proxy = _service_settings(settings, service, decl, route)
                 if proxy is None:
+                    # Kong's 503 also when no target has a weight above 0 (the Ingress
+                    # Controller's upstreams of Services without ready endpoints).
                     unavailable = NO_PEER
                 else:
                     if proxy not in upstreams:
                         upstreams[proxy] = Upstream(proxy)
                         if service.host in decl.upstreams:
                             upstreams[proxy].name = service.host
+                            upstreams[proxy].use_healthchecks(
+                                decl.upstreams[service.host].healthchecks)
                     upstream = upstreams[proxy]
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
