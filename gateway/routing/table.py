@@ -186,9 +186,9 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
     """
     problems: list[str] = []
     instances = [_instance(p, decl, settings, problems) for p in decl.plugins]
-    # Services with the same targets, retries, timeouts and Host rule share one Upstream,
-    # so its connection pools.
-    upstreams: dict[Settings, Upstream] = {}
+    # Services with the same targets, retries, timeouts, Host rule and upstream entity
+    # share one Upstream (_shared_upstream).
+    upstreams: dict[tuple[Settings, str | None], Upstream] = {}
     routes = []
     for route in decl.routes:
         service = decl.services.get(route.service)  # None: a route without a service
@@ -203,13 +203,8 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
                     # Controller's upstreams of Services without ready endpoints).
                     unavailable = NO_PEER
                 else:
-                    if proxy not in upstreams:
-                        upstreams[proxy] = Upstream(proxy)
-                        if service.host in decl.upstreams:
-                            upstreams[proxy].name = service.host
-                            upstreams[proxy].use_healthchecks(
-                                decl.upstreams[service.host].healthchecks)
-                    upstream = upstreams[proxy]
+                    upstream = _shared_upstream(upstreams, proxy, decl.upstreams.get(
+                        service.host))
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
             (service.name or "") if service else "", route.name or "", chain, upstream, route,
@@ -219,6 +214,20 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
                       if instance is not None and plugin.route is None
                       and plugin.service is None and plugin.consumer is None]
     return RouteTable([d for _, d in routes], Router(routes), Chain.log_only(global_filters))
+
+
+def _shared_upstream(upstreams: dict[tuple[Settings, str | None], Upstream], proxy: Settings,
+                     entity: e.Upstream | None) -> Upstream:
+    """The Upstream of ``proxy``'s settings and upstream entity (None: a service's own
+    host), made on first use: services with the same ones share it, so its pools and the
+    entity's health checks."""
+    key = (proxy, entity.name if entity else None)
+    if key not in upstreams:
+        upstreams[key] = upstream = Upstream(proxy)
+        if entity is not None:
+            upstream.name = entity.name
+            upstream.use_healthchecks(entity.healthchecks)
+    return upstreams[key]
 
 
 def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings,
