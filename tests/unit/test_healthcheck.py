@@ -3,7 +3,10 @@ balancer threshold, the healthchecks schema's words, and real probes against moc
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 
 import pytest
@@ -269,3 +272,47 @@ def test_a_round_probes_only_the_targets_on_its_side(mock):
     mock.route("/status", status=200)
     checker.check(healthy=False)
     assert health.up
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """A TLS server answering 204 to one request per connection, recording the SNI."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    workdir = tmp_path_factory.mktemp("hc-tls")
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=orders.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=30)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names = []
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(4096)
+                    tls.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+            except OSError:
+                pass  # the probe refused the certificate
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], names
+    listener.close()
+
+
+def test_https_probe_sends_the_sni_and_verifies_the_certificate(tls_server):
+    port, names = tls_server
+    unverified = probe_of(type="https", https_sni="orders.test", https_verify_certificate=False)
+    assert probe_target(unverified, "127.0.0.1", port) == (None, 204)
+    assert names[-1] == "orders.test"
+    # Verified (the default): a self-signed certificate fails the handshake, a TCP failure.
+    assert probe_target(probe_of(type="https"), "localhost", port) == (TCP, None)
+    assert names[-1] == "localhost"  # no https_sni: the target's host name
