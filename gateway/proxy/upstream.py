@@ -212,7 +212,8 @@ class Upstream:
                 raise GatewayError(502, BAD_GATEWAY, "reset") from exc
             else:
                 self.answered_at = time.perf_counter()
-                self._passive(target, HTTP, answer.status)
+                if target.health is not None:
+                    self._passive(target, HTTP, answer.status)
                 return target, answer
         if failure is None:  # every target is unhealthy
             raise GatewayError(503, NO_PEER, "no-peer")

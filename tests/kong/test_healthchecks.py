@@ -161,6 +161,18 @@ def test_a_refused_target_counts_as_a_tcp_failure(servers):
     assert states(client)[f"127.0.0.1:{servers[1].server_address[1]}"] == "unhealthy"
 
 
+def test_a_target_whose_name_does_not_resolve_shows_dns_error(servers):
+    decl = {"_format_version": "3.0",
+            "upstreams": [{"name": "hc.test",
+                           "healthchecks": {"passive": {"unhealthy": {"tcp_failures": 1}}},
+                           "targets": [{"target": "no-such-host.invalid:80"},
+                                       {"target": f"127.0.0.1:{servers[0].server_address[1]}"}]}],
+            "services": [{"name": "hc", "host": "hc.test", "routes": [{"hosts": ["hc.test"]}]}]}
+    client = kong_client(json.dumps(decl), GATEWAY_STATUS_PATH="/_gw")
+    assert requests(client, 4)[:2] == (4, 0)  # the unresolved attempt fails over
+    assert states(client)["no-such-host.invalid:80"] == "dns_error"
+
+
 ACTIVE = {"http_path": "/status", "healthy": {"interval": 60, "successes": 1},
           "unhealthy": {"interval": 60}}
 
