@@ -191,12 +191,12 @@ class TargetHealth:
         if counter is not None:
             self.record(counter, rules.limit(counter), check)
 
-    def report(self, state: bool) -> str:
-        """Kong's state for kong_upstream_target_health (``state``: checks in use)."""
+    @property
+    def shown(self) -> str:
+        """Kong's state in kong_upstream_target_health: healthy, unhealthy or dns_error
+        (a target whose upstream has no checks in use is healthchecks_off)."""
         if self.dns_error:
             return DNS_ERROR
-        if not state:
-            return OFF
         return HEALTHY if self.up else UNHEALTHY
 
 

@@ -253,7 +253,7 @@ class Upstream:
         """Per target (host:port), Kong's state in this worker: healthy or unhealthy when
         the upstream uses health checks, else healthchecks_off; dns_error when its name
         did not resolve."""
-        return {urlsplit(t.url).netloc: t.health.report(True) if t.health else OFF
+        return {urlsplit(t.url).netloc: t.health.shown if t.health else OFF
                 for t in self.targets}
 
     def idle_connections(self) -> dict[str, tuple[int, int]]:
