@@ -316,3 +316,20 @@ def test_https_probe_sends_the_sni_and_verifies_the_certificate(tls_server):
     # Verified (the default): a self-signed certificate fails the handshake, a TCP failure.
     assert probe_target(probe_of(type="https"), "localhost", port) == (TCP, None)
     assert names[-1] == "localhost"  # no https_sni: the target's host name
+
+
+def test_a_deck_dump_record_with_every_default_and_nulls_is_kongs_default():
+    passive_ok = [200, 201, 202, 203, 204, 205, 206, 207, 208, 226, *range(300, 309)]
+    dumped = {
+        "active": {"concurrency": 10, "headers": None, "http_path": "/", "https_sni": None,
+                   "https_verify_certificate": True, "timeout": 1, "type": "http",
+                   "healthy": {"http_statuses": [200, 302], "interval": 0, "successes": 0},
+                   "unhealthy": {"http_failures": 0, "interval": 0, "tcp_failures": 0,
+                                 "timeouts": 0, "http_statuses": [429, 404, 500, 501, 502,
+                                                                  503, 504, 505]}},
+        "passive": {"type": "http",
+                    "healthy": {"http_statuses": passive_ok, "successes": 0},
+                    "unhealthy": {"http_failures": 0, "tcp_failures": 0, "timeouts": 0,
+                                  "http_statuses": [429, 500, 503]}},
+        "threshold": 0}
+    assert checks(**dumped) == DEFAULT
