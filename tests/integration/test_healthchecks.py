@@ -89,3 +89,20 @@ def test_probes_skip_a_failing_target_take_it_back_and_503_when_all_are_down(gat
         wait_for(gw, server, "unhealthy", INTERVAL * FAILURES + SLACK)
     response, body = call(gw.url, "GET", "/")
     assert response.status == 503 and json.loads(body)["message"] == NO_PEER
+
+
+def test_probes_that_hang_never_delay_requests(gateway, servers):
+    """A target whose /status never answers: its probes wait for their timeout in their
+    own greenlets while the worker goes on serving."""
+    for server in servers:
+        server.route("/status", action="stall")
+    gw = gateway({"GATEWAY_DECLARATIVE_CONFIG_STRING": kong_file(servers),
+                  "GATEWAY_STATUS_PATH": "/_gw"}, fresh=True)
+    deadline = time.monotonic() + INTERVAL + SLACK
+    while not servers[0].calls("/status"):  # a probe is waiting on the stalled answer
+        assert time.monotonic() < deadline, "no probe"
+        time.sleep(0.02)
+    for _ in range(5):
+        start = time.monotonic()
+        assert answered(gw, 1) == [200]
+        assert time.monotonic() - start < 0.4  # less than the probes' 0.5 s timeout
