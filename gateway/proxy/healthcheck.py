@@ -26,6 +26,7 @@ runs its own probes (one greenlet per upstream, started after the fork).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import socket
@@ -286,7 +287,7 @@ def probe_target(probe: Probe, host: str, port: int) -> tuple[Any, int | None]:
         lines = [f"GET {probe.http_path} HTTP/1.0"]
         lines += [f"{name}: {value}" for name, value in probe.headers]
         lines.append(f"Host: {host}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         first = sock.makefile("rb").readline(_MAX_LINE)
     except TimeoutError:
         return TIMEOUT, None
@@ -300,8 +301,15 @@ def probe_target(probe: Probe, host: str, port: int) -> tuple[Any, int | None]:
 
 def _tls(sock: socket.socket, probe: Probe, host_name: str) -> ssl.SSLSocket:
     """The TLS handshake of an https probe: SNI ``https_sni`` or the target's host name."""
+    context = _tls_context(probe.https_verify_certificate)
+    return context.wrap_socket(sock, server_hostname=probe.https_sni or host_name)
+
+
+@functools.cache
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """The probes' TLS settings, made once (loading the CA store costs milliseconds)."""
     context = ssl.create_default_context()
-    if not probe.https_verify_certificate:
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    return context.wrap_socket(sock, server_hostname=probe.https_sni or host_name)
+    return context
