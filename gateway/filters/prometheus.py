@@ -19,10 +19,11 @@ exporter.lua):
   consumer}`` (direction ingress/egress, estimated head + body sizes);
 - ``upstream_health_metrics`` (for all routes once one plugin entry enables it, as
   Kong's): ``kong_upstream_target_health{upstream,target,address,state,subsystem}``
-  for the targets of the file's upstream entities: 1 on ``healthy`` (the worker
-  sends to it) or ``unhealthy`` (the passive check skips it), 0 on the other
-  states; each worker writes its view once a second and on a scrape it serves,
-  and the most recent one is shown;
+  for the targets of the file's upstream entities: 1 on the target's state, Kong's
+  ``healthy`` or ``unhealthy`` when its upstream uses health checks, ``dns_error``
+  when its name did not resolve, else ``healthchecks_off``; 0 on the others; each
+  worker writes its view once a second and on a scrape it serves, and the most
+  recent one is shown;
 - ``per_consumer``: the consumer label holds the consumer's username.
 
 Requests no route took are not counted (Kong's exporter returns early). Per
@@ -57,6 +58,7 @@ from gateway.filters.logentry import (
 from gateway.ops import metrics
 from gateway.ops.batch import PENDING
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.healthcheck import DNS_ERROR, HEALTHY, OFF, UNHEALTHY
 
 KONG_LATENCY_BUCKETS = (1, 2, 5, 7, 10, 15, 20, 30, 50, 75, 100, 200, 500, 750, 1000, 3000,
                         6000)
@@ -144,8 +146,8 @@ def _worker_memory() -> Callable[[Any], None]:
     return refresh
 
 
-#: Kong's states of a target; ours are healthy and unhealthy (passive checks only).
-STATES = ("healthchecks_off", "healthy", "unhealthy", "dns_error")
+#: Kong's states of a target (gateway.proxy.healthcheck).
+STATES = (OFF, HEALTHY, UNHEALTHY, DNS_ERROR)
 
 
 @functools.cache
@@ -160,8 +162,7 @@ def export_target_health() -> None:
         for upstream in upstreams:
             if upstream.name is None:
                 continue
-            for target, healthy in upstream.target_health().items():
-                state = "healthy" if healthy else "unhealthy"
+            for target, state in upstream.target_health().items():
                 for label in STATES:
                     gauge.labels(upstream.name, target, target, label, SUBSYSTEM).set(
                         1 if label == state else 0)

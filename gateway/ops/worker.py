@@ -8,7 +8,8 @@ worker, oldest idle first, once fewer than a twentieth of its slots are free.
 A client whose idle connection was closed opens a new one (RFC 9112 9.3.1).
 As in nginx, only connections that were answered at least once are idle: a new
 connection waiting for its first request is not closed (its request may be on
-the way, and the client could not tell the close from a failure).
+the way, and the client could not tell the close from a failure). It also starts
+the app's active health checks before serving.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ class GatewayWorker(GeventWorker):
         self.fresh: set[Any] = set()
         #: Connections kept below worker_connections so the server keeps accepting.
         self.busy_limit = self.worker_connections - max(1, self.worker_connections // 20)
+
+    def run(self) -> None:
+        """Serve; the app's background work (active health checks) starts first, here
+        after the fork and gevent's patching, so each worker probes on its own."""
+        app = getattr(self.wsgi, "app", self.wsgi)  # under ProxyFix
+        start = getattr(app, "start_health_checks", None)
+        if start is not None:
+            start()
+        super().run()
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         current = getcurrent()

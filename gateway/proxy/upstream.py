@@ -31,6 +31,17 @@ from werkzeug.datastructures import Headers
 from gateway.config import Settings
 from gateway.proxy import wire
 from gateway.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
+from gateway.proxy.healthcheck import (
+    HTTP,
+    NO_PEER,
+    OFF,
+    TCP,
+    TIMEOUT,
+    Checker,
+    HealthChecks,
+    TargetHealth,
+    balancer_healthy,
+)
 from gateway.proxy.pools import Answer, Unanswered, exchange, pool_manager
 from gateway.proxy.request import RequestBody
 
@@ -51,12 +62,14 @@ CLIENT_CLOSED_MESSAGE = "Client closed the connection"
 
 @dataclass
 class Target:
-    """One upstream base URL and its passive health state."""
+    """One upstream base URL and its health: the passive cooldown, or Kong's health checks
+    when its upstream uses them (``health``, shared by the entries of one address)."""
 
     url: str
     host_header: str
     base_path: str
     down_until: float = 0.0
+    health: TargetHealth | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Target:
@@ -66,8 +79,8 @@ class Target:
 
     def is_up(self, now: float) -> bool:
         """True when the balancer may pick this target at ``now`` (time.monotonic()): it is
-        not cooling down after a failure (the passive check)."""
-        return self.down_until <= now
+        not cooling down after a failure, nor marked unhealthy by Kong's health checks."""
+        return self.down_until <= now and (self.health is None or self.health.up)
 
 
 def _replayable(body: RequestBody | None, chunked: bool) -> RequestBody | bytes | None:
@@ -96,6 +109,26 @@ class Upstream:
         self._manager: urllib3.PoolManager | None = None
         self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
         self.limits = wire.HeadLimits(max_bytes=settings.upstream_max_header_bytes)
+        #: Kong's health checks of the targets, when the upstream entity uses them (else
+        #: the cooldown of GATEWAY_TARGET_COOLDOWN).
+        self.checks: HealthChecks | None = None
+        #: The active probes, when the checks have an interval above 0.
+        self.checker: Checker | None = None
+
+    def use_healthchecks(self, checks: HealthChecks) -> None:
+        """Judge the targets by Kong's ``healthchecks`` record, if it is in use (Kong's rule:
+        an active interval or a passive failure limit above 0), instead of the cooldown."""
+        if not checks.in_use:
+            return
+        self.checks = checks
+        healths: dict[str, TargetHealth] = {}
+        for target in self.targets:
+            parts = urlsplit(target.url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            target.health = healths.setdefault(target.url,
+                                               TargetHealth(parts.hostname or "", port))
+        if checks.probing:
+            self.checker = Checker(self.name or "", checks, healths.values())
 
     @property
     def manager(self) -> urllib3.PoolManager:
@@ -136,21 +169,30 @@ class Upstream:
         attempts = 1 + self.settings.retries if method in IDEMPOTENT else 1
         client_gone = partial(wire.peer_closed, client) if client is not None else None
         failure: GatewayError | None = None
+        checks = self.checks
+        if checks is not None:
+            self._check_balancer(checks)
+            now = time.monotonic()
         for target in self.candidates(attempts):
+            if checks is not None and not target.is_up(now):
+                continue  # Kong's balancer never picks an unhealthy target
             try:
                 answer = self._attempt(target, method, path, headers, payload, chunked,
                                        repeatable, client_gone, upgrade)
             except NameResolutionError as exc:  # before NewConnectionError, its base
-                self._mark_down(target, exc)
+                self._mark_down(target, exc, TCP)
+                if target.health is not None:
+                    target.health.dns_error = True
                 failure = GatewayError(503, NAME_RESOLUTION_FAILED, "dns")
             except NewConnectionError as exc:  # refused: before ConnectTimeoutError
-                self._mark_down(target, exc)
+                self._mark_down(target, exc, TCP)
                 failure = GatewayError(502, BAD_GATEWAY, "refused")
             except ConnectTimeoutError as exc:
-                self._mark_down(target, exc)
+                self._mark_down(target, exc, TIMEOUT)
                 failure = GatewayError(504, GATEWAY_TIMEOUT, "timeout")
             except Unanswered as exc:
                 log.warning("upstream %s failed before answering: %s", target.url, exc)
+                self._passive(target, TCP)
                 failure = GatewayError(502, BAD_GATEWAY, "reset")
                 if not repeatable:
                     raise failure from exc
@@ -158,17 +200,23 @@ class Upstream:
                 raise GatewayError(CLIENT_CLOSED, CLIENT_CLOSED_MESSAGE, "client-closed") from exc
             except TimeoutError as exc:
                 log.warning("upstream %s timed out: %s", target.url, exc)
+                self._passive(target, TIMEOUT)
                 raise GatewayError(504, GATEWAY_TIMEOUT, "timeout") from exc
             except wire.InvalidResponse as exc:
                 log.warning("upstream %s sent an invalid answer: %s", target.url, exc)
+                self._passive(target, HTTP, 502)  # Kong counts its 502 as the status
                 raise GatewayError(502, BAD_GATEWAY, "invalid") from exc
             except (HTTPError, OSError) as exc:
                 log.warning("upstream %s failed: %s", target.url, exc)
+                self._passive(target, TCP)
                 raise GatewayError(502, BAD_GATEWAY, "reset") from exc
             else:
                 self.answered_at = time.perf_counter()
+                if target.health is not None:
+                    self._passive(target, HTTP, answer.status)
                 return target, answer
-        assert failure is not None
+        if failure is None:  # every target is unhealthy
+            raise GatewayError(503, NO_PEER, "no-peer")
         raise failure
 
     def _attempt(self, target: Target, method: str, path: str, headers: Headers,
@@ -201,15 +249,12 @@ class Upstream:
             fields[extra[0]] = extra[1]
         return wire.request_head(method, target.base_path + path, fields.items())
 
-    def target_health(self) -> dict[str, bool]:
-        """Per target (host:port): True when this worker sends to it, False while the passive
-        check skips it."""
-        now = time.monotonic()
-        health: dict[str, bool] = {}
-        for target in self.targets:
-            name = urlsplit(target.url).netloc
-            health[name] = health.get(name, True) and target.is_up(now)
-        return health
+    def target_health(self) -> dict[str, str]:
+        """Per target (host:port), Kong's state in this worker: healthy or unhealthy when
+        the upstream uses health checks, else healthchecks_off; dns_error when its name
+        did not resolve."""
+        return {urlsplit(t.url).netloc: t.health.shown if t.health else OFF
+                for t in self.targets}
 
     def idle_connections(self) -> dict[str, tuple[int, int]]:
         """Per target URL: (idle pooled connections, connections opened so far) in this worker."""
@@ -218,7 +263,35 @@ class Upstream:
                       pool.num_connections)
                 for url, pool in self._pools.items()}
 
-    def _mark_down(self, target: Target, exc: Exception) -> None:
+    def _mark_down(self, target: Target, exc: Exception, counter: int) -> None:
+        """A target that could not be reached: counted by the health checks, else skipped
+        for GATEWAY_TARGET_COOLDOWN."""
+        if target.health is not None:
+            log.warning("upstream %s unreachable: %s", target.url, exc)
+            self._passive(target, counter)
+            return
         cooldown = self.settings.target_cooldown
         target.down_until = time.monotonic() + cooldown
         log.warning("upstream %s unreachable, skipped for %ss: %s", target.url, cooldown, exc)
+
+    def _check_balancer(self, checks: HealthChecks) -> None:
+        """GatewayError 503 (Kong's) when the healthy share of the weight is not above the
+        threshold (0: no target is healthy)."""
+        if not balancer_healthy((t.health for t in self.targets if t.health is not None),
+                                checks.threshold):
+            raise GatewayError(503, NO_PEER, "no-peer")
+
+    def _passive(self, target: Target, counter: int, status: int | None = None) -> None:
+        """A passive report, when the health checks are in use: a failure on ``counter``,
+        or an answer's (or Kong's own 502's) ``status``, a 504 counted as a timeout as
+        Kong does."""
+        health, checks = target.health, self.checks
+        if health is None or checks is None:
+            return
+        if status is None or status == 504:
+            counter = TIMEOUT if status == 504 else counter
+            health.record(counter, checks.passive.limit(counter), "passive")
+        else:
+            health.record_status(status, checks.passive, "passive")
+        if status is not None:
+            health.dns_error = False

@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway import schema as s
 from gateway.config import ConfigError
+from gateway.proxy.healthcheck import HealthChecks
 from gateway.routing import entities as e
 from gateway.routing.migrate import OLD_VERSIONS, migrate
 from gateway.schema import Invalid, collecting
@@ -217,6 +218,8 @@ class _Collector:
         self.keys: dict[str, dict[str, str]] = {"service": {}, "route": {}, "consumer": {},
                                                 "upstream": {}}
         self.targets: dict[str, list[e.Target]] = {}
+        #: Each upstream's healthchecks record, by key.
+        self.healthchecks: dict[str, HealthChecks] = {}
         self.credentials: dict[str, list[tuple[str, str | None]]] = {}
         self.auth_credentials: dict[str, list[e.Credential]] = {
             kind: [] for kind in e.AUTH_CREDENTIAL_FIELDS}
@@ -245,7 +248,8 @@ class _Collector:
         for check in self.pending:
             with collecting(self.problems):
                 check()
-        upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())))
+        upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())),
+                                      self.healthchecks[name])
                      for name in self.keys["upstream"].values()}
         consumers = {key: e.Consumer(c.username, c.custom_id,
                                      tuple(self.credentials.get(key, ())), c.label, c.id)
@@ -379,6 +383,7 @@ class _Collector:
     def _upstreams(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
         checked, _ = self._checked(raw, path, e.UPSTREAM_FIELDS)
         key = self._register("upstream", checked, checked["name"], path)
+        self.healthchecks[key] = checked["healthchecks"]
         self.targets.setdefault(key, [])
         self._nested(checked, path, "targets", {"upstream": key})
 

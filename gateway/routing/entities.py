@@ -13,6 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway import schema as s
+from gateway.proxy.healthcheck import HealthChecks
+from gateway.routing.healthchecks import DEFAULT as DEFAULT_HEALTHCHECKS
+from gateway.routing.healthchecks import healthchecks
 from gateway.schema import REQUIRED, Invalid, shown
 
 #: Kong's timeouts: milliseconds in [1, 2^31 - 2], default 60 s.
@@ -351,25 +354,14 @@ def target(raw: dict[str, Any], path: str) -> Target:
     return Target(s.hostname(host, f"{path}.target"), int(port), raw["weight"])
 
 
-def _no_active_checks(value: Any, path: str) -> Any:
-    """Kong exports a healthchecks record with active checks off (interval 0): accepted."""
-    active = value.get("active", {}) if isinstance(value, dict) else None
-    if active is None:
-        raise Invalid(path, "expected a record")
-    for state in ("healthy", "unhealthy"):
-        if (active.get(state) or {}).get("interval"):
-            raise Invalid(f"{path}.active.{state}.interval", "active health checks are not "
-                          "supported by this gateway (passive ones are: a refused target is "
-                          "skipped for GATEWAY_TARGET_COOLDOWN)")
-    return value
-
-
 @dataclass(frozen=True)
 class Upstream:
     """A virtual host name balanced over weighted targets."""
 
     name: str
     targets: tuple[Target, ...] = field(default=())
+    #: Kong's ``healthchecks`` record (its defaults when the file has none).
+    healthchecks: HealthChecks = DEFAULT_HEALTHCHECKS
 
 
 def _unread_text(value: Any, path: str) -> Any:
@@ -388,7 +380,7 @@ UPSTREAM_FIELDS: s.Fields = {
     "algorithm": (s.fixed("round-robin"), "round-robin"), "slots": (s.integer(10, 2**16), 10000),
     "hash_on": (s.fixed("none"), "none"), "hash_fallback": (s.fixed("none"), "none"),
     **_HASH_DETAILS, "hash_on_cookie_path": (_unread_text, "/"),
-    "healthchecks": (_no_active_checks, None), "host_header": UNSUPPORTED,
+    "healthchecks": (healthchecks, DEFAULT_HEALTHCHECKS), "host_header": UNSUPPORTED,
     "client_certificate": UNSUPPORTED, "use_srv_name": (s.fixed(False), False),
     "tags": TAGS, "targets": NESTED,
 }
@@ -535,8 +527,9 @@ FIELD_GAPS: dict[str, dict[str, str]] = {
         "path_handling": "v1 works as v0, as in Kong's traditional_compatible router",
     },
     "upstreams": {
-        "healthchecks": "active checks not supported; passive ones are, "
-                        "GATEWAY_TARGET_COOLDOWN",
+        "healthchecks": "active and passive as Kong's, each worker probing and keeping "
+                        "its own view (Kong shares one per node); targets marked down by "
+                        "passive checks alone come back on a reload (no Admin API)",
     },
     "vaults": {
         "name": "only env (secrets from environment variables, under the vault's prefix and "

@@ -23,6 +23,7 @@ from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import URI_CAPTURES
+from gateway.proxy.healthcheck import NO_PEER
 from gateway.proxy.request import request_path
 from gateway.proxy.upstream import Upstream
 from gateway.routing import entities as e
@@ -37,9 +38,6 @@ from gateway.schema import Invalid, collecting, raise_any
 NO_ROUTE = "no Route matched with those values"
 #: Kong's answer (503) on a route without a service, once its plugins ran.
 NO_SERVICE = "no Service found with those values"
-#: Kong's answer (503) on a service whose upstream has no target with a weight above 0 (the
-#: Kubernetes Ingress Controller writes such upstreams for Services without ready endpoints).
-NO_PEER = "failure to get a peer from the ring-balancer"
 #: The answer to a path whose encoded separators (``%2F``) and ``..`` segments would climb
 #: out of the service's path at an upstream that decodes them.
 BAD_PATH = "Bad request path: an encoded / with .. segments would leave the service path"
@@ -188,9 +186,9 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
     """
     problems: list[str] = []
     instances = [_instance(p, decl, settings, problems) for p in decl.plugins]
-    # Services with the same targets, retries, timeouts and Host rule share one Upstream,
-    # so its connection pools.
-    upstreams: dict[Settings, Upstream] = {}
+    # Services with the same targets, retries, timeouts, Host rule and upstream entity
+    # share one Upstream (_shared_upstream).
+    upstreams: dict[tuple[Settings, str | None], Upstream] = {}
     routes = []
     for route in decl.routes:
         service = decl.services.get(route.service)  # None: a route without a service
@@ -201,13 +199,12 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
             with collecting(problems):
                 proxy = _service_settings(settings, service, decl, route)
                 if proxy is None:
+                    # Kong's 503 also when no target has a weight above 0 (the Ingress
+                    # Controller's upstreams of Services without ready endpoints).
                     unavailable = NO_PEER
                 else:
-                    if proxy not in upstreams:
-                        upstreams[proxy] = Upstream(proxy)
-                        if service.host in decl.upstreams:
-                            upstreams[proxy].name = service.host
-                    upstream = upstreams[proxy]
+                    upstream = _shared_upstream(upstreams, proxy, decl.upstreams.get(
+                        service.host))
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
             (service.name or "") if service else "", route.name or "", chain, upstream, route,
@@ -217,6 +214,20 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
                       if instance is not None and plugin.route is None
                       and plugin.service is None and plugin.consumer is None]
     return RouteTable([d for _, d in routes], Router(routes), Chain.log_only(global_filters))
+
+
+def _shared_upstream(upstreams: dict[tuple[Settings, str | None], Upstream], proxy: Settings,
+                     entity: e.Upstream | None) -> Upstream:
+    """The Upstream of ``proxy``'s settings and upstream entity (None: a service's own
+    host), made on first use: services with the same ones share it, so its pools and the
+    entity's health checks."""
+    key = (proxy, entity.name if entity else None)
+    if key not in upstreams:
+        upstreams[key] = upstream = Upstream(proxy)
+        if entity is not None:
+            upstream.name = entity.name
+            upstream.use_healthchecks(entity.healthchecks)
+    return upstreams[key]
 
 
 def _instance(plugin: e.Plugin, decl: Declaration, settings: Settings,

@@ -88,8 +88,16 @@ class Gateway:
         self.status: StatusEndpoints | None = None
         if settings.status_path:
             self.status = StatusEndpoints(settings.status_path, self.upstream,
-                                          settings.ready_window, self.metrics)
+                                          settings.ready_window, self.metrics,
+                                          list(routes.upstreams))
         self.access_log = settings.access_log == "json"
+
+    def start_health_checks(self) -> None:
+        """Start the active health checks of the upstreams that have them, in this worker
+        (after the fork: the worker calls it before serving)."""
+        for upstream in self.routes.upstreams:
+            if upstream.checker is not None:
+                upstream.checker.start()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if self.status is not None and self.status.matches(environ.get("PATH_INFO", "")):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,9 +28,12 @@ class StatusEndpoints:
     """Serves ``<prefix>/health``, ``<prefix>/ready`` and ``<prefix>/metrics``."""
 
     def __init__(self, prefix: str, upstream: Upstream | None, ready_window: float,
-                 worker_metrics: metrics.WorkerMetrics) -> None:
+                 worker_metrics: metrics.WorkerMetrics,
+                 upstreams: Sequence[Upstream] = ()) -> None:
         self.prefix = prefix
         self.upstream = upstream
+        #: The upstream entities whose targets' health /ready shows (this worker's view).
+        self.named = [u for u in upstreams if u.name is not None]
         self.ready_window = ready_window
         self.worker_metrics = worker_metrics
         #: perf_counter() time a probe last found a target accepting connections.
@@ -62,18 +65,26 @@ class StatusEndpoints:
 
     def ready(self) -> tuple[int, str, bytes]:
         """200 if the upstream answered within the window or accepts a connection now, else 503
-        (200 without any: a file with no service has nothing to wait for)."""
+        (200 without any: a file with no service has nothing to wait for). The body shows
+        the state of each upstream entity's targets in this worker (Kong's states)."""
+        status, upstream = self._readiness()
+        body: dict[str, Any] = {"status": "ready" if status == 200 else "not ready",
+                                "upstream": upstream}
+        if self.named:
+            body["targets"] = {u.name: u.target_health() for u in self.named}
+        return status, _JSON, encode_json(body)
+
+    def _readiness(self) -> tuple[int, str]:
         if self.upstream is None:
-            return 200, _JSON, encode_json({"status": "ready", "upstream": "none configured"})
+            return 200, "none configured"
         now = time.perf_counter()
         if now - max(self.upstream.answered_at, self.probed_at) <= self.ready_window:
-            return 200, _JSON, encode_json({"status": "ready", "upstream": "answered recently"})
+            return 200, "answered recently"
         reached = self.probe()
         if reached:
             self.probed_at = time.perf_counter()
-            return 200, _JSON, encode_json({"status": "ready", "upstream": f"{reached} accepts"})
-        return 503, _JSON, encode_json({"status": "not ready",
-                                        "upstream": "no target accepts connections"})
+            return 200, f"{reached} accepts"
+        return 503, "no target accepts connections"
 
     def probe(self) -> str | None:
         """The first upstream target that accepts a TCP connection, or None."""

@@ -179,7 +179,8 @@ def test_prometheus_kong_metrics_over_two_workers(gateway, upstream):
     assert len({s.labels["pid"] for s in memory}) == 2  # one per worker
     assert all(s.value > 1 << 20 for s in memory)
     health = {s.labels["state"]: s.value for s in found["kong_upstream_target_health"].samples}
-    assert health == {"healthy": 1, "unhealthy": 0, "healthchecks_off": 0, "dns_error": 0}
+    # Kong's state of a target whose upstream has no health checks.
+    assert health == {"healthy": 0, "unhealthy": 0, "healthchecks_off": 1, "dns_error": 0}
 
 
 def test_prometheus_defaults_export_no_per_request_series(gateway, upstream):

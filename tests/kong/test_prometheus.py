@@ -8,9 +8,9 @@ Skipped cases and why (spec case: reason):
 
 - gRPC, stream (TCP/TLS) cases, datastore_reachable, memory and timer gauges, AI and Wasm
   metrics: no gRPC, stream proxying, database, Lua VM or AI proxy here.
-- upstream_target_health with active health checks, DNS errors and healthchecks_off: the
-  gateway has passive checks only (a target is healthy or unhealthy); tested with one
-  target down.
+- upstream_target_health with DNS errors of targets resolving to several addresses: one
+  address per target here; the states with and without health checks are tested (more in
+  tests/kong/test_healthchecks.py).
 - 01-api, 03-custom-serve, 04-status_api, 06-hybrid-mode: the metrics are on the gateway's
   own status path, not Kong's admin or status API; no hybrid mode.
 """
@@ -175,10 +175,16 @@ def test_direct_from_variables(upstream):
     assert "kong_nginx_requests_total{" in text
 
 
-def test_upstream_target_health(upstream):
+@pytest.mark.parametrize(("healthchecks", "down_state", "up_state"), [
+    (None, "healthchecks_off", "healthchecks_off"),
+    ({"passive": {"unhealthy": {"tcp_failures": 1}}}, "unhealthy", "healthy"),
+], ids=["no-checks", "passive-checks"])
+def test_upstream_target_health(upstream, healthchecks, down_state, up_state):
+    """Kong's states: healthchecks_off for an upstream without health checks (the gateway's
+    cooldown still skips the refused target), healthy and unhealthy with them."""
     closed = free_port()
     decl = {"_format_version": "3.0",
-            "upstreams": [{"name": "mock-upstream", "targets": [
+            "upstreams": [{"name": "mock-upstream", "healthchecks": healthchecks, "targets": [
                 {"target": f"127.0.0.1:{closed}"},
                 {"target": f"127.0.0.1:{upstream.server_address[1]}"}]}],
             "services": [{"name": "health-service", "host": "mock-upstream",
@@ -195,9 +201,10 @@ def test_upstream_target_health(upstream):
               if s.name == "kong_upstream_target_health"
               and s.labels["upstream"] == "mock-upstream"}
     down, up = f"127.0.0.1:{closed}", f"127.0.0.1:{upstream.server_address[1]}"
-    assert states[(down, "unhealthy")] == 1 and states[(down, "healthy")] == 0
-    assert states[(up, "healthy")] == 1 and states[(up, "unhealthy")] == 0
-    assert states[(up, "dns_error")] == 0 and states[(up, "healthchecks_off")] == 0
+    states = {key: value for key, value in states.items() if key[0] in (down, up)}
+    assert states == {(target, label): float(label == state)
+                      for target, state in ((down, down_state), (up, up_state))
+                      for label in ("healthy", "unhealthy", "healthchecks_off", "dns_error")}
 
 
 @pytest.mark.parametrize(("config", "message"), [
