@@ -183,6 +183,7 @@ class _Collector:
         self.keys: dict[str, dict[str, str]] = {"service": {}, "route": {}, "consumer": {},
                                                 "upstream": {}}
         self.targets: dict[str, list[e.Target]] = {}
+        self.balancing: dict[str, e.Balancing] = {}
         self.credentials: dict[str, list[tuple[str, str | None]]] = {}
         self.auth_credentials: dict[str, list[e.Credential]] = {
             kind: [] for kind in e.AUTH_CREDENTIAL_FIELDS}
@@ -210,7 +211,8 @@ class _Collector:
         for check in self.pending:
             with collecting(self.problems):
                 check()
-        upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())))
+        upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())),
+                                      self.balancing.get(name, e.ROUND_ROBIN))
                      for name in self.keys["upstream"].values()}
         consumers = {key: e.Consumer(c.username, c.custom_id,
                                      tuple(self.credentials.get(key, ())), c.label, c.id)
@@ -322,9 +324,12 @@ class _Collector:
             self.pending.append(bind)
 
     def _upstreams(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
-        checked, _ = self._checked(raw, path, e.UPSTREAM_FIELDS)
+        checked, ok = self._checked(raw, path, e.UPSTREAM_FIELDS)
         key = self._register("upstream", checked, checked["name"], path)
         self.targets.setdefault(key, [])
+        if ok:
+            with collecting(self.problems):
+                self.balancing[key] = e.balancing(raw, checked, path)
         self._nested(checked, path, "targets", {"upstream": key})
 
     def _targets(self, raw: Any, path: str, parent: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.config import ConfigError, Settings, env_names, warn_disabled_filter_settings
 from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
+from gateway.proxy.balancer import ROUND_ROBIN, Balancing
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import URI_CAPTURES
 from gateway.proxy.request import request_path
@@ -190,7 +191,7 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
     instances = [_instance(p, decl, settings, problems) for p in decl.plugins]
     # Services with the same targets, retries, timeouts and Host rule share one Upstream,
     # so its connection pools.
-    upstreams: dict[Settings, Upstream] = {}
+    upstreams: dict[tuple[Settings, Balancing, tuple[int, ...] | None], Upstream] = {}
     routes = []
     for route in decl.routes:
         service = decl.services.get(route.service)  # None: a route without a service
@@ -199,15 +200,15 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
         upstream, unavailable = None, NO_SERVICE
         if service is not None:
             with collecting(problems):
-                proxy = _service_settings(settings, service, decl, route)
-                if proxy is None:
+                plan = _service_settings(settings, service, decl, route)
+                if plan is None:
                     unavailable = NO_PEER
                 else:
-                    if proxy not in upstreams:
-                        upstreams[proxy] = Upstream(proxy)
+                    if plan not in upstreams:
+                        upstreams[plan] = Upstream(*plan)
                         if service.host in decl.upstreams:
-                            upstreams[proxy].name = service.host
-                    upstream = upstreams[proxy]
+                            upstreams[plan].name = service.host
+                    upstream = upstreams[plan]
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
             (service.name or "") if service else "", route.name or "", chain, upstream, route,
@@ -257,21 +258,29 @@ def _scoped(decl: Declaration, instances: list[Filter | None], route: str,
 
 
 def _service_settings(settings: Settings, service: e.Service, decl: Declaration,
-                      route: e.Route) -> Settings | None:
-    """The proxy settings of one service: its targets, retries, timeouts, Host rule; None
-    when its upstream has no target with a weight above 0."""
+                      route: e.Route
+                      ) -> tuple[Settings, Balancing, tuple[int, ...] | None] | None:
+    """The proxy settings of one service (its targets, retries, timeouts, Host rule), its
+    upstream's balancing and the targets' weights (None: round-robin, the targets repeated
+    by weight); None when its upstream has no target with a weight above 0."""
     upstream = decl.upstreams.get(service.host)
+    balancing, weights = ROUND_ROBIN, None
     if upstream is None:
         urls: tuple[str, ...] = (service.url,)
     else:
-        urls = tuple(f"{service.protocol}://{t.host}:{t.port}"
-                     for t in weighted_ring(upstream.targets))
+        balancing = upstream.balancing
+        if balancing.algorithm == "round-robin":
+            targets = weighted_ring(upstream.targets)
+        else:
+            targets = [t for t in upstream.targets if t.weight > 0]
+            weights = tuple(t.weight for t in targets)
+        urls = tuple(f"{service.protocol}://{t.host}:{t.port}" for t in targets)
         if not urls:
             return None
     return dataclasses.replace(
         settings, upstream_urls=urls, retries=service.retries,
         connect_timeout=service.connect_timeout, read_timeout=service.read_timeout,
-        preserve_host=route.preserve_host)
+        preserve_host=route.preserve_host), balancing, weights
 
 
 def weighted_ring(targets: Sequence[e.Target]) -> list[e.Target]:
