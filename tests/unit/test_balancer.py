@@ -13,7 +13,7 @@ from gateway.proxy import balancer as b
 from gateway.proxy.exchange import URI_CAPTURES, Consumer, Exchange
 from gateway.proxy.upstream import Target
 from gateway.routing import entities as e
-from gateway.routing.schema import Invalid
+from gateway.routing.schema import Invalid, record
 
 
 def targets(count: int) -> list[Target]:
@@ -296,7 +296,7 @@ def test_round_robin_is_chosen_for_round_robin_and_pays_no_tracking():
 def balancing(**given: object) -> b.Balancing:
     path = "upstreams[u]"
     raw = {"name": "u", **given}
-    checked = e.s.record(raw, path, e.UPSTREAM_FIELDS)
+    checked = record(raw, path, e.UPSTREAM_FIELDS)
     return e.balancing(raw, checked, path)
 
 
@@ -387,7 +387,7 @@ def test_kongs_entity_checks_word_for_word(given, problem):
 ])
 def test_kongs_field_checks_word_for_word(field, given, problem):
     with pytest.raises(Invalid) as caught:
-        e.s.record({"name": "u", field: given}, "upstreams[u]", e.UPSTREAM_FIELDS)
+        record({"name": "u", field: given}, "upstreams[u]", e.UPSTREAM_FIELDS)
     assert caught.value.problems == (f"upstreams[u].{field}: {problem}",)
 
 
