@@ -324,12 +324,14 @@ class _Collector:
             self.pending.append(bind)
 
     def _upstreams(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
-        checked, ok = self._checked(raw, path, e.UPSTREAM_FIELDS)
+        before = len(self.problems)
+        checked, _ = self._checked(raw, path, e.UPSTREAM_FIELDS)
         key = self._register("upstream", checked, checked["name"], path)
         self.targets.setdefault(key, [])
-        if ok:
-            with collecting(self.problems):
-                self.balancing[key] = e.balancing(raw, checked, path)
+        failed = {line.partition(": ")[0].removeprefix(path + ".")
+                  for line in self.problems[before:]}
+        with collecting(self.problems):  # Kong's entity checks, beside the fields' problems
+            self.balancing[key] = e.balancing(raw, checked, path, failed)
         self._nested(checked, path, "targets", {"upstream": key})
 
     def _targets(self, raw: Any, path: str, parent: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ gateway"; a field Kong does not know is an "unknown field", as Kong says.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -463,12 +464,14 @@ _DISTINCT = (("hash_on_header", "hash_fallback_header"),
              ("hash_on_uri_capture", "hash_fallback_uri_capture"))
 
 
-def balancing(given: dict[str, Any], checked: dict[str, Any], path: str) -> Balancing:
+def balancing(given: dict[str, Any], checked: dict[str, Any], path: str,
+              failed: Collection[str] = ()) -> Balancing:
     """The balancing of a checked upstream record, by Kong's rules (upstreams.lua):
 
     its shorthands first (``algorithm`` least-connections or latency clears ``hash_on``; a
     ``hash_on`` given other than none makes the algorithm consistent-hashing, ``none``
-    makes it round-robin), then its entity checks. ``given`` is the record as written."""
+    makes it round-robin), then its entity checks, but those on a field named in
+    ``failed`` (refused already). ``given`` is the record as written."""
     algorithm, hash_on = checked["algorithm"], checked["hash_on"]
     if algorithm in ("least-connections", "latency"):
         hash_on = "none"
@@ -478,11 +481,12 @@ def balancing(given: dict[str, Any], checked: dict[str, Any], path: str) -> Bala
     problems: list[str] = []
     for kind in ("hash_on", "hash_fallback"):
         needed = _NEEDS[kind].get(fields[kind])
-        if needed is not None and fields[needed] is None:
+        if needed is not None and fields[needed] is None and not {kind, needed} & set(failed):
             problems.append(f"{path}.{needed}: required field missing (failed conditional "
                             f"validation given value of field '{kind}')")
     allowed = _FALLBACKS.get(hash_on)
-    if allowed is not None and fields["hash_fallback"] not in allowed:
+    if allowed is not None and fields["hash_fallback"] not in allowed and \
+            not {"algorithm", "hash_on", "hash_fallback"} & set(failed):
         problems.append(f"{path}.hash_fallback: expected one of: {', '.join(allowed)} (failed "
                         "conditional validation given value of field 'hash_on')")
     for first, second in _DISTINCT:

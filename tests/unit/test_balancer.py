@@ -13,6 +13,7 @@ from gateway.proxy import balancer as b
 from gateway.proxy.exchange import URI_CAPTURES, Consumer, Exchange
 from gateway.proxy.upstream import Target
 from gateway.routing import entities as e
+from gateway.routing.declarative import read_declaration
 from gateway.routing.schema import Invalid, record
 
 
@@ -396,3 +397,36 @@ def test_decks_defaults_and_nulls_are_round_robin():
                      hash_on_cookie_path="/", hash_on_header=None, hash_on_cookie=None,
                      slots=10000) == b.ROUND_ROBIN
     assert balancing(hash_on=None) == b.ROUND_ROBIN
+
+
+def test_a_file_lists_the_entity_checks_beside_the_fields_problems():
+    decl = read_declaration("""
+_format_version: "3.0"
+upstreams:
+- {name: u.test, hash_on: header, hash_fallback: header, hash_on_cookie_path: shop}
+- {name: v.test, hash_on: header, hash_on_header: "x y"}
+""", "kong.yml", {})
+    assert decl.problems == (
+        "upstreams[u.test].hash_on_cookie_path: should start with: /",
+        "upstreams[u.test].hash_on_header: required field missing (failed conditional "
+        "validation given value of field 'hash_on')",
+        "upstreams[u.test].hash_fallback_header: required field missing (failed conditional "
+        "validation given value of field 'hash_fallback')",
+        # the bad name is not said missing as well
+        "upstreams[v.test].hash_on_header: bad header name 'x y', allowed characters are "
+        "A-Z, a-z, 0-9, '_', and '-'",
+    )
+
+
+def test_a_file_gives_each_upstream_its_balancing():
+    decl = read_declaration("""
+_format_version: "3.0"
+upstreams:
+- {name: h.test, hash_on: ip, slots: 100}
+- {name: l.test, algorithm: latency}
+- {name: r.test}
+""", "kong.yml", {})
+    assert decl.upstreams["h.test"].balancing == b.Balancing(
+        algorithm="consistent-hashing", hash_on="ip", slots=100)
+    assert decl.upstreams["l.test"].balancing.algorithm == "latency"
+    assert decl.upstreams["r.test"].balancing == b.ROUND_ROBIN
