@@ -179,15 +179,16 @@ def ring(targets: Sequence[Target], weights: Sequence[int], points: int
          ) -> tuple[list[int], list[Target]]:
     """Kong's continuum (consistent_hashing.lua afterHostUpdate): the taken slots in
     ascending order and their targets. Targets are placed sorted by host then port, each
-    on ``floor(weight / total * count * 160)`` points (at least 1), a point that is taken
-    already moves the problem forward to the next name."""
+    on ``floor(weight / total * count * 160)`` points (at least 1; ``count`` includes the
+    targets of weight 0, which get none), a point that is taken already moves the problem
+    forward to the next name."""
     live = sorted(((t, w) for t, w in zip(targets, weights, strict=True) if w > 0),
                   key=lambda tw: _host_port(tw[0]))
     total = sum(w for _, w in live)
     continuum: dict[int, Target] = {}
     for target, weight in live:
         host, port = _host_port(target)
-        entries = max(1, math.floor(weight / total * len(live) * SERVER_POINTS))
+        entries = max(1, math.floor(weight / total * len(targets) * SERVER_POINTS))
         i = 1
         while i <= entries and i <= points:
             index = xxhash32(f"{host}::{port} {i}") % points
@@ -299,7 +300,6 @@ class HashRule:
     def __init__(self, balancing: Balancing) -> None:
         self.hash_on = balancing.hash_on
         self.hash_fallback = balancing.hash_fallback if balancing.hash_on != "none" else "none"
-        self.balancing = balancing
         self._steps = [step for step in (
             _source(balancing.hash_on, balancing.hash_on_header, balancing.hash_on_query_arg,
                     balancing.hash_on_uri_capture, balancing),

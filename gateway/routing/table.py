@@ -269,14 +269,14 @@ def _service_settings(settings: Settings, service: e.Service, decl: Declaration,
         urls: tuple[str, ...] = (service.url,)
     else:
         balancing = upstream.balancing
+        if not any(t.weight > 0 for t in upstream.targets):
+            return None
         if balancing.algorithm == "round-robin":
-            targets = weighted_ring(upstream.targets)
-        else:
-            targets = [t for t in upstream.targets if t.weight > 0]
+            targets: Sequence[e.Target] = weighted_ring(upstream.targets)
+        else:  # weight-0 targets too: Kong's ring counts them (and gives them no point)
+            targets = upstream.targets
             weights = tuple(t.weight for t in targets)
         urls = tuple(f"{service.protocol}://{t.host}:{t.port}" for t in targets)
-        if not urls:
-            return None
     return dataclasses.replace(
         settings, upstream_urls=urls, retries=service.retries,
         connect_timeout=service.connect_timeout, read_timeout=service.read_timeout,

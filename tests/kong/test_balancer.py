@@ -263,6 +263,20 @@ def test_a_hashed_request_fails_over_to_the_next_target_of_the_ring():
         alive.stop()
 
 
+@pytest.mark.parametrize("algorithm", ["consistent-hashing", "least-connections", "latency"])
+def test_a_weight_0_target_gets_no_request(servers, algorithm):
+    targets = "".join(f"\n  - {{target: '127.0.0.1:{s.port}', weight: {w}}}"
+                      for s, w in zip(servers, (100, 0), strict=False))
+    client = without_cookie_jar(kong_client(file_with(
+        f"  algorithm: {algorithm}\n  hash_on: cookie\n  hash_on_cookie: c\n"
+        f"  targets:{targets}")))
+    before = hits(servers)
+    for key in range(10):
+        assert send(client, "GET", "/", "a", {"Cookie": f"c={key}"}).status_code == 200
+    counts = [after - b for after, b in zip(hits(servers), before, strict=True)]
+    assert counts[:2] == [10, 0]
+
+
 # -- least-connections and latency, one request at a time -----------------------------------
 
 def test_an_idle_least_connections_balancer_spreads_requests_over_equal_targets(servers):

@@ -430,3 +430,10 @@ upstreams:
         algorithm="consistent-hashing", hash_on="ip", slots=100)
     assert decl.upstreams["l.test"].balancing.algorithm == "latency"
     assert decl.upstreams["r.test"].balancing == b.ROUND_ROBIN
+
+
+def test_a_weight_0_target_gets_no_point_but_counts_as_kongs_does():
+    pool = targets(3)
+    ring = hashing(pool, weights=[100, 100, 0])
+    counts = collections.Counter(t.url for t in ring.owners)
+    assert counts == {pool[0].url: 240, pool[1].url: 240}  # floor(0.5 * 3 * 160)
