@@ -1,22 +1,23 @@
-"""The upstream service: pooled connections, round-robin targets, timeouts, failover.
+"""The upstream service: pooled connections, balanced targets, timeouts, failover.
 
 Connections come from and go back to one urllib3 PoolManager per worker (set-up,
 TLS, idle checks), made on first use so that it is built after the fork and after
 gevent patched the standard library (urllib3 issue #3289). The bytes on the wire
 are the gateway's own (:mod:`gateway.proxy.wire`): the request head in one send,
 the answer parsed by httptools. Failover is done here rather than with urllib3's
-Retry, because a retry must go to the *next* target and mark the failed one down.
+Retry, because a retry must go to the *next* target and mark the failed one down. Which
+target comes first, and which next, is the balancer's (:mod:`gateway.proxy.balancer`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -29,6 +30,7 @@ from urllib3.exceptions import (
 from werkzeug.datastructures import Headers
 
 from gateway.config import Settings
+from gateway.proxy import balancer as balancing
 from gateway.proxy import wire
 from gateway.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
 from gateway.proxy.healthcheck import (
@@ -44,6 +46,9 @@ from gateway.proxy.healthcheck import (
 )
 from gateway.proxy.pools import Answer, Unanswered, exchange, pool_manager
 from gateway.proxy.request import RequestBody
+
+if TYPE_CHECKING:
+    from gateway.proxy.exchange import Exchange
 
 log = logging.getLogger("gateway.proxy.upstream")
 # Past GATEWAY_POOL_SIZE concurrent requests the pool opens extra connections and
@@ -97,13 +102,19 @@ def _replayable(body: RequestBody | None, chunked: bool) -> RequestBody | bytes 
 class Upstream:
     """Sends requests to the upstream targets of this worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, plan: balancing.Balancing = balancing.ROUND_ROBIN,
+                 weights: Sequence[int] | None = None) -> None:
+        """``settings.upstream_urls`` are the targets; ``weights`` theirs, for an algorithm
+        other than round-robin (None: the URLs are already repeated by weight)."""
         self.settings = settings
         self.targets = [Target.from_url(url) for url in settings.upstream_urls]
         #: The name of the declarative file's upstream entity these targets come from (None:
         #: a service's own host), for Kong's kong_upstream_target_health.
         self.name: str | None = None
-        self._turn = itertools.count()
+        #: The upstream's algorithm, chosen at load.
+        self.balancer = balancing.balancer(plan, self.targets, weights)
+        #: True when a response may carry the balancer's Set-Cookie (a cookie hash).
+        self.sets_cookie = self.balancer.sets_cookie
         #: perf_counter() time a target last answered a request (the readiness probe reads it).
         self.answered_at = float("-inf")
         self._manager: urllib3.PoolManager | None = None
@@ -141,19 +152,14 @@ class Upstream:
                 timeout=timeout, retries=False)
         return self._manager
 
-    def candidates(self, attempts: int) -> Iterator[Target]:
-        """Up to ``attempts`` targets, round-robin, healthy ones before cooling-down ones."""
-        if len(self.targets) == 1:
-            return iter(self.targets)
-        start = next(self._turn) % len(self.targets)
-        ring = self.targets[start:] + self.targets[:start]
-        now = time.monotonic()
-        ordered = [t for t in ring if t.is_up(now)] + [t for t in ring if not t.is_up(now)]
-        return iter(ordered[:attempts])
+    def candidates(self, attempts: int, ex: Exchange | None = None) -> Iterator[Target]:
+        """Up to ``attempts`` targets for the request ``ex`` in the balancer's order, healthy
+        ones before cooling-down ones."""
+        return self.balancer.candidates(attempts, ex)
 
     def send(self, method: str, path: str, headers: Headers, body: RequestBody | None,
              chunked: bool, client: socket.socket | None = None,
-             upgrade: bool = False) -> tuple[Target, Answer]:
+             upgrade: bool = False, ex: Exchange | None = None) -> tuple[Target, Answer]:
         """Send a request; return the target and its streaming answer or raise GatewayError.
 
         A request that never reached a target goes to the next one if idempotent. So does
@@ -162,23 +168,26 @@ class Upstream:
         GATEWAY_RETRIES (nginx's proxy_next_upstream error). ``client``, the client's
         socket, is watched while the answer is awaited: a client that left ends the wait.
         ``upgrade``: the request asks to switch protocols, and a 101 is a final answer
-        (:class:`wire.Response`).
+        (:class:`wire.Response`). ``ex``: the request, for a balancer that hashes it; a
+        balancer that counts requests in flight is told when the answer is over through
+        the environ's ``BALANCER_DONE`` call (the app makes it).
         """
         payload = _replayable(body, chunked)
         repeatable = method in IDEMPOTENT and not isinstance(payload, RequestBody)
         attempts = 1 + self.settings.retries if method in IDEMPOTENT else 1
         client_gone = partial(wire.peer_closed, client) if client is not None else None
         failure: GatewayError | None = None
+        attempt = self._attempt if not self.balancer.tracks else partial(self._tracked, ex)
         checks = self.checks
         if checks is not None:
             self._check_balancer(checks)
             now = time.monotonic()
-        for target in self.candidates(attempts):
+        for target in self.balancer.candidates(attempts, ex):
             if checks is not None and not target.is_up(now):
                 continue  # Kong's balancer never picks an unhealthy target
             try:
-                answer = self._attempt(target, method, path, headers, payload, chunked,
-                                       repeatable, client_gone, upgrade)
+                answer = attempt(target, method, path, headers, payload, chunked,
+                                 repeatable, client_gone, upgrade)
             except NameResolutionError as exc:  # before NewConnectionError, its base
                 self._mark_down(target, exc, TCP)
                 if target.health is not None:
@@ -227,6 +236,22 @@ class Upstream:
                         timeout=self.settings.read_timeout, head_request=method == "HEAD",
                         repeatable=repeatable, client_gone=client_gone, upgrade=upgrade,
                         limits=self.limits)
+
+    def _tracked(self, ex: Exchange | None, target: Target, *args: Any) -> Answer:
+        """An attempt counted by the balancer: begun now, ended when it failed or, once
+        answered, by the environ's ``BALANCER_DONE`` call when the request is over."""
+        started = self.balancer.begin(target)
+        try:
+            answer = self._attempt(target, *args)
+        except BaseException:
+            self.balancer.end(target, started, answered=False)
+            raise
+        done = partial(self.balancer.end, target, started)
+        if ex is not None:
+            ex.environ[balancing.BALANCER_DONE] = done
+        else:
+            done()
+        return answer
 
     def _pool(self, target: Target) -> urllib3.HTTPConnectionPool:
         pool = self._pools.get(target.url)

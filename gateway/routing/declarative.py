@@ -220,6 +220,7 @@ class _Collector:
         self.targets: dict[str, list[e.Target]] = {}
         #: Each upstream's healthchecks record, by key.
         self.healthchecks: dict[str, HealthChecks] = {}
+        self.balancing: dict[str, e.Balancing] = {}
         self.credentials: dict[str, list[tuple[str, str | None]]] = {}
         self.auth_credentials: dict[str, list[e.Credential]] = {
             kind: [] for kind in e.AUTH_CREDENTIAL_FIELDS}
@@ -249,7 +250,8 @@ class _Collector:
             with collecting(self.problems):
                 check()
         upstreams = {name: e.Upstream(name, tuple(self.targets.get(name, ())),
-                                      self.healthchecks[name])
+                                      healthchecks=self.healthchecks[name],
+                                      balancing=self.balancing.get(name, e.ROUND_ROBIN))
                      for name in self.keys["upstream"].values()}
         consumers = {key: e.Consumer(c.username, c.custom_id,
                                      tuple(self.credentials.get(key, ())), c.label, c.id)
@@ -381,10 +383,15 @@ class _Collector:
             self.pending.append(bind)
 
     def _upstreams(self, raw: Any, path: str, _parent: dict[str, Any]) -> None:
+        before = len(self.problems)
         checked, _ = self._checked(raw, path, e.UPSTREAM_FIELDS)
         key = self._register("upstream", checked, checked["name"], path)
         self.healthchecks[key] = checked["healthchecks"]
         self.targets.setdefault(key, [])
+        failed = {line.partition(": ")[0].removeprefix(path + ".")
+                  for line in self.problems[before:]}
+        with collecting(self.problems):  # Kong's entity checks, beside the fields' problems
+            self.balancing[key] = e.balancing(raw, checked, path, failed)
         self._nested(checked, path, "targets", {"upstream": key})
 
     def _targets(self, raw: Any, path: str, parent: dict[str, Any]) -> None:

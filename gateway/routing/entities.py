@@ -8,11 +8,14 @@ gateway"; a field Kong does not know is an "unknown field", as Kong says.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway import schema as s
+from gateway.proxy import balancer as b
+from gateway.proxy.balancer import ROUND_ROBIN, Balancing
 from gateway.proxy.healthcheck import HealthChecks
 from gateway.routing.healthchecks import DEFAULT as DEFAULT_HEALTHCHECKS
 from gateway.routing.healthchecks import healthchecks
@@ -362,28 +365,131 @@ class Upstream:
     targets: tuple[Target, ...] = field(default=())
     #: Kong's ``healthchecks`` record (its defaults when the file has none).
     healthchecks: HealthChecks = DEFAULT_HEALTHCHECKS
+    balancing: Balancing = ROUND_ROBIN
 
 
-def _unread_text(value: Any, path: str) -> Any:
-    """A field read only by a hash_on other than none (refused): any text or null."""
-    return None if value is None else s.string(value, path)
+_HEADER_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: What an HTTP token (RFC 2616) must not hold: controls, 8-bit, separators.
+_NOT_TOKEN = re.compile(r'[\x00-\x20\x7f-\U0010ffff()<>@,;:\\"/?={}\[\]]')
+_PATH_CHARS = re.compile(r"/[A-Za-z0-9._~/%:@!$&'()*+,;=-]*")
 
 
-#: Kong's hash_on_* and hash_fallback_* fields, which decK writes into every dump (null, and
-#: ``hash_on_cookie_path: /``): they only matter with a hash_on other than none.
-_HASH_DETAILS = {name: (_unread_text, None) for name in (
-    "hash_on_header", "hash_fallback_header", "hash_on_cookie", "hash_on_query_arg",
-    "hash_fallback_query_arg", "hash_on_uri_capture", "hash_fallback_uri_capture")}
+def header_name(value: Any, path: str) -> str:
+    """Kong's typedefs.header_name (validate_header_name), word for word."""
+    if not isinstance(value, str):
+        raise Invalid(path, "expected a string")
+    if not value:
+        raise Invalid(path, "no header name provided")
+    if not _HEADER_NAME.fullmatch(value):
+        raise Invalid(path, f"bad header name '{value}', allowed characters are A-Z, a-z, "
+                            "0-9, '_', and '-'")
+    return value
 
+
+def cookie_name(value: Any, path: str) -> str:
+    """Kong's typedefs.cookie_name (validate_http_token), word for word."""
+    if not isinstance(value, str):
+        raise Invalid(path, "expected a string")
+    if not value:
+        raise Invalid(path, "no token provided")
+    if _NOT_TOKEN.search(value):
+        raise Invalid(path, "contains one or more invalid characters. ASCII control "
+                            "characters (0-31;127), space, tab and the characters "
+                            '()<>@,;:\\"/?={}[] are not allowed.')
+    return value
+
+
+def url_path(value: Any, path: str) -> str:
+    """Kong's typedefs.path (starts with /, no empty segment, RFC 3986 characters, escapes
+    well-formed), word for word."""
+    if not isinstance(value, str):
+        raise Invalid(path, "expected a string")
+    if not value.startswith("/"):
+        raise Invalid(path, "should start with: /")
+    if "//" in value:
+        raise Invalid(path, "must not have empty segments")
+    if not _PATH_CHARS.fullmatch(value):
+        raise Invalid(path, f"invalid path: '{value}' (characters outside of the reserved "
+                            "list of RFC 3986 found)")
+    bad = re.search(r"%(?![0-9A-Fa-f]{2}).?.?", value)
+    if bad:
+        raise Invalid(path, f"invalid url-encoded value: '{bad.group(0)}'")
+    return value
+
+
+def simple_param(value: Any, path: str) -> str:
+    """Kong's upstreams simple_param: a string of length 1 or more."""
+    if not isinstance(value, str):
+        raise Invalid(path, "expected a string")
+    if not value:
+        raise Invalid(path, "length must be at least 1")
+    return value
+
+
+HASH_ON = (s.one_of(*b.HASH_ON), "none")
 UPSTREAM_FIELDS: s.Fields = {
     **AUTO, "name": (s.hostname, REQUIRED),
-    "algorithm": (s.fixed("round-robin"), "round-robin"), "slots": (s.integer(10, 2**16), 10000),
-    "hash_on": (s.fixed("none"), "none"), "hash_fallback": (s.fixed("none"), "none"),
-    **_HASH_DETAILS, "hash_on_cookie_path": (_unread_text, "/"),
+    "algorithm": (s.one_of(*b.ALGORITHMS), "round-robin"),
+    "slots": (s.integer(10, 2**16), 10000),
+    "hash_on": HASH_ON, "hash_fallback": HASH_ON,
+    "hash_on_header": (header_name, None), "hash_fallback_header": (header_name, None),
+    "hash_on_cookie": (cookie_name, None), "hash_on_cookie_path": (url_path, "/"),
+    "hash_on_query_arg": (simple_param, None), "hash_fallback_query_arg": (simple_param, None),
+    "hash_on_uri_capture": (simple_param, None),
+    "hash_fallback_uri_capture": (simple_param, None),
     "healthchecks": (healthchecks, DEFAULT_HEALTHCHECKS), "host_header": UNSUPPORTED,
     "client_certificate": UNSUPPORTED, "use_srv_name": (s.fixed(False), False),
     "tags": TAGS, "targets": NESTED,
 }
+#: hash_on -> the hash_fallback values Kong's entity checks allow with it (absent: any).
+_FALLBACKS = {
+    "none": ("none",), "cookie": ("none",),
+    "consumer": ("none", "ip", "header", "cookie", "path", "query_arg", "uri_capture"),
+    "ip": ("none", "consumer", "header", "cookie", "path", "query_arg", "uri_capture"),
+    "path": ("none", "consumer", "header", "cookie", "query_arg", "ip", "uri_capture"),
+}
+#: (hash kind, the field it needs) for Kong's "then_match required" checks, per field.
+_NEEDS = {"hash_on": {"header": "hash_on_header", "cookie": "hash_on_cookie",
+                      "query_arg": "hash_on_query_arg", "uri_capture": "hash_on_uri_capture"},
+          "hash_fallback": {"header": "hash_fallback_header", "cookie": "hash_on_cookie",
+                            "query_arg": "hash_fallback_query_arg",
+                            "uri_capture": "hash_fallback_uri_capture"}}
+_DISTINCT = (("hash_on_header", "hash_fallback_header"),
+             ("hash_on_query_arg", "hash_fallback_query_arg"),
+             ("hash_on_uri_capture", "hash_fallback_uri_capture"))
+
+
+def balancing(given: dict[str, Any], checked: dict[str, Any], path: str,
+              failed: Collection[str] = ()) -> Balancing:
+    """The balancing of a checked upstream record, by Kong's rules (upstreams.lua):
+
+    its shorthands first (``algorithm`` least-connections or latency clears ``hash_on``; a
+    ``hash_on`` given other than none makes the algorithm consistent-hashing, ``none``
+    makes it round-robin), then its entity checks, but those on a field named in
+    ``failed`` (refused already). ``given`` is the record as written."""
+    algorithm, hash_on = checked["algorithm"], checked["hash_on"]
+    if algorithm in ("least-connections", "latency"):
+        hash_on = "none"
+    elif given.get("hash_on") is not None:
+        algorithm = "round-robin" if hash_on == "none" else "consistent-hashing"
+    fields = {**checked, "algorithm": algorithm, "hash_on": hash_on}
+    problems: list[str] = []
+    for kind in ("hash_on", "hash_fallback"):
+        needed = _NEEDS[kind].get(fields[kind])
+        if needed is not None and fields[needed] is None and not {kind, needed} & set(failed):
+            problems.append(f"{path}.{needed}: required field missing (failed conditional "
+                            f"validation given value of field '{kind}')")
+    allowed = _FALLBACKS.get(hash_on)
+    if allowed is not None and fields["hash_fallback"] not in allowed and \
+            not {"algorithm", "hash_on", "hash_fallback"} & set(failed):
+        problems.append(f"{path}.hash_fallback: expected one of: {', '.join(allowed)} (failed "
+                        "conditional validation given value of field 'hash_on')")
+    for first, second in _DISTINCT:
+        if fields[first] is not None and fields[first] == fields[second]:
+            problems.append(f"{path}: values of these fields must be distinct: '{first}', "
+                            f"'{second}'")
+    s.raise_any(problems)
+    return Balancing(**{name: fields[name] for name in Balancing.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.config import ConfigError, Settings, env_names, warn_disabled_filter_settings
 from gateway.filters import REGISTRY, build_filters
 from gateway.filters.base import Filter
+from gateway.proxy.balancer import ROUND_ROBIN, Balancing
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import URI_CAPTURES
 from gateway.proxy.healthcheck import NO_PEER
@@ -35,6 +36,10 @@ from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
 from gateway.schema import Invalid, collecting, raise_any
 
 #: Kong's answer when no route matches.
+#: What an Upstream is made of: the proxy settings of a service (targets, retries,
+#: timeouts, Host rule), its upstream's balancing, and the targets' weights (None:
+#: round-robin over targets repeated by weight).
+Plan = tuple[Settings, Balancing, tuple[int, ...] | None]
 NO_ROUTE = "no Route matched with those values"
 #: Kong's answer (503) on a route without a service, once its plugins ran.
 NO_SERVICE = "no Service found with those values"
@@ -186,9 +191,9 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
     """
     problems: list[str] = []
     instances = [_instance(p, decl, settings, problems) for p in decl.plugins]
-    # Services with the same targets, retries, timeouts, Host rule and upstream entity
-    # share one Upstream (_shared_upstream).
-    upstreams: dict[tuple[Settings, str | None], Upstream] = {}
+    # Services with the same targets, retries, timeouts, Host rule, balancing and upstream
+    # entity share one Upstream (_shared_upstream).
+    upstreams: dict[tuple[Plan, str | None], Upstream] = {}
     routes = []
     for route in decl.routes:
         service = decl.services.get(route.service)  # None: a route without a service
@@ -197,13 +202,13 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
         upstream, unavailable = None, NO_SERVICE
         if service is not None:
             with collecting(problems):
-                proxy = _service_settings(settings, service, decl, route)
-                if proxy is None:
+                plan = _service_settings(settings, service, decl, route)
+                if plan is None:
                     # Kong's 503 also when no target has a weight above 0 (the Ingress
                     # Controller's upstreams of Services without ready endpoints).
                     unavailable = NO_PEER
                 else:
-                    upstream = _shared_upstream(upstreams, proxy, decl.upstreams.get(
+                    upstream = _shared_upstream(upstreams, plan, decl.upstreams.get(
                         service.host))
         chain = Chain([*_scoped(decl, instances, route.key, route.service), *extra])
         routes.append((route, Destination(
@@ -216,14 +221,14 @@ def declared(settings: Settings, decl: Declaration, extra: Sequence[Filter] = ()
     return RouteTable([d for _, d in routes], Router(routes), Chain.log_only(global_filters))
 
 
-def _shared_upstream(upstreams: dict[tuple[Settings, str | None], Upstream], proxy: Settings,
+def _shared_upstream(upstreams: dict[tuple[Plan, str | None], Upstream], plan: Plan,
                      entity: e.Upstream | None) -> Upstream:
-    """The Upstream of ``proxy``'s settings and upstream entity (None: a service's own
-    host), made on first use: services with the same ones share it, so its pools and the
-    entity's health checks."""
-    key = (proxy, entity.name if entity else None)
+    """The Upstream of ``plan`` and upstream entity (None: a service's own host), made on
+    first use: services with the same ones share it, so its pools and the entity's health
+    checks."""
+    key = (plan, entity.name if entity else None)
     if key not in upstreams:
-        upstreams[key] = upstream = Upstream(proxy)
+        upstreams[key] = upstream = Upstream(*plan)
         if entity is not None:
             upstream.name = entity.name
             upstream.use_healthchecks(entity.healthchecks)
@@ -268,21 +273,28 @@ def _scoped(decl: Declaration, instances: list[Filter | None], route: str,
 
 
 def _service_settings(settings: Settings, service: e.Service, decl: Declaration,
-                      route: e.Route) -> Settings | None:
-    """The proxy settings of one service: its targets, retries, timeouts, Host rule; None
-    when its upstream has no target with a weight above 0."""
+                      route: e.Route) -> Plan | None:
+    """The proxy settings of one service (its targets, retries, timeouts, Host rule), its
+    upstream's balancing and the targets' weights (None: round-robin, the targets repeated
+    by weight); None when its upstream has no target with a weight above 0."""
     upstream = decl.upstreams.get(service.host)
+    balancing, weights = ROUND_ROBIN, None
     if upstream is None:
         urls: tuple[str, ...] = (service.url,)
     else:
-        urls = tuple(f"{service.protocol}://{t.host}:{t.port}"
-                     for t in weighted_ring(upstream.targets))
-        if not urls:
+        balancing = upstream.balancing
+        if not any(t.weight > 0 for t in upstream.targets):
             return None
+        if balancing.algorithm == "round-robin":
+            targets: Sequence[e.Target] = weighted_ring(upstream.targets)
+        else:  # weight-0 targets too: Kong's ring counts them (and gives them no point)
+            targets = upstream.targets
+            weights = tuple(t.weight for t in targets)
+        urls = tuple(f"{service.protocol}://{t.host}:{t.port}" for t in targets)
     return dataclasses.replace(
         settings, upstream_urls=urls, retries=service.retries,
         connect_timeout=service.connect_timeout, read_timeout=service.read_timeout,
-        preserve_host=route.preserve_host)
+        preserve_host=route.preserve_host), balancing, weights
 
 
 def weighted_ring(targets: Sequence[e.Target]) -> list[e.Target]:

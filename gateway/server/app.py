@@ -25,6 +25,7 @@ from gateway.filters.base import Filter
 from gateway.ops import metrics
 from gateway.ops.accesslog import write_access_line
 from gateway.ops.logjson import REQUEST_ID
+from gateway.proxy.balancer import BALANCER_DONE, set_hash_cookie
 from gateway.proxy.bodies import transform_body
 from gateway.proxy.errors import UNEXPECTED, GatewayError, status_line
 from gateway.proxy.exchange import Exchange
@@ -239,13 +240,16 @@ class Gateway:
         ex.upstream_started = perf_counter()
         target, answer = destination.upstream.send(ex.upstream_method or ex.method,
                                                    upstream_target, headers, body, chunked,
-                                                   ex.environ.get("gunicorn.socket"), upgrade)
+                                                   ex.environ.get("gunicorn.socket"), upgrade,
+                                                   ex)
         ex.upstream_finished = perf_counter()
         ex.target = target.url
         ex.upstream_response = answer
         ex.status = ex.upstream_status = answer.status
         ex.headers = response_headers(answer.headers, answer.response.connection)
         ex.upstream_response_headers = tuple(ex.headers.items())  # 5x cheaper than a copy
+        if destination.upstream.sets_cookie:  # a cookie hash without its cookie: Kong's
+            set_hash_cookie(ex)
         redirects = self.redirects.get(destination.upstream)
         if redirects is not None:
             redirects.rewrite(ex.headers, ex.environ, target.url)
@@ -338,6 +342,9 @@ class ResponseBody:
         answer = self.ex.upstream_response
         if answer is not None:
             answer.release()  # back to the pool if read whole, else closed
+            done = self.ex.environ.pop(BALANCER_DONE, None)  # least-connections, latency
+            if done is not None:
+                done()
         self.ex.bytes_sent = self.sent
         for f in self.chain.log_filters:
             try:

@@ -46,7 +46,8 @@ def test_every_kong_entity_has_a_row():
     rows = dict(re.findall(r"^\| `([a-z0-9_]+)` \| ([^|]+) \|$", MATRIX, re.M))
     assert set(compat.KONG_ENTITIES) | set(ENTITIES) == set(rows)
     assert rows["certificates"].startswith("not supported (TLS ends in nginx")
-    assert rows["upstreams"].startswith("partly (`algorithm` only `round-robin`")
+    assert rows["upstreams"].startswith("partly (`healthchecks`: active and passive as Kong")
+    assert "`use_srv_name` only `false`" in rows["upstreams"]
     assert rows["targets"] == "supported"
 
 

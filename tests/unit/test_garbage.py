@@ -67,3 +67,20 @@ def test_requests_leave_no_reference_cycles(upstream, collector_paused, chain):
         assert not collector_paused, f"reference cycles left by {chain}: {sorted(leftovers)}"
     finally:
         third.stop()
+
+
+@pytest.mark.parametrize("fields", ["algorithm: least-connections", "algorithm: latency",
+                                    "hash_on: cookie, hash_on_cookie: c"])
+def test_balanced_requests_leave_no_reference_cycles(upstream, collector_paused, fields):
+    port = upstream.url.rpartition(":")[2]
+    app = create_app({"GATEWAY_ACCESS_LOG": "off", "GATEWAY_DECLARATIVE_CONFIG_STRING": f"""
+_format_version: "3.0"
+services: [{{name: s, host: u.test, routes: [{{name: r, paths: [/]}}]}}]
+upstreams:
+- {{name: u.test, {fields},
+   targets: [{{target: '127.0.0.1:{port}'}}, {{target: 'localhost:{port}'}}]}}
+"""})
+    assert [serve(app, f"/respond/{n}", {}) for n in range(20)] == [200] * 20
+    gc.collect()
+    leftovers = {type(o).__qualname__ for o in collector_paused}
+    assert not collector_paused, f"reference cycles left by {fields}: {sorted(leftovers)}"
