@@ -1,0 +1,81 @@
+"""rate-limiting's `local` policy counts per node, as Kong's shm: four real gunicorn gevent
+workers share one set of counters, the limit holds exactly under concurrent clients, and the
+counts survive workers killed and respawned (only the node's restart resets them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.integration.test_ops_reload import wait_for_new_workers
+from tests.integration.test_rate_limiting import call_from, wait_for_window_room
+
+LIMIT = 40
+WORKERS = 4
+
+
+def send(url: str, source: str, count: int, clients: int) -> list:
+    """``count`` GETs from ``source`` by ``clients`` threads at once, a connection each."""
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(lambda _: call_from(url, source), range(count)))
+
+
+def only(pids: list[int], serving: int):
+    """Context: every worker of ``pids`` but ``serving`` stopped (SIGSTOP), so it alone
+    accepts; a gevent worker otherwise takes nearly every connection of a light load."""
+    class Only:
+        def __enter__(self):
+            for pid in pids:
+                if pid != serving:
+                    os.kill(pid, signal.SIGSTOP)
+
+        def __exit__(self, *_):
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+    return Only()
+
+
+def test_four_workers_let_exactly_the_limit_through_and_keep_counting_after_restarts(
+        gateway, fixture_server):
+    gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url, "GATEWAY_FILTERS": "rate-limiting",
+                  "GATEWAY_RATELIMIT_HOUR": str(LIMIT), "GATEWAY_RATELIMIT_LIMIT_BY": "ip",
+                  "GATEWAY_RATELIMIT_POLICY": "local"}, workers=WORKERS, fresh=True)
+    source = "127.0.0.41"
+    wait_for_window_room(3600, 60)
+    workers = gw.worker_pids()
+    assert len(workers) == WORKERS
+    remaining = []
+    for worker in workers:  # each worker in turn counts on from the others' counts
+        with only(workers, worker):
+            answers = send(gw.url, source, 6, 3)
+        assert [response.status for response, _ in answers] == [200] * 6
+        remaining += [int(response.headers["RateLimit-Remaining"]) for response, _ in answers]
+    assert sorted(remaining) == list(range(LIMIT - 6 * WORKERS, LIMIT))
+
+    answers = send(gw.url, source, 60, 16)  # all workers at once, 16 clients
+    passed = [response for response, _ in answers if response.status == 200]
+    refused = [(response, data) for response, data in answers if response.status != 200]
+    assert len(passed) == LIMIT - 6 * WORKERS
+    assert sorted(int(r.headers["RateLimit-Remaining"]) for r in passed) == list(
+        range(LIMIT - 6 * WORKERS))
+    assert len(refused) == 60 - len(passed)
+    for response, data in refused:
+        assert response.status == 429
+        assert json.loads(data)["message"] == "API rate limit exceeded"
+        assert response.headers["X-RateLimit-Limit-Hour"] == str(LIMIT)
+        assert response.headers["X-RateLimit-Remaining-Hour"] == "0"
+        assert response.headers["RateLimit-Remaining"] == "0"
+        assert 0 < int(response.headers["Retry-After"]) <= 3600
+
+    old = set(workers)
+    for pid in old:  # every worker dies at once, none cleanly: the master respawns them
+        os.kill(pid, signal.SIGKILL)
+    wait_for_new_workers(gw, old, WORKERS)
+    response, _ = call_from(gw.url, source)
+    assert response.status == 429
+    assert response.headers["RateLimit-Remaining"] == "0"
+    other, _ = call_from(gw.url, "127.0.0.42")  # another client still has its whole limit
+    assert other.status == 200
+    assert other.headers["RateLimit-Remaining"] == str(LIMIT - 1)
