@@ -117,24 +117,24 @@ class CounterTable:
         words = self.words
         self.region.acquire()
         try:
-            found, used = [], []
-            for code, start in zip(codes, starts, strict=True):
+            found, used, full = [], [], False
+            for code, start, limit in zip(codes, starts, limits, strict=True):
                 index, value = self._find(base | code)
-                # A window another worker already moved on to counts this request too.
-                value = value if value >> 32 >= start else start << 32
+                if value >> 32 < start:  # a window another worker moved on to counts this too
+                    value = start << 32
                 found.append((index, value))
                 used.append(value & _COUNT)
-            if any(n >= limit for n, limit in zip(used, limits, strict=True)):
+                full = full or value & _COUNT >= limit
+            if full:
                 return Count(False, tuple(used))
-            kept = {index for index, _ in found}
-            for code, (index, value) in zip(codes, found, strict=True):
+            for code, (index, value) in zip(codes, tuple(found), strict=True):
                 if value & _COUNT != _COUNT:  # saturated: stays at its maximum
                     value += 1
                 if index < 0:
-                    index = self._claim(base | code, now, kept)
-                    kept.add(index)
+                    index = self._claim(base | code, now, found)
                     words[index + 1] = 0  # whatever it held is gone before the key moves in
                     words[index] = base | code
+                    found.append((index, 0))
                 words[index + 1] = value
         finally:
             self.region.release()
@@ -155,9 +155,10 @@ class CounterTable:
                 index = 0
         return -1, 0
 
-    def _claim(self, key: int, now: int, kept: set[int]) -> int:
+    def _claim(self, key: int, now: int, kept: list[tuple[int, int]]) -> int:
         """The word index of a slot for ``key``: the first never used or past its window in
-        its neighbourhood; else the one with the oldest window (not in ``kept``), logged."""
+        its neighbourhood; else the one with the oldest window (not one of the indexes in
+        ``kept``: this request's other windows), logged."""
         words, size = self.words, len(self.words)
         index = 2 * ((key >> 3) % self.slots)
         oldest, oldest_start = -1, math.inf
@@ -166,7 +167,7 @@ class CounterTable:
             start = words[index + 1] >> 32
             if held == 0 or start + _LIFETIMES[held & 7] <= now:
                 return index
-            if start < oldest_start and index not in kept:
+            if start < oldest_start and all(index != other for other, _ in kept):
                 oldest, oldest_start = index, start
             index += 2
             if index == size:
