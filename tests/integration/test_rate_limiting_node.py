@@ -1,6 +1,7 @@
 """rate-limiting's `local` policy counts per node, as Kong's shm: four real gunicorn gevent
 workers share one set of counters, the limit holds exactly under concurrent clients, and the
-counts survive workers killed and respawned (only the node's restart resets them)."""
+counts survive workers killed and respawned and a reload (only the node's restart resets
+them)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,9 @@ def test_four_workers_let_exactly_the_limit_through_and_keep_counting_after_rest
     other, _ = call_from(gw.url, "127.0.0.42")  # another client still has its whole limit
     assert other.status == 200
     assert other.headers["RateLimit-Remaining"] == str(LIMIT - 1)
+
+    old = set(gw.worker_pids())
+    gw.popen.send_signal(signal.SIGHUP)  # a reload, as Kong's, keeps the node's counters
+    wait_for_new_workers(gw, old, WORKERS)
+    assert call_from(gw.url, source)[0].status == 429
+    assert call_from(gw.url, "127.0.0.42")[0].headers["RateLimit-Remaining"] == str(LIMIT - 2)
