@@ -86,3 +86,4 @@ def test_four_workers_let_exactly_the_limit_through_and_keep_counting_after_rest
     wait_for_new_workers(gw, old, WORKERS)
     assert call_from(gw.url, source)[0].status == 429
     assert call_from(gw.url, "127.0.0.42")[0].headers["RateLimit-Remaining"] == str(LIMIT - 2)
+    assert "counts in this worker alone" not in gw.logs()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -130,3 +131,15 @@ def test_a_window_reuses_its_clients_slot_and_an_old_one_is_free_again(table):
     for second in range(50):
         assert counters.take("a", NOON + second) == Count(True, (1,))
     assert sum(1 for key in table.words[::2] if key) == 1
+
+
+def test_a_gunicorn_worker_without_the_masters_memory_says_it_counts_alone(monkeypatch, caplog):
+    from gateway.filters.rate_limiting import counters as module
+    monkeypatch.setattr(module, "_node_table", None)
+    monkeypatch.setitem(shared._REGIONS, shared.RATE_LIMITING,
+                        Region(shared.RATE_LIMITING, 64 * SLOT_BYTES, shared=False))
+    monkeypatch.setitem(sys.modules, "gunicorn.arbiter", sys)  # as in a forked worker
+    with caplog.at_level("WARNING", "gateway.rate-limiting"):
+        assert not module.node_table().region.shared
+    assert "counts in this worker alone" in caplog.text
+    assert "gunicorn.conf.py" in caplog.text

@@ -13,6 +13,7 @@ import itertools
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -192,7 +193,13 @@ def node_table() -> CounterTable:
     global _node_table
     if _node_table is None:
         slots = load(ServerSettings, os.environ).ratelimit_local_slots
-        _node_table = CounterTable(shared.region(shared.RATE_LIMITING, SLOT_BYTES * slots))
+        region = shared.region(shared.RATE_LIMITING, SLOT_BYTES * slots)
+        if not region.shared and "gunicorn.arbiter" in sys.modules:
+            log.warning("rate-limiting: policy local counts in this worker alone: the "
+                        "master reserved no shared memory (start gunicorn with the gateway's "
+                        "gunicorn.conf.py, or call gateway.store.shared.reserve in its "
+                        "on_starting)")
+        _node_table = CounterTable(region)
     return _node_table
 
 
