@@ -1,7 +1,7 @@
 """rate-limiting's `local` policy counts per node, as Kong's shm: four real gunicorn gevent
 workers share one set of counters, the limit holds exactly under concurrent clients, and the
 counts survive workers killed and respawned and a reload (only the node's restart resets
-them)."""
+them), and each plugin entry of a declarative file counts apart, alike in every worker."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.integration.test_ops_reload import wait_for_new_workers
 from tests.integration.test_rate_limiting import call_from, wait_for_window_room
+from tests.support.net import call
 
 LIMIT = 40
 WORKERS = 4
@@ -87,3 +88,40 @@ def test_four_workers_let_exactly_the_limit_through_and_keep_counting_after_rest
     assert call_from(gw.url, source)[0].status == 429
     assert call_from(gw.url, "127.0.0.42")[0].headers["RateLimit-Remaining"] == str(LIMIT - 2)
     assert "counts in this worker alone" not in gw.logs()
+
+
+KONG_YML = """
+_format_version: "3.0"
+services:
+- name: echo
+  url: {upstream}
+  routes:
+  - name: a
+    paths: [/a]
+    plugins:
+    - name: rate-limiting
+      config: {{hour: 3, limit_by: ip, policy: local}}
+  - name: b
+    paths: [/b]
+    plugins:
+    - name: rate-limiting
+      config: {{hour: 3, limit_by: ip, policy: local}}
+"""
+
+
+def test_each_plugin_entry_counts_apart_and_the_same_in_every_worker(gateway, fixture_server):
+    gw = gateway({"GATEWAY_DECLARATIVE_CONFIG_STRING": KONG_YML.format(
+        upstream=fixture_server.url + "/echo")}, workers=2, fresh=True)
+    source = "127.0.0.43"
+    wait_for_window_room(3600, 30)
+    first, second = workers = gw.worker_pids()
+    statuses = []
+    for worker, count in ((first, 2), (second, 2)):
+        with only(workers, worker):
+            statuses += [call(gw.url, target="/a", source=source)[0].status
+                         for _ in range(count)]
+    assert statuses == [200, 200, 200, 429]  # route a's entry, counted by both workers
+    with only(workers, second):  # as Kong's key holds the route: b's entry counts alone
+        response, _ = call(gw.url, target="/b", source=source)
+    assert response.status == 200
+    assert response.headers["RateLimit-Remaining"] == "2"
