@@ -29,6 +29,7 @@ from gateway.ops import fdlimit, metricsdir
 from gateway.ops.header_names import unambiguous
 from gateway.ops.logjson import logging_config
 from gateway.routing.declarative import SNAPSHOT_ENV
+from gateway.store import shared
 
 # Set by on_starting: this file is being re-read by a running master (SIGHUP).
 _MASTER = "_GATEWAY_MASTER_PID"
@@ -135,8 +136,11 @@ logger_class = "gateway.ops.logjson.GunicornLogger"
 
 
 def on_starting(server):
-    """Master, once: an empty directory for the workers' metrics, before any worker forks."""
+    """Master, once, before any worker forks: an empty directory for the workers' metrics,
+    and the node's shared memory (rate-limiting's local counters), which every worker
+    inherits and which lives as long as the master (reloads and worker restarts keep it)."""
     os.environ[metricsdir.ENV] = metricsdir.prepare(_server.metrics_dir)
+    shared.reserve(shared.RATE_LIMITING, 16 * _server.ratelimit_local_slots)
     os.environ[_MASTER] = str(os.getpid())
 
 

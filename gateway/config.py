@@ -509,6 +509,13 @@ class ServerSettings:
         "GATEWAY_METRICS_DIR", text, None,
         "Directory where the workers keep their Prometheus metrics (emptied at start; one "
         "per gateway instance); default: a new temporary directory.")
+    ratelimit_local_slots: int = setting(
+        "GATEWAY_RATELIMIT_LOCAL_SLOTS", number(int, 64, 2**27), "131072",
+        "rate-limiting `local` policy: counters (one per client and window) the node keeps in "
+        "memory shared by all its workers, 16 bytes each (the default: 2 MiB, taken as "
+        "written); windows past their period are reused, and when a client's neighbourhood "
+        "of the table is full its oldest counters are forgotten, with a log line (Kong's "
+        "full shm drops its least recently used).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,13 +10,22 @@ import redis
 
 from gateway.config import ConfigError, load
 from gateway.filters.base import Filter
-from gateway.filters.rate_limiting.counters import Count, LocalCounters, RedisCounters, Window
+from gateway.filters.rate_limiting.counters import (
+    NEIGHBOURHOOD,
+    SLOT_BYTES,
+    Count,
+    CounterTable,
+    LocalCounters,
+    RedisCounters,
+    Window,
+)
 from gateway.filters.rate_limiting.handler import (
     RateLimiting,
     RateLimitingConfig,
     limit_by,
     rate_headers,
 )
+from gateway.store.shared import Region
 from tests.support.app import gateway_of, in_process
 from tests.support.fixture_server import FixtureServer, closed_port_url
 
@@ -97,12 +106,22 @@ def test_local_counters_refuse_without_counting_and_roll_over():
     assert counters.take("a", NOON + 30) == Count(True, (1, 1))  # new minute
 
 
-def test_local_counters_stay_bounded():
-    counters = LocalCounters([Window("hour", 1)], max_entries=3)
-    for client in "abcd":
-        counters.take(client, NOON)
-    assert counters.take("a", NOON).allowed  # forgotten, the oldest
-    assert not counters.take("d", NOON).allowed
+def test_local_counters_stay_bounded_forgetting_the_oldest_window(caplog):
+    table = CounterTable(Region("test", NEIGHBOURHOOD * SLOT_BYTES, shared=False))
+    counters = LocalCounters([Window("hour", 1)], table)
+    for client in range(NEIGHBOURHOOD):
+        assert counters.take(f"c{client}", NOON).allowed
+    assert not counters.take("c0", NOON).allowed
+    with caplog.at_level(logging.WARNING, "gateway.rate-limiting"):
+        assert counters.take("newcomer", NOON + 1).allowed  # took a forgotten one's slot
+    assert "counter table is full (32 slots)" in caplog.text
+    assert "GATEWAY_RATELIMIT_LOCAL_SLOTS" in caplog.text
+    assert not counters.take("newcomer", NOON + 2).allowed  # counted where c-something was
+    assert sum(1 for key in table.words[::2] if key) == NEIGHBOURHOOD
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "gateway.rate-limiting"):  # the next hour: all free
+        assert all(counters.take(f"d{client}", NOON + 3600).allowed for client in range(20))
+    assert caplog.text == ""
 
 
 def test_headers_describe_the_most_restrictive_window():

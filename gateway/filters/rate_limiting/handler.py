@@ -2,8 +2,8 @@
 
 Counts fixed, epoch-aligned windows per client: the consumer key-auth found
 (else the client IP), the IP, a header's value or the path. Policy ``local``
-counts in each worker's memory; ``redis`` shares the counts between every
-worker and instance. Every response carries Kong's RateLimit-* and
+counts in the node's memory, shared by all its workers; ``redis`` shares the
+counts between every worker and instance. Every response carries Kong's RateLimit-* and
 X-RateLimit-* headers; a client over a limit gets 429 "API rate limit exceeded"
 with Retry-After.
 """
@@ -87,8 +87,8 @@ class RateLimitingConfig:
         "path) or `path:/PATH` (Kong's: requests to /PATH share one bucket, others by IP).")
     policy: str | None = setting(
         "GATEWAY_RATELIMIT_POLICY", choice("local", "redis"), None,
-        "rate-limiting: `local` (counts in each worker's memory: with N workers a client may get "
-        "up to N times the limit) or `redis` (shared by all workers and instances); default: "
+        "rate-limiting: `local` (counts in the node's memory, shared by all its workers; "
+        "each instance counts alone) or `redis` (shared by all workers and instances); default: "
         "redis when GATEWAY_REDIS_URL (or GATEWAY_RATELIMIT_REDIS_URL) is set, else local.")
     redis_url: str | None = setting(
         "GATEWAY_RATELIMIT_REDIS_URL", redis_url, None,
