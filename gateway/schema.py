@@ -189,3 +189,23 @@ def hostname(value: Any, path: str) -> str:
 
 def port(value: Any, path: str) -> int:
     return integer(0, 65535)(value, path)
+
+
+_KONG_PATH = re.compile(r"/[\w.~/%:@!$&'()*+,;=-]*", re.ASCII)
+
+
+def kong_path(value: Any, path: str) -> str:
+    """Kong's typedefs.path (starts with /, no empty segment, RFC 3986 characters, escapes
+    well-formed), word for word."""
+    value = string(value, path)
+    if not value.startswith("/"):
+        raise Invalid(path, "should start with: /")
+    if "//" in value:
+        raise Invalid(path, "must not have empty segments")
+    if not _KONG_PATH.fullmatch(value):
+        raise Invalid(path, f"invalid path: {shown(value)} (characters outside of the "
+                            "reserved list of RFC 3986 found)")
+    bad = re.search(r"%(?![0-9a-fA-F]{2}).?.?", value)
+    if bad:
+        raise Invalid(path, f"invalid url-encoded value: {bad.group()!r}")
+    return value

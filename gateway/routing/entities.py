@@ -371,7 +371,6 @@ class Upstream:
 _HEADER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 #: What an HTTP token (RFC 2616) must not hold: controls, 8-bit, separators.
 _NOT_TOKEN = re.compile(r'[\x00-\x20\x7f-\U0010ffff()<>@,;:\\"/?={}\[\]]')
-_PATH_CHARS = re.compile(r"/[A-Za-z0-9._~/%:@!$&'()*+,;=-]*")
 
 
 def header_name(value: Any, path: str) -> str:
@@ -399,24 +398,6 @@ def cookie_name(value: Any, path: str) -> str:
     return value
 
 
-def url_path(value: Any, path: str) -> str:
-    """Kong's typedefs.path (starts with /, no empty segment, RFC 3986 characters, escapes
-    well-formed), word for word."""
-    if not isinstance(value, str):
-        raise Invalid(path, "expected a string")
-    if not value.startswith("/"):
-        raise Invalid(path, "should start with: /")
-    if "//" in value:
-        raise Invalid(path, "must not have empty segments")
-    if not _PATH_CHARS.fullmatch(value):
-        raise Invalid(path, f"invalid path: '{value}' (characters outside of the reserved "
-                            "list of RFC 3986 found)")
-    bad = re.search(r"%(?![0-9A-Fa-f]{2}).?.?", value)
-    if bad:
-        raise Invalid(path, f"invalid url-encoded value: '{bad.group(0)}'")
-    return value
-
-
 def simple_param(value: Any, path: str) -> str:
     """Kong's upstreams simple_param: a string of length 1 or more."""
     if not isinstance(value, str):
@@ -433,7 +414,7 @@ UPSTREAM_FIELDS: s.Fields = {
     "slots": (s.integer(10, 2**16), 10000),
     "hash_on": HASH_ON, "hash_fallback": HASH_ON,
     "hash_on_header": (header_name, None), "hash_fallback_header": (header_name, None),
-    "hash_on_cookie": (cookie_name, None), "hash_on_cookie_path": (url_path, "/"),
+    "hash_on_cookie": (cookie_name, None), "hash_on_cookie_path": (s.kong_path, "/"),
     "hash_on_query_arg": (simple_param, None), "hash_fallback_query_arg": (simple_param, None),
     "hash_on_uri_capture": (simple_param, None),
     "hash_fallback_uri_capture": (simple_param, None),

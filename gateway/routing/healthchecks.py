@@ -17,7 +17,6 @@ from gateway.schema import Invalid, shown
 
 #: Kong's check types; gRPC probes are not made here.
 TYPES = ("tcp", "http", "https", "grpc", "grpcs")
-_PATH = re.compile(r"/[\w.~/%:@!$&'()*+,;=-]*", re.ASCII)
 _HEADER_NAME = re.compile(r"[a-zA-Z0-9_-]+")
 
 
@@ -32,22 +31,6 @@ def number(low: float, high: float) -> s.Check:
         return value
 
     return check
-
-
-def http_path(value: Any, path: str) -> str:
-    """Kong's typedefs.path."""
-    value = s.string(value, path)
-    if not value.startswith("/"):
-        raise Invalid(path, "should start with: /")
-    if "//" in value:
-        raise Invalid(path, "must not have empty segments")
-    if not _PATH.fullmatch(value):
-        raise Invalid(path, f"invalid path: {shown(value)} (characters outside of the "
-                            "reserved list of RFC 3986 found)")
-    bad = re.search(r"%(?![0-9a-fA-F]{2}).?.?", value)
-    if bad:
-        raise Invalid(path, f"invalid url-encoded value: {bad.group()!r}")
-    return value
 
 
 def sni(value: Any, path: str) -> str:
@@ -112,7 +95,7 @@ def _unhealthy(statuses: tuple[int, ...], interval: bool) -> tuple[s.Check, dict
 
 ACTIVE_FIELDS: s.Fields = {
     "type": CHECK_TYPE, "timeout": (SECONDS, 1), "concurrency": (s.integer(1, 2**31), 10),
-    "http_path": (http_path, "/"), "https_sni": (sni, None),
+    "http_path": (s.kong_path, "/"), "https_sni": (sni, None),
     "https_verify_certificate": (s.boolean, True), "headers": (headers, None),
     "healthy": _healthy((200, 302), interval=True),
     "unhealthy": _unhealthy((429, 404, 500, 501, 502, 503, 504, 505), interval=True),
