@@ -89,6 +89,31 @@ def stop(processes: list[subprocess.Popen], timeout: float) -> None:
             process.wait()
 
 
+#: The signals that stop the demo: Ctrl-C, a service manager's stop, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def unblock_stop_signals() -> None:
+    """In the child between fork and exec: take the parent's hold off the stop signals."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def spawn(args: list[str], started: list[subprocess.Popen], **options: object) -> subprocess.Popen:
+    """Start a child and record it in ``started`` with the stop signals held off meanwhile.
+
+    A signal arriving while Popen waits for the exec would otherwise raise out of it
+    after the fork, and the child would run on unrecorded, unstopped, holding our
+    stdout open. Held, it is delivered as soon as the child is in ``started``.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        process = subprocess.Popen(args, preexec_fn=unblock_stop_signals, **options)
+        started.append(process)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return process
+
+
 def leave(signum: int, frame: object) -> None:
     """SIGTERM or SIGHUP: leave through main's ``finally``, as Ctrl-C does."""
     raise SystemExit(0)
@@ -117,22 +142,20 @@ def main() -> int:
         signal.signal(signum, leave)
     started: list[subprocess.Popen] = []
     try:
-        httpbin = subprocess.Popen(
+        httpbin = spawn(
             [HTTPBIN, "-b", f"127.0.0.1:{httpbin_port}", "-k", "gthread", "--threads", "16",
              "--no-control-socket", "httpbin:app"],
-            cwd=tempfile.gettempdir(), start_new_session=True)
-        started.append(httpbin)
+            started, cwd=tempfile.gettempdir(), start_new_session=True)
         wait_for(httpbin_port, httpbin)
         print(f"demo: httpbin on {upstream}; gateway on http://{bind} "
               f"(filters: {env['GATEWAY_FILTERS']}; workers: {env['GATEWAY_WORKERS']})\n"
               f"demo: try  curl -i http://{bind}/anything\n", flush=True)
-        gateway = subprocess.Popen(GUNICORN, cwd=ROOT, env=env)
-        started.append(gateway)
+        gateway = spawn(GUNICORN, started, cwd=ROOT, env=env)
         return gateway.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)  # a second signal must not skip the cleanup
         stop(started, server.graceful_timeout + STOP_TIMEOUT)
 
