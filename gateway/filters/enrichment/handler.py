@@ -14,10 +14,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -213,6 +214,23 @@ def extract(document: Any, path: tuple[str, ...], max_value: int) -> str:
     return value
 
 
+def query_value(environ: Mapping[str, Any], name: str) -> str | None:
+    """The first value of the query parameter ``name``, parsed as werkzeug's
+    ``Request.args`` parses it, without building a Request for it (a third of a cache
+    hit's cost)."""
+    query = environ.get("QUERY_STRING", "").encode("latin1").decode()
+    pairs = parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote")
+    return next((value for key, value in pairs if key == name), None)
+
+
+def header_value(environ: Mapping[str, Any], name: str) -> str | None:
+    """The request header ``name`` as werkzeug's ``Request.headers.get`` finds it."""
+    key = name.upper().replace("-", "_")
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return environ.get(key)
+    return environ.get("HTTP_" + key)
+
+
 def render_url(template: str, ex: Exchange) -> str:
     """The template filled from the request, URL-encoded; GatewayError 400 if a value is missing."""
 
@@ -224,8 +242,8 @@ def render_url(template: str, ex: Exchange) -> str:
                                    "enrichment URL")
             return quote(ex.path, safe="/")
         kind, _, name = source.partition(".")
-        value = (ex.request.args.get(name) if kind == "query"
-                 else ex.request.headers.get(name))
+        value = (query_value(ex.environ, name) if kind == "query"
+                 else header_value(ex.environ, name))
         what = "query parameter" if kind == "query" else "header"
         if value is None:
             raise GatewayError(400, f"Missing {what} {name!r} needed by the enrichment URL")
