@@ -25,10 +25,17 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.http import wsgi
+from gunicorn.http.errors import InvalidResponseHeader, InvalidResponseHeaderName
+from gunicorn.http.message import TOKEN_RE
+from gunicorn.http.wsgi import HEADER_VALUE_RE
 from gunicorn.workers.base_async import ALREADY_HANDLED
 
 #: The last chunk of a chunked body.
 _LAST_CHUNK = b"0\r\n\r\n"
+#: Response header names that passed gunicorn's token check: name -> (lowered, hop-by-hop).
+#: The same few dozen names come on every response; their values are checked every time.
+_NAMES: dict[str, tuple[str, bool]] = {}
+_MAX_NAMES = 1024
 
 
 class _Date:
@@ -56,6 +63,30 @@ class OneSendResponse(wsgi.Response):
 
     _holding = False
     _head: bytes | None = None
+
+    def process_headers(self, headers: Any) -> None:
+        """gunicorn's checks and hop-by-hop filtering of the app's header fields, in its
+        order, with each name's token check and lowering done once per worker."""
+        for name, value in headers:
+            known = _NAMES.get(name) if isinstance(name, str) else None
+            if known is None:
+                known = _checked_name(name)
+            if not isinstance(value, str):
+                raise TypeError(f"{value!r} is not a string")
+            if not HEADER_VALUE_RE.fullmatch(value):
+                raise InvalidResponseHeader(f"{name!r}")  # the name only: values may be secret
+            value = value.strip(" \t")
+            lowered, hop_by_hop = known
+            if lowered == "content-length":
+                self.response_length = int(value)
+            elif hop_by_hop:
+                if lowered == "connection":
+                    if value.lower() == "upgrade":
+                        self.upgrade = True
+                elif lowered == "upgrade" and value.lower() == "websocket":
+                    self.headers.append((name, value))
+                continue
+            self.headers.append((name, value))
 
     def default_headers(self) -> list[str]:
         if self.upgrade:
@@ -117,6 +148,18 @@ class OneSendResponse(wsgi.Response):
         head = self._head_bytes()
         self.headers_sent = True
         self.sock.sendall(head + _LAST_CHUNK if self.chunked else head)
+
+
+def _checked_name(name: Any) -> tuple[str, bool]:
+    """gunicorn's checks of a response header name; (lowered, hop-by-hop), remembered."""
+    if not isinstance(name, str):
+        raise TypeError(f"{name!r} is not a string")
+    if not TOKEN_RE.fullmatch(name):
+        raise InvalidResponseHeaderName(f"{name!r}")
+    known = (name.lower(), util.is_hoppish(name))
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[name] = known
+    return known
 
 
 class RequestCycle:

@@ -251,7 +251,7 @@ class Gateway:
             stamps.append(("X-Gateway-Upstream-Latency", str(round(upstream_seconds * 1000))))
         elif ex.replayed:  # a cache hit: Kong counts it proxied, waiting for nothing
             stamps.append(("X-Gateway-Upstream-Latency", "0"))
-        set_fields(ex.headers, stamps, [("Via", VIA)])
+        set_fields(ex.headers, stamps, [("Via", VIA)], checked=True)
 
     def _tunnel(self, ex: Exchange, chain: Chain, head: bytes) -> Any:
         """The 101's ``head`` written on the client's socket, then the tunnel until it ends;
