@@ -30,6 +30,8 @@ from gunicorn.http.message import TOKEN_RE
 from gunicorn.http.wsgi import HEADER_VALUE_RE
 from gunicorn.workers.base_async import ALREADY_HANDLED
 
+from gateway.proxy.wire import send_all
+
 #: The last chunk of a chunked body.
 _LAST_CHUNK = b"0\r\n\r\n"
 #: Response header names that passed gunicorn's token check: name -> (lowered, hop-by-hop).
@@ -117,7 +119,7 @@ class OneSendResponse(wsgi.Response):
         if self._holding:
             self._head = head
         else:
-            self.sock.sendall(head)
+            send_all(self.sock, head)
 
     def write(self, arg: bytes) -> None:
         if self.headers_sent:
@@ -130,16 +132,16 @@ class OneSendResponse(wsgi.Response):
             self._holding = False
             head, self._head = self._head, None
             if head is not None:  # no body bytes went with it (HEAD, 204, an empty piece)
-                self.sock.sendall(head)
+                send_all(self.sock, head)
 
     def _emit_body(self, data: bytes) -> None:
         head, self._head = self._head, None
         if head is None:
             super()._emit_body(data)
         elif self.chunked:
-            self.sock.sendall(b"%b%X\r\n%b\r\n" % (head, len(data), data))
+            send_all(self.sock, b"%b%X\r\n%b\r\n" % (head, len(data), data))
         else:
-            self.sock.sendall(head + data)
+            send_all(self.sock, head + data)
 
     def close(self) -> None:
         if self.headers_sent:
@@ -147,7 +149,7 @@ class OneSendResponse(wsgi.Response):
             return
         head = self._head_bytes()
         self.headers_sent = True
-        self.sock.sendall(head + _LAST_CHUNK if self.chunked else head)
+        send_all(self.sock, head + _LAST_CHUNK if self.chunked else head)
 
 
 def _checked_name(name: Any) -> tuple[str, bool]:

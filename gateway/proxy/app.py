@@ -11,7 +11,6 @@ import dataclasses
 import errno
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter
 from typing import Any
@@ -33,6 +32,7 @@ from gateway.proxy.headers import (
     VIA,
     add_forwarding,
     is_valid_request_id,
+    new_request_id,
     response_headers,
     set_fields,
 )
@@ -342,7 +342,7 @@ class ResponseBody:
 def _request_id(environ: Mapping[str, Any]) -> str:
     """The client's X-Request-ID when well-formed, else a new UUID."""
     given = environ.get("HTTP_X_REQUEST_ID")
-    return given if given and is_valid_request_id(given) else str(uuid.uuid4())
+    return given if given and is_valid_request_id(given) else new_request_id()
 
 
 def create_app(environ: Mapping[str, str] = os.environ,

@@ -94,13 +94,22 @@ def framing(method: str, body: IO[bytes] | bytes | None, chunked: bool) -> tuple
     return None
 
 
+def send_all(sock: socket.socket, data: bytes) -> None:
+    """``sock.sendall(data)`` in one send() when the kernel takes it all, the usual case for
+    a head and a small body: gevent's sendall asks for the socket's buffer size first, a
+    system call on every send. What the kernel did not take goes through sendall."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
+
+
 def send_request(sock: socket.socket, head: bytes, body: IO[bytes] | bytes | None,
                  chunked: bool) -> None:
     """Write the head (with a body given as bytes, in the same send), then stream the body."""
     if isinstance(body, bytes):
-        sock.sendall(head + _chunk(body) + b"0\r\n\r\n" if chunked else head + body)
+        send_all(sock, head + _chunk(body) + b"0\r\n\r\n" if chunked else head + body)
         return
-    sock.sendall(head)
+    send_all(sock, head)
     if body is None:
         return
     while piece := body.read(BODY_BLOCK):

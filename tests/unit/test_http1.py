@@ -14,13 +14,17 @@ from gateway.ops.http1 import OneSendResponse, RequestCycle
 
 
 class Recorder:
-    """A socket that keeps what each sendall was given."""
+    """A socket that keeps what each send and sendall was given (all of it taken)."""
 
     def __init__(self) -> None:
         self.sends: list[bytes] = []
 
     def sendall(self, data: bytes) -> None:
         self.sends.append(bytes(data))
+
+    def send(self, data: bytes) -> int:
+        self.sends.append(bytes(data))
+        return len(data)
 
 
 class Req:
@@ -152,3 +156,16 @@ class Sent:
     def send(self, data: bytes) -> int:
         self.sent.append(data)
         return len(data)
+
+
+def test_a_settled_config_answers_as_gunicorns() -> None:
+    """Every setting reads the same after settle(), the properties included."""
+    from gateway.ops.worker import settle
+
+    cfg = Config()
+    cfg.set("keepalive", 7)
+    before = {name: getattr(cfg, name) for name in cfg.settings}
+    settle(cfg)
+    assert {name: getattr(cfg, name) for name in cfg.settings} == before
+    assert cfg.keepalive == 7 and "keepalive" in vars(cfg)
+    assert "worker_class" not in vars(cfg)  # Config's property of that name stays in charge
