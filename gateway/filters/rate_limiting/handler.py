@@ -200,8 +200,8 @@ class RateLimiting(Filter):
 
     def on_response(self, ex: Exchange) -> None:
         headers = ex.ctx.get(self.NAME)
-        if headers is not None:
-            set_fields(ex.headers, headers.items())
+        if headers is not None:  # names and numbers of our own: nothing to check
+            set_fields(ex.headers, headers.items(), checked=True)
 
     def identify(self, ex: Exchange) -> str:
         """The client a request is counted for, as ``kind:value``; the IP when there is none."""
