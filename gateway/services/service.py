@@ -223,6 +223,9 @@ class Service:
         give one when the answer also depends on the headers or body."""
         key = key or f"{method.upper()} {url}"
         wait = self.options.timeout + JOIN_GRACE
+        if self.keep > 0 and self.cache.local and (cached := self._cached(key)) \
+                and self._fresh(cached):  # a fresh in-memory value: nothing to start
+            return Pending(self._record(Result("hit", 0.0, cached[1])), wait)
         request_id = REQUEST_ID.get()
         call = _Call(method.upper(), url, body, headers or {})
 
@@ -232,8 +235,6 @@ class Service:
 
         if self.keep <= 0:
             return Pending(gevent.spawn(lookup), wait)
-        if self.cache.local and (cached := self._cached(key)) and self._fresh(cached):
-            return Pending(self._record(Result("hit", 0.0, cached[1])), wait)
         return Pending(self.flights.start(key, lookup), wait)
 
     def call(self, method: str, url: str, decode: Decoder = json_body,
