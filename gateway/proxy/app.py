@@ -105,7 +105,8 @@ class Gateway:
         else:
             chain = found[0].chain
             self._guarded(ex, lambda ex: self._request_phase(ex, *found, upgrade))
-        self._guarded(ex, lambda ex: self._response_phase(ex, chain))
+        if chain.response_filters:
+            self._guarded(ex, lambda ex: self._response_phase(ex, chain))
         if ex.body_transforms:
             self._guarded(ex, transform_body)
         self._stamp(ex)

@@ -234,8 +234,7 @@ def header_value(environ: Mapping[str, Any], name: str) -> str | None:
 def render_url(template: str, ex: Exchange) -> str:
     """The template filled from the request, URL-encoded; GatewayError 400 if a value is missing."""
 
-    def fill(match: re.Match[str]) -> str:
-        source = match.group(1)
+    def fill(source: str) -> str:
         if source == "path":
             if ex.has_dot_segments:
                 raise GatewayError(400, "A path with . or .. segments cannot fill the "
@@ -251,7 +250,21 @@ def render_url(template: str, ex: Exchange) -> str:
             raise GatewayError(400, f"The {what} {name!r} cannot be . or .. in the enrichment URL")
         return quote(value, safe="")
 
-    return _PLACEHOLDER.sub(fill, template)
+    return "".join([text if source is None else fill(source)
+                    for text, source in _pieces(template)])
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces(template: str) -> tuple[tuple[str, str | None], ...]:
+    """The template cut once into literal text (source None) and placeholders (their source,
+    ``query.id``), left to right as re.sub would fill them."""
+    pieces: list[tuple[str, str | None]] = []
+    end = 0
+    for match in _PLACEHOLDER.finditer(template):
+        pieces += [(template[end:match.start()], None), ("", match.group(1))]
+        end = match.end()
+    pieces.append((template[end:], None))
+    return tuple(pieces)
 
 
 class Enrichment(Filter):
