@@ -209,7 +209,8 @@ FILTER_ROWS = {
 
 def gateway_setups(third: str, filter_rows: bool) -> dict[str, Setup]:
     """The gateway's rows: plain proxy; enrichment with cache hits and with the cache off
-    (when the filter exists); with ``filter_rows``, each built-in filter on its fast path."""
+    (when the filter exists); with ``filter_rows``, each built-in filter on its fast path.
+    With ``--only``, the rows whose label it matches."""
     setups = {"gateway, plain proxy": Setup({})}
     if "enrichment" in REGISTRY:
         setups["gateway + enrichment, cache on (hits)"] = Setup(enrichment_env(third, 300))
@@ -223,7 +224,16 @@ def gateway_setups(third: str, filter_rows: bool) -> dict[str, Setup]:
             setups["gateway + http-log (Kong's defaults: one POST per request)"] = Setup(http_log)
             setups["gateway + http-log (batches of 100)"] = Setup(
                 {**http_log, "GATEWAY_HTTP_LOG_QUEUE_MAX_BATCH_SIZE": "100"})
-    return setups
+    return {label: setup for label, setup in setups.items() if selected(label)}
+
+
+#: The --only pattern (None: every row).
+ONLY: re.Pattern[str] | None = None
+
+
+def selected(label: str) -> bool:
+    """True when the row ``label`` is loaded in this run (``--only``)."""
+    return ONLY is None or ONLY.search(label) is not None
 
 
 def gateway_rows(upstream: str, third: str, processes: list[Process], root: Path = ROOT,
@@ -513,6 +523,8 @@ def routes_rows(upstream_url: str, processes: list[Process]) -> list[Row]:
     """Rows of the gateway with 1, 100 and 1,000 routes (issue 13: matching cost)."""
     rows = []
     for count in ROUTE_COUNTS:
+        if not selected(f"gateway, {count:,} route"):
+            continue
         path = routes_file(upstream_url, count)
         gateway = Gateway({"GATEWAY_DECLARATIVE_CONFIG": str(path)})
         path.unlink()  # the workers read the master's checked copy
@@ -604,6 +616,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--paced-duration", type=int,
                    default=int(env("BENCH_PACED_DURATION", "10")))
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument("--only", type=re.compile, metavar="REGEX",
+                   help="load only the rows whose label matches (the ceiling and the floor "
+                        "always), skip the scenarios and print the table without writing "
+                        "--output: a quick before/after of a change")
     p.add_argument("--baseline", type=Path,
                    help="another checkout of the gateway (e.g. `git archive` of an older "
                         "commit) whose gateway rows are loaded in the same rounds, for a "
@@ -613,6 +629,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    global ONLY
+    ONLY = args.only
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = machine()
     upstream_port, third_port, reference_port = free_port(), free_port(), free_port()
@@ -626,22 +644,29 @@ def main() -> None:
         third = f"http://127.0.0.1:{third_port}"
         ceiling, ceiling_url = start_app("ceiling")
         floor, floor_url = start_app("floor", {"BENCH_UPSTREAM_URL": upstream})
-        peer, peer_url = start_app("peer", {"BENCH_UPSTREAM_URL": upstream})
-        processes += [ceiling, floor, peer]
+        processes += [ceiling, floor]
         rows = [Row("ceiling: do-nothing WSGI app", ceiling_url, ceiling),
-                Row(FLOOR, floor_url, floor), Row(PEER, peer_url, peer),
-                *gateway_rows(upstream, third, processes)]
+                Row(FLOOR, floor_url, floor)]
+        if selected(PEER):
+            peer, peer_url = start_app("peer", {"BENCH_UPSTREAM_URL": upstream})
+            processes.append(peer)
+            rows.append(Row(PEER, peer_url, peer))
+        rows += gateway_rows(upstream, third, processes)
         rows += routes_rows(upstream, processes)
         if args.baseline is not None:
             rows += gateway_rows(upstream, third, processes, args.baseline.resolve(),
                                  f"baseline {args.baseline.name}: ", filter_rows=False)
-        reference = start_nginx("reference.conf", port=reference_port,
-                                upstream_port=upstream_port)
-        processes.append(reference)
-        rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}",
-                        reference))
+        if selected("reference: nginx proxy_pass"):
+            reference = start_nginx("reference.conf", port=reference_port,
+                                    upstream_port=upstream_port)
+            processes.append(reference)
+            rows.append(Row("reference: nginx proxy_pass",
+                            f"http://127.0.0.1:{reference_port}", reference))
         print(f"{len(rows)} rows x {args.rounds} rounds x {args.duration} s", flush=True)
         measure_rows(rows, args)
+        if ONLY is not None:
+            print("\n" + "\n".join(rows_table(rows)))
+            return
         plain = by_label(rows, "gateway, plain proxy")
         gateway_max = statistics.median(r.rps for r in plain.runs)
         figures = [*cpu_targets(rows), routes_figure(rows)]

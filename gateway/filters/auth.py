@@ -31,11 +31,12 @@ from typing import Any, Generic, TypeVar
 from werkzeug.datastructures import Headers
 
 from gateway.proxy.exchange import Consumer, Exchange
-from gateway.proxy.headers import is_safe_value
+from gateway.proxy.headers import drop_fields, is_safe_value
 
 #: Headers Kong sets upstream for the consumer; always removed from the client's request first.
 CONSUMER_HEADERS = ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username",
                     "X-Credential-Identifier", "X-Anonymous-Consumer")
+_CONSUMER_NAMES = frozenset(name.lower() for name in CONSUMER_HEADERS)
 # Namespace of the stable UUIDs standing in for Kong's consumer and credential ids.
 _IDS = uuid.uuid5(uuid.NAMESPACE_URL, "https://gateway.invalid/key-auth")
 
@@ -49,8 +50,7 @@ def consumer_id(consumer: str) -> str:
 def begin(ex: Exchange) -> None:
     """Remove the client's consumer headers, once: before any filter has set a consumer."""
     if ex.consumer is None:
-        for name in CONSUMER_HEADERS:
-            ex.upstream_headers.remove(name)
+        drop_fields(ex.upstream_headers, _CONSUMER_NAMES)
 
 
 def identified(ex: Exchange) -> bool:
@@ -75,17 +75,16 @@ def set_consumer(ex: Exchange, plugin: str, consumer: str, credential: str | Non
     an earlier one set, headers included.
     """
     headers = ex.upstream_headers
-    for name in CONSUMER_HEADERS:
-        headers.remove(name)
+    drop_fields(headers, _CONSUMER_NAMES)
     ex.consumer = Consumer(consumer, id or consumer_id(consumer), credential, custom_id)
-    headers["X-Consumer-ID"] = ex.consumer.id
-    headers["X-Consumer-Username"] = consumer
+    headers.add("X-Consumer-ID", ex.consumer.id)
+    headers.add("X-Consumer-Username", consumer)
     if custom_id is not None:
-        headers["X-Consumer-Custom-ID"] = custom_id
+        headers.add("X-Consumer-Custom-ID", custom_id)
     if credential is None:
-        headers["X-Anonymous-Consumer"] = "true"
+        headers.add("X-Anonymous-Consumer", "true")
     else:
-        headers["X-Credential-Identifier"] = credential
+        headers.add("X-Credential-Identifier", credential)
     ex.outcomes[plugin] = "anonymous" if credential is None else "authenticated"
 
 

@@ -55,8 +55,10 @@ class GatewayError(Exception):
 
 
 @functools.cache
+@functools.lru_cache(maxsize=1024)
 def status_line(status: int) -> str:
-    """``"502 Bad Gateway"``: gunicorn validates reason phrases, so use the standard ones."""
+    """``"502 Bad Gateway"``: gunicorn validates reason phrases, so use the standard ones
+    (made once per status: every response asks)."""
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:

@@ -19,6 +19,8 @@ from typing import IO, Any
 import httptools
 from gevent import monkey
 
+from gateway.ops.sockets import send_all
+
 #: Largest piece of an answer read from the socket at once.
 CHUNK = 256 * 1024
 #: Largest piece of a request body read at once: gunicorn's body reader reads ahead up
@@ -98,9 +100,9 @@ def send_request(sock: socket.socket, head: bytes, body: IO[bytes] | bytes | Non
                  chunked: bool) -> None:
     """Write the head (with a body given as bytes, in the same send), then stream the body."""
     if isinstance(body, bytes):
-        sock.sendall(head + _chunk(body) + b"0\r\n\r\n" if chunked else head + body)
+        send_all(sock, head + _chunk(body) + b"0\r\n\r\n" if chunked else head + body)
         return
-    sock.sendall(head)
+    send_all(sock, head)
     if body is None:
         return
     while piece := body.read(BODY_BLOCK):

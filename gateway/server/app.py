@@ -11,7 +11,6 @@ import dataclasses
 import errno
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import perf_counter
 from typing import Any
@@ -33,6 +32,7 @@ from gateway.proxy.headers import (
     VIA,
     add_forwarding,
     is_valid_request_id,
+    new_request_id,
     response_headers,
     set_fields,
 )
@@ -114,7 +114,8 @@ class Gateway:
         else:
             chain = found[0].chain
             self._guarded(ex, lambda ex: self._request_phase(ex, *found, upgrade))
-        self._guarded(ex, lambda ex: self._response_phase(ex, chain))
+        if chain.response_filters:
+            self._guarded(ex, lambda ex: self._response_phase(ex, chain))
         if ex.body_transforms:
             self._guarded(ex, transform_body)
         self._stamp(ex)
@@ -263,7 +264,7 @@ class Gateway:
             stamps.append(("X-Gateway-Upstream-Latency", str(round(upstream_seconds * 1000))))
         elif ex.replayed:  # a cache hit: Kong counts it proxied, waiting for nothing
             stamps.append(("X-Gateway-Upstream-Latency", "0"))
-        set_fields(ex.headers, stamps, [("Via", VIA)])
+        set_fields(ex.headers, stamps, [("Via", VIA)], checked=True)
 
     def _tunnel(self, ex: Exchange, chain: Chain, head: bytes) -> Any:
         """The 101's ``head`` written on the client's socket, then the tunnel until it ends;
@@ -357,7 +358,7 @@ class ResponseBody:
 def _request_id(environ: Mapping[str, Any]) -> str:
     """The client's X-Request-ID when well-formed, else a new UUID."""
     given = environ.get("HTTP_X_REQUEST_ID")
-    return given if given and is_valid_request_id(given) else str(uuid.uuid4())
+    return given if given and is_valid_request_id(given) else new_request_id()
 
 
 def create_app(environ: Mapping[str, str] = os.environ,

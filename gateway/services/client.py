@@ -59,6 +59,9 @@ class HttpClient:
         self.insecure = insecure
         self.pool_size = pool_size
         self._pool: urllib3.PoolManager | None = None
+        #: (scheme, host, port) -> its pool, sparing urllib3's key normalising on every call.
+        self._pools: dict[tuple[str | None, str | None, int | None],
+                          urllib3.HTTPConnectionPool] = {}
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -80,7 +83,7 @@ class HttpClient:
         keep-alive answer. ValueError for a CR, LF or NUL in a header (injection)."""
         try:
             parts = parse_url(url)
-            pool = self.pool.connection_from_host(parts.host, parts.port, parts.scheme)
+            pool = self._host_pool(parts.scheme, parts.host, parts.port)
         except HTTPError as exc:
             raise self._failure(exc) from None
         head = wire.request_head(method, parts.request_uri,
@@ -97,6 +100,18 @@ class HttpClient:
             raise self._failure(exc) from None
         finally:
             answer.release()
+
+    def _host_pool(self, scheme: str | None, host: str | None,
+                   port: int | None) -> urllib3.HTTPConnectionPool:
+        """The manager's pool for the host, remembered while the manager keeps it open (it
+        closes the pools it evicts past num_pools: then it is asked again)."""
+        key = (scheme, host, port)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:
+            if len(self._pools) >= 64:
+                self._pools.clear()
+            pool = self._pools[key] = self.pool.connection_from_host(host, port, scheme)
+        return pool
 
     def _read(self, answer: pools.Answer, headers: Mapping[str, str]) -> bytes:
         declared = headers.get("Content-Length", "")

@@ -204,8 +204,8 @@ class Service:
         self.clock: Callable[[], float] = time.time
         self.cache_outage = OutageWarning(
             log, f"{name} cache (Redis) unavailable, calling the third party: %s")
-        #: host:port of the last call, for the breaker's log lines.
-        self.last_host = ""
+        #: The URL of the last call, for the breaker's log lines (host:port).
+        self.last_url = ""
         self._calls = {outcome: CALLS.labels(name, outcome) for outcome in OUTCOMES}
         self._duration = DURATION.labels(name)
         if options.insecure:
@@ -223,6 +223,9 @@ class Service:
         give one when the answer also depends on the headers or body."""
         key = key or f"{method.upper()} {url}"
         wait = self.options.timeout + JOIN_GRACE
+        if self.keep > 0 and self.cache.local and (cached := self._cached(key)) \
+                and self._fresh(cached):  # a fresh in-memory value: nothing to start
+            return Pending(self._record(Result("hit", 0.0, cached[1])), wait)
         request_id = REQUEST_ID.get()
         call = _Call(method.upper(), url, body, headers or {})
 
@@ -232,8 +235,6 @@ class Service:
 
         if self.keep <= 0:
             return Pending(gevent.spawn(lookup), wait)
-        if self.cache.local and (cached := self._cached(key)) and self._fresh(cached):
-            return Pending(self._record(Result("hit", 0.0, cached[1])), wait)
         return Pending(self.flights.start(key, lookup), wait)
 
     def call(self, method: str, url: str, decode: Decoder = json_body,
@@ -287,7 +288,7 @@ class Service:
         return Result("miss", perf_counter() - started, value)
 
     def _call(self, call: _Call, decode: Decoder) -> Any:
-        self.last_host = urlsplit(call.url).netloc
+        self.last_url = call.url  # split only when the breaker logs it
         answer = self.client.call(call.method, call.url, {**call.headers, **self.options.headers},
                                   call.body)
         errors = self.options.error_statuses
@@ -316,15 +317,19 @@ class Service:
             PENDING.observe(self._duration, result.seconds)
         return result
 
+    def last_host(self) -> str:
+        """host:port of the last call."""
+        return urlsplit(self.last_url).netloc
+
     def _breaker_changed(self, opened: bool) -> None:
         """The breaker opened or closed: the gauge follows, and the log says so."""
         BREAKER_OPEN.labels(self.name).set(1 if opened else 0)
         if opened:
             log.warning("%s circuit breaker open: %d failed calls in a row to %s; not calling "
-                        "it for %gs", self.name, self.options.breaker_failures, self.last_host,
+                        "it for %gs", self.name, self.options.breaker_failures, self.last_host(),
                         self.options.breaker_reset)
         else:
-            log.info("%s circuit breaker closed: %s answered again", self.name, self.last_host)
+            log.info("%s circuit breaker closed: %s answered again", self.name, self.last_host())
         if self.on_breaker_change is not None:
             self.on_breaker_change(opened)
 

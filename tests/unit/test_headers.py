@@ -105,3 +105,16 @@ def test_checked_headers_behave_as_werkzeugs_own():
     copied = checked.copy()
     copied.remove("X-New")
     assert "X-New" in checked and "X-New" not in copied
+
+
+def test_new_request_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from gateway.proxy.headers import is_valid_request_id, new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+        assert is_valid_request_id(text)

@@ -122,3 +122,28 @@ def test_peer_closed_sees_a_hang_up_not_a_pipelined_request():
         assert not wire.peer_closed(ours)
         peer.shutdown(socket.SHUT_WR)
         assert wire.peer_closed(ours)
+
+
+def test_send_all_sends_what_the_kernel_did_not_take_at_once() -> None:
+    """A payload larger than the socket buffers arrives whole and in order."""
+    import socket
+    import threading
+
+    from gateway.ops.sockets import send_all
+
+    left, right = socket.socketpair()
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    data = bytes(range(256)) * 16384  # 4 MiB
+    received = bytearray()
+
+    def read() -> None:
+        while piece := right.recv(65536):
+            received.extend(piece)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    send_all(left, data)
+    left.close()
+    reader.join(10)
+    right.close()
+    assert bytes(received) == data

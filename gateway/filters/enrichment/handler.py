@@ -14,10 +14,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -213,19 +214,35 @@ def extract(document: Any, path: tuple[str, ...], max_value: int) -> str:
     return value
 
 
+def query_value(environ: Mapping[str, Any], name: str) -> str | None:
+    """The first value of the query parameter ``name``, parsed as werkzeug's
+    ``Request.args`` parses it, without building a Request for it (a third of a cache
+    hit's cost)."""
+    query = environ.get("QUERY_STRING", "").encode("latin1").decode()
+    pairs = parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote")
+    return next((value for key, value in pairs if key == name), None)
+
+
+def header_value(environ: Mapping[str, Any], name: str) -> str | None:
+    """The request header ``name`` as werkzeug's ``Request.headers.get`` finds it."""
+    key = name.upper().replace("-", "_")
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return environ.get(key)
+    return environ.get("HTTP_" + key)
+
+
 def render_url(template: str, ex: Exchange) -> str:
     """The template filled from the request, URL-encoded; GatewayError 400 if a value is missing."""
 
-    def fill(match: re.Match[str]) -> str:
-        source = match.group(1)
+    def fill(source: str) -> str:
         if source == "path":
             if ex.has_dot_segments:
                 raise GatewayError(400, "A path with . or .. segments cannot fill the "
                                    "enrichment URL")
             return quote(ex.path, safe="/")
         kind, _, name = source.partition(".")
-        value = (ex.request.args.get(name) if kind == "query"
-                 else ex.request.headers.get(name))
+        value = (query_value(ex.environ, name) if kind == "query"
+                 else header_value(ex.environ, name))
         what = "query parameter" if kind == "query" else "header"
         if value is None:
             raise GatewayError(400, f"Missing {what} {name!r} needed by the enrichment URL")
@@ -233,7 +250,21 @@ def render_url(template: str, ex: Exchange) -> str:
             raise GatewayError(400, f"The {what} {name!r} cannot be . or .. in the enrichment URL")
         return quote(value, safe="")
 
-    return _PLACEHOLDER.sub(fill, template)
+    return "".join([text if source is None else fill(source)
+                    for text, source in _pieces(template)])
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces(template: str) -> tuple[tuple[str, str | None], ...]:
+    """The template cut once into literal text (source None) and placeholders (their source,
+    ``query.id``), left to right as re.sub would fill them."""
+    pieces: list[tuple[str, str | None]] = []
+    end = 0
+    for match in _PLACEHOLDER.finditer(template):
+        pieces += [(template[end:match.start()], None), ("", match.group(1))]
+        end = match.end()
+    pieces.append((template[end:], None))
+    return tuple(pieces)
 
 
 class Enrichment(Filter):

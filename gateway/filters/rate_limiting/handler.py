@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 
 from prometheus_client import Counter
@@ -39,7 +40,7 @@ from gateway.filters.rate_limiting.counters import (
 )
 from gateway.proxy.errors import UNEXPECTED, GatewayError
 from gateway.proxy.exchange import Exchange
-from gateway.proxy.headers import is_header_name, is_safe_value
+from gateway.proxy.headers import checked_headers, is_header_name, is_safe_value, set_fields
 from gateway.store.redis import OutageWarning, RedisUnavailable
 
 log = logging.getLogger("gateway.rate-limiting")
@@ -121,9 +122,9 @@ class RateLimitingConfig:
                     f"GATEWAY_RATELIMIT_{longer.period.upper()}={longer.limit}: cannot be lower "
                     f"than GATEWAY_RATELIMIT_{shorter.period.upper()}={shorter.limit}")
 
-    @property
+    @cached_property
     def windows(self) -> tuple[Window, ...]:
-        """The configured limits, shortest window first."""
+        """The configured limits, shortest window first (made once: read per request)."""
         return tuple(Window(period, getattr(self, period)) for period in PERIODS
                      if getattr(self, period) is not None)
 
@@ -134,7 +135,7 @@ def rate_headers(windows: tuple[Window, ...], count: Count, now: float) -> tuple
     The most restrictive window has the fewest requests left (the longer one on a
     tie); RateLimit-Limit/Remaining/Reset describe it.
     """
-    headers = Headers()
+    fields = []
     tightest = None
     for window, used in zip(windows, count.used, strict=True):
         remaining = max(0, window.limit - used)
@@ -142,13 +143,13 @@ def rate_headers(windows: tuple[Window, ...], count: Count, now: float) -> tuple
         if tightest is None or (remaining, -window.seconds) < tightest[:2]:
             tightest = (remaining, -window.seconds, window.limit, reset)
         name = window.period.title()
-        headers[f"X-RateLimit-Limit-{name}"] = str(window.limit)
-        headers[f"X-RateLimit-Remaining-{name}"] = str(remaining)
+        fields += [(f"X-RateLimit-Limit-{name}", str(window.limit)),
+                   (f"X-RateLimit-Remaining-{name}", str(remaining))]
     remaining, _, limit, reset = tightest
-    headers["RateLimit-Limit"] = str(limit)
-    headers["RateLimit-Remaining"] = str(remaining)
-    headers["RateLimit-Reset"] = str(reset)
-    return headers, reset
+    fields += [("RateLimit-Limit", str(limit)), ("RateLimit-Remaining", str(remaining)),
+               ("RateLimit-Reset", str(reset))]
+    # Names of our own, one per window, and numbers: nothing for werkzeug to check.
+    return checked_headers(fields), reset
 
 
 class RateLimiting(Filter):
@@ -198,8 +199,9 @@ class RateLimiting(Filter):
                  None if hidden else Headers([("Retry-After", str(reset))]))
 
     def on_response(self, ex: Exchange) -> None:
-        for name, value in ex.ctx.get(self.NAME, ()):
-            ex.headers[name] = value
+        headers = ex.ctx.get(self.NAME)
+        if headers is not None:  # names and numbers of our own: nothing to check
+            set_fields(ex.headers, headers.items(), checked=True)
 
     def identify(self, ex: Exchange) -> str:
         """The client a request is counted for, as ``kind:value``; the IP when there is none."""
