@@ -31,6 +31,7 @@ from gateway.filters import (
 from gateway.filters.auth import CredentialStore, consumer_id
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyTable, Owner
+from gateway.filters.opentelemetry import tracing_config
 from gateway.filters.request_callout.plan import plan as callout_plan
 from gateway.routing import schema as s
 from gateway.routing.declarative import Declaration
@@ -193,6 +194,10 @@ def _callout_plan(conf: dict[str, Any], path: str, label: str) -> dict[str, Any]
     return {"plan": callout_plan(conf, path, label)}
 
 
+def _opentelemetry(conf: dict[str, Any], path: str, _label: str) -> dict[str, Any]:
+    return {"tracing": tracing_config(conf, path)}
+
+
 def _regex_lists(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
     """bot-detection's lists of regular expressions, as JSON arrays (they may hold commas)."""
     return {name: json.dumps(list(conf[name])) for name in ("allow", "deny")}
@@ -299,6 +304,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "replace": Field(_request_rules(uri=True)),
     }, _request_transformer),
     "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
+    "opentelemetry": KongPlugin("opentelemetry", {}, structured=_opentelemetry),
     "ip-restriction": KongPlugin("ip-restriction", {
         **_same("allow deny", STRINGS),
         "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),

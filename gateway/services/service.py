@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.config import Settings
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.ops import tracing
 from gateway.ops.batch import PENDING
 from gateway.ops.logjson import REQUEST_ID
 from gateway.services.breaker import Breaker
@@ -224,10 +225,12 @@ class Service:
         key = key or f"{method.upper()} {url}"
         wait = self.options.timeout + JOIN_GRACE
         request_id = REQUEST_ID.get()
+        parent = tracing.capture()
         call = _Call(method.upper(), url, body, headers or {})
 
         def lookup() -> Result:
             REQUEST_ID.set(request_id)
+            tracing.restore(parent)
             return self._lookup(key, call, decode)
 
         if self.keep <= 0:
@@ -288,8 +291,13 @@ class Service:
 
     def _call(self, call: _Call, decode: Decoder) -> Any:
         self.last_host = urlsplit(call.url).netloc
-        answer = self.client.call(call.method, call.url, {**call.headers, **self.options.headers},
-                                  call.body)
+        headers = {**call.headers, **self.options.headers}
+        if tracing.ACTIVE is None:
+            answer = self.client.call(call.method, call.url, headers, call.body)
+        else:
+            answer = tracing.ACTIVE.service_call(self.name, call.method, call.url, headers,
+                                                 lambda: self.client.call(
+                                                     call.method, call.url, headers, call.body))
         errors = self.options.error_statuses
         if (answer.status in errors) if errors is not None else not 200 <= answer.status < 300:
             raise CallFailed(f"status {answer.status}")
