@@ -20,8 +20,6 @@ the attributes the HTTP semantic conventions' (``http.request.method``, ``url.pa
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -88,10 +86,11 @@ class TracingConfig:
     propagation: Propagation = Propagation()
     #: Response header carrying the trace id (Kong's http_response_header_for_traceid).
     response_header: str | None = None
-    #: Spans per export, seconds between exports, spans queued at most, seconds per export.
-    max_batch_size: int = 512
-    schedule_delay: float = 5.0
-    max_queue_size: int = 2048
+    #: Spans per export, seconds between exports, spans queued at most, seconds per export
+    #: (None: OTEL_BSP_* and OTEL_EXPORTER_OTLP_TIMEOUT, else the SDK's 512, 5 s, 2048, 10 s).
+    max_batch_size: int | None = None
+    schedule_delay: float | None = None
+    max_queue_size: int | None = None
     export_timeout: float | None = None
 
 
@@ -103,10 +102,12 @@ def env_config(environ: Mapping[str, str], trust_incoming: bool) -> TracingConfi
         return None
     if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return None
-    if not (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-            or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()):
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if not (endpoint or base):
         return None
-    return TracingConfig(propagation=Propagation(extract=FORMATS if trust_incoming else ()))
+    return TracingConfig(endpoint=endpoint or base.rstrip("/") + "/v1/traces",
+                         propagation=Propagation(extract=FORMATS if trust_incoming else ()))
 
 
 class _EnvironGetter(Getter[Mapping[str, Any]]):
@@ -235,9 +236,9 @@ class Tracing:
         span = current.span
         if span.is_recording():
             span.set_attribute("http.response.status_code", status or 0)
-            if route is not None:
+            if route:
                 span.set_attribute("kong.route.name", route)
-            if service is not None:
+            if service:
                 span.set_attribute("kong.service.name", service)
             if consumer is not None:
                 span.set_attribute("user.name", consumer.username)
@@ -304,9 +305,9 @@ def provider(config: TracingConfig) -> TracerProvider:
     processor = BatchSpanProcessor(
         QuietExporter(exporter, exporter._endpoint),
         max_queue_size=config.max_queue_size,
-        schedule_delay_millis=config.schedule_delay * 1000,
-        max_export_batch_size=min(config.max_batch_size, config.max_queue_size),
-        export_timeout_millis=(config.export_timeout or 30) * 1000)
+        schedule_delay_millis=_millis(config.schedule_delay),
+        max_export_batch_size=config.max_batch_size,
+        export_timeout_millis=_millis(config.export_timeout))
     sampler = None
     if config.sampling_rate is not None:
         sampler = ParentBased(TraceIdRatioBased(config.sampling_rate))
@@ -315,19 +316,18 @@ def provider(config: TracingConfig) -> TracerProvider:
     return result
 
 
+def _millis(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
 def resource(attributes: Mapping[str, str]) -> Resource:
     """The resource: ``attributes`` over OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over
-    Kong's defaults (service.name ``kong``, the version, an instance id per worker)."""
-    given = Resource(defaults_of_worker()).merge(Resource.create(dict(attributes)))
-    if given.attributes.get("service.name") == "unknown_service":  # the SDK's placeholder
-        given = given.merge(Resource({"service.name": SERVICE_NAME}))
+    Kong's defaults (service.name ``kong``, service.version; the SDK adds an instance id)."""
+    given = Resource({"service.version": gateway.__version__}).merge(
+        Resource.create(dict(attributes)))
+    if str(given.attributes.get("service.name")).startswith("unknown_service"):
+        given = given.merge(Resource({"service.name": SERVICE_NAME}))  # the SDK's placeholder
     return given
-
-
-def defaults_of_worker() -> dict[str, str]:
-    """service.version and service.instance.id (host and pid: one per worker)."""
-    return {"service.version": gateway.__version__,
-            "service.instance.id": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def capture() -> Context | None:

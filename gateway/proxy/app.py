@@ -386,8 +386,7 @@ def worker_tracing(settings: Settings, environ: Mapping[str, str],
                           "a global plugin")
     config = (plugins[0].config.tracing if plugins
               else tracing.env_config(environ, settings.tracing_trust_incoming))
-    if config is None:
-        return None
-    tracer = tracing.ACTIVE = tracing.Tracing(config)
-    instrument(routes, tracer)
+    tracer = tracing.ACTIVE = tracing.Tracing(config) if config is not None else None
+    if tracer is not None:
+        instrument(routes, tracer)
     return tracer
