@@ -61,11 +61,15 @@ def _url(value: Any, path: str) -> str:
 
 
 def _strings(value: Any, path: str) -> dict[str, str]:
-    """A map of non-empty strings (resource_attributes, headers)."""
+    """A map of non-empty strings (resource_attributes, headers); Kong's $(...) templates,
+    evaluated per request there, are refused (the resource is the worker's here)."""
     checked = s.mapping(value, path)
     for key, item in checked.items():
-        if not isinstance(item, str) or not item:
-            raise Invalid(f"{path}.{key}", "expected a non-empty string")
+        s.string(item, f"{path}.{key}")
+        if not item:
+            raise Invalid(f"{path}.{key}", "length must be at least 1")
+        if "$(" in item:
+            raise Invalid(f"{path}.{key}", f"a $(...) template is {_UNSUPPORTED}")
     return checked
 
 

@@ -309,8 +309,9 @@ def provider(config: TracingConfig) -> TracerProvider:
         max_export_batch_size=config.max_batch_size,
         export_timeout_millis=_millis(config.export_timeout))
     sampler = None
-    if config.sampling_rate is not None:
-        sampler = ParentBased(TraceIdRatioBased(config.sampling_rate))
+    if config.sampling_rate is not None:  # Kong's: a client's "not sampled" holds, else the rate
+        ratio = TraceIdRatioBased(config.sampling_rate)
+        sampler = ParentBased(ratio, remote_parent_sampled=ratio)
     result = TracerProvider(resource=resource(config.resource_attributes), sampler=sampler)
     result.add_span_processor(processor)
     return result
