@@ -65,12 +65,16 @@ def _strings(value: Any, path: str) -> dict[str, str]:
     evaluated per request there, are refused (the resource is the worker's here)."""
     checked = s.mapping(value, path)
     for key, item in checked.items():
+        if item == "":
+            raise Invalid(f"{path}.{key}", "length must be at least 1")  # Kong's words
         s.string(item, f"{path}.{key}")
-        if not item:
-            raise Invalid(f"{path}.{key}", "length must be at least 1")
         if "$(" in item:
             raise Invalid(f"{path}.{key}", f"a $(...) template is {_UNSUPPORTED}")
     return checked
+
+
+def _no_logs(value: Any, path: str) -> None:
+    raise Invalid(path, f"is {_UNSUPPORTED} (traces only: traces_endpoint)")
 
 
 def _rate(value: Any, path: str) -> float:
@@ -105,7 +109,7 @@ def tracing_config(config: Any, path: str = "config") -> TracingConfig:
 
     conf = s.record(config, path, {
         "traces_endpoint": (_url, None), "endpoint": (_url, None),
-        "logs_endpoint": (s.fixed(None, f"is {_UNSUPPORTED}: traces only"), None),
+        "logs_endpoint": (_no_logs, None),
         "headers": (_strings, None), "resource_attributes": (_strings, None),
         "queue": (s.mapping, None), "batch_span_count": (s.integer(1, 1000000), None),
         "batch_flush_delay": (s.integer(0, 3600), None),

@@ -52,6 +52,7 @@ class OtlpReceiver:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}/v1/traces"
         self.spans: list[ReceivedSpan] = []
+        #: The headers of each post, names lower-cased.
         self.headers: list[dict[str, str]] = []
         #: Answer every post with this status instead of 200 (None: 200).
         self.fail_with: int | None = None
@@ -70,7 +71,7 @@ class OtlpReceiver:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                receiver._take(body, dict(self.headers))
+                receiver._take(body, {k.lower(): v for k, v in self.headers.items()})
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
