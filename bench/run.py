@@ -57,6 +57,8 @@ STREAM_SPEED_TARGETS = {"response": 1024, "upload": 400}
 # Concurrent clients in the latency-overlap scenario (a latency figure, not a load test).
 OVERLAP_CONNECTIONS = 5
 FLOOR = "floor: minimal pooled httptools proxy (bench/apps.py)"
+PLAIN = "gateway, plain proxy"
+TRACING = "gateway, plain + tracing, sampling 1.0 (OTLP/HTTP)"
 PEER = "peer: werkzeug ProxyMiddleware"
 
 
@@ -223,14 +225,28 @@ def gateway_setups(third: str, filter_rows: bool) -> dict[str, Setup]:
             setups["gateway + http-log (Kong's defaults: one POST per request)"] = Setup(http_log)
             setups["gateway + http-log (batches of 100)"] = Setup(
                 {**http_log, "GATEWAY_HTTP_LOG_QUEUE_MAX_BATCH_SIZE": "100"})
+        if "opentelemetry" in REGISTRY:  # the collector: nginx's third-party port answers 200
+            setups[TRACING] = Setup(tracing_env(third))
     return setups
 
 
+def tracing_env(third_party_url: str) -> dict[str, str]:
+    """Tracing by the OTEL_* variables, every request sampled, exported every 0.5 s in
+    batches of 1,000 with room for 50,000 spans (none dropped at this load)."""
+    return {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": third_party_url + "/v1/traces",
+            "OTEL_TRACES_SAMPLER": "always_on", "OTEL_BSP_SCHEDULE_DELAY": "500",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "1000", "OTEL_BSP_MAX_QUEUE_SIZE": "50000"}
+
+
 def gateway_rows(upstream: str, third: str, processes: list[Process], root: Path = ROOT,
-                 prefix: str = "", filter_rows: bool = True) -> list[Row]:
-    """The gateway's rows for the checkout at ``root``; its processes join ``processes``."""
+                 prefix: str = "", filter_rows: bool = True,
+                 only: tuple[str, ...] = ()) -> list[Row]:
+    """The gateway's rows for the checkout at ``root`` (with ``only``: the plain proxy and
+    the rows whose label holds one of them); its processes join ``processes``."""
     rows = []
     for label, setup in gateway_setups(third, filter_rows).items():
+        if only and label != PLAIN and not any(part in label for part in only):
+            continue
         gateway = Gateway({"GATEWAY_UPSTREAM_URL": upstream, "PYTHONPATH": str(root),
                            **setup.env}, root=root)
         processes.append(gateway)
@@ -456,7 +472,7 @@ CPU_TARGETS = {"gateway, plain proxy": 0.50, "gateway + enrichment, cache on (hi
 PEER_FACTOR = 2.5
 # A filter on its fast path adds at most this much CPU per request over the plain proxy.
 FAST_PATH_US = 25
-FAST_PATH_ROWS = ("gateway + key-auth (a known key)",
+FAST_PATH_ROWS = (TRACING, "gateway + key-auth (a known key)",
                   "gateway + rate-limiting local (under the limit)",
                   "gateway + proxy-cache (hits)", "gateway + enrichment, cache on (hits)",
                   "gateway + cors (a simple request)", "gateway + jwt (HS256)",
@@ -603,12 +619,43 @@ def parse_args() -> argparse.Namespace:
                    help="seconds of load in the third-party calls scenario")
     p.add_argument("--paced-duration", type=int,
                    default=int(env("BENCH_PACED_DURATION", "10")))
+    p.add_argument("--only", type=lambda text: tuple(text.split(",")), default=(),
+                   help="comma-separated parts of row labels: load only the ceiling, the "
+                        "plain proxy and those rows, no scenarios (e.g. --only tracing)")
     p.add_argument("--output", type=Path, default=RESULTS)
     p.add_argument("--baseline", type=Path,
                    help="another checkout of the gateway (e.g. `git archive` of an older "
                         "commit) whose gateway rows are loaded in the same rounds, for a "
                         "before/after")
     return p.parse_args()
+
+
+def full_run(rows: list[Row], upstream: str, third: str, reference_port: int,
+             upstream_port: int, processes: list[Process],
+             args: argparse.Namespace) -> list[Figure]:
+    """Every other row loaded with ``rows``, then the scenarios: the figures."""
+    rows += routes_rows(upstream, processes)
+    if args.baseline is not None:
+        rows += gateway_rows(upstream, third, processes, args.baseline.resolve(),
+                             f"baseline {args.baseline.name}: ", filter_rows=False)
+    reference = start_nginx("reference.conf", port=reference_port,
+                            upstream_port=upstream_port)
+    processes.append(reference)
+    rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}",
+                    reference))
+    print(f"{len(rows)} rows x {args.rounds} rounds x {args.duration} s", flush=True)
+    measure_rows(rows, args)
+    plain = by_label(rows, "gateway, plain proxy")
+    gateway_max = statistics.median(r.rps for r in plain.runs)
+    figures = [*cpu_targets(rows), routes_figure(rows)]
+    print("scenarios ...", flush=True)
+    figures.append(scenario_paced(plain.url, gateway_max, args))
+    figures += scenario_streaming(args)
+    if "enrichment" in REGISTRY:
+        figures += [scenario_overlap(args), scenario_third_party(upstream, args)]
+    if "request-callout" in REGISTRY:
+        figures += scenario_callouts(args)
+    return figures
 
 
 def main() -> None:
@@ -630,28 +677,13 @@ def main() -> None:
         processes += [ceiling, floor, peer]
         rows = [Row("ceiling: do-nothing WSGI app", ceiling_url, ceiling),
                 Row(FLOOR, floor_url, floor), Row(PEER, peer_url, peer),
-                *gateway_rows(upstream, third, processes)]
-        rows += routes_rows(upstream, processes)
-        if args.baseline is not None:
-            rows += gateway_rows(upstream, third, processes, args.baseline.resolve(),
-                                 f"baseline {args.baseline.name}: ", filter_rows=False)
-        reference = start_nginx("reference.conf", port=reference_port,
-                                upstream_port=upstream_port)
-        processes.append(reference)
-        rows.append(Row("reference: nginx proxy_pass", f"http://127.0.0.1:{reference_port}",
-                        reference))
-        print(f"{len(rows)} rows x {args.rounds} rounds x {args.duration} s", flush=True)
-        measure_rows(rows, args)
-        plain = by_label(rows, "gateway, plain proxy")
-        gateway_max = statistics.median(r.rps for r in plain.runs)
-        figures = [*cpu_targets(rows), routes_figure(rows)]
-        print("scenarios ...", flush=True)
-        figures.append(scenario_paced(plain.url, gateway_max, args))
-        figures += scenario_streaming(args)
-        if "enrichment" in REGISTRY:
-            figures += [scenario_overlap(args), scenario_third_party(upstream, args)]
-        if "request-callout" in REGISTRY:
-            figures += scenario_callouts(args)
+                *gateway_rows(upstream, third, processes, only=args.only)]
+        if args.only:  # the reference rows, plain and the asked ones; no scenarios
+            measure_rows(rows, args)
+            figures = cpu_targets(rows)
+        else:
+            figures = full_run(rows, upstream, third, reference_port, upstream_port,
+                               processes, args)
     finally:
         for process in reversed(processes):
             process.stop()
