@@ -160,7 +160,7 @@ class OpenTelemetryConfig:
         "GATEWAY_OPENTELEMETRY_CONFIG", _config_text, None,
         "opentelemetry: Kong's opentelemetry `config` record as YAML or JSON "
         "(traces_endpoint, headers, sampling_rate, propagation...), in place of the OTEL_* "
-        "variables; see Tracing.", required=True, secret=True)
+        "variables; see docs/tracing.md.", required=True, secret=True)
 
 
 class OpenTelemetry(Filter):
