@@ -25,12 +25,20 @@ import re
 import pytest
 
 from gateway.config import ConfigError
+from gateway.ops import tracing
 from tests.kong.plugin_kit import kong_client, seen, send
 from tests.support.otlp import OtlpReceiver
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 AT = "plugins[opentelemetry].config."
+
+
+@pytest.fixture(autouse=True)
+def _tracing_off_after():
+    """The app of each case turns the worker's tracing on: off again for later tests."""
+    yield
+    tracing.ACTIVE = None
 
 
 @pytest.fixture(scope="module")
