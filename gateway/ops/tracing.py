@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -250,15 +250,11 @@ class Tracing:
 
     # -- children
 
-    @contextmanager
     def span(self, name: str, kind: SpanKind = SpanKind.INTERNAL,
-             attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
+             attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Span]:
         """A child of the current span, current while the block runs; an exception
-        marks it as failed and goes on."""
-        with self.tracer.start_as_current_span(name, kind=kind, attributes=attributes,
-                                               record_exception=True,
-                                               set_status_on_exception=True) as span:
-            yield span
+        records itself on it, marks it as failed and goes on."""
+        return self.tracer.start_as_current_span(name, kind=kind, attributes=attributes)
 
     def service_call(self, service: str, method: str, url: str,
                      headers: MutableMapping[str, str], call: Callable[[], Any]) -> Any:

@@ -61,16 +61,23 @@ def _traced_send(send: Any, tracing: Tracing) -> Any:
     """Upstream.send in a client span ``kong.balancer`` until the response head, the trace
     context injected into the request's headers; the target it went to as attributes."""
 
+    addresses: dict[str, tuple[str, int]] = {}  # per target URL, parsed once
+
     def traced(method: str, target: str, headers: Any, *args: Any) -> Any:
         with tracing.span("kong.balancer", SpanKind.CLIENT,
                           {"http.request.method": method, "url.path": target}) as span:
             tracing.inject(headers)
             chosen, answer = send(method, target, headers, *args)
-            url = parse_url(chosen.url)
-            span.set_attribute("server.address", url.host or "")
-            span.set_attribute("server.port", url.port or (443 if url.scheme == "https" else 80))
-            span.set_attribute("url.full", chosen.url.rstrip("/") + target)
-            span.set_attribute("http.response.status_code", answer.status)
+            host, port = addresses.get(chosen.url) or addresses.setdefault(
+                chosen.url, _address(chosen.url))
+            span.set_attributes({"server.address": host, "server.port": port,
+                                 "url.full": chosen.url.rstrip("/") + target,
+                                 "http.response.status_code": answer.status})
             return chosen, answer
 
     return traced
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = parse_url(url)
+    return parts.host or "", parts.port or (443 if parts.scheme == "https" else 80)
