@@ -19,7 +19,7 @@ from typing import Any
 from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway.config import ConfigError, ServerSettings, Settings, env_names, load, reject_unknown
+from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
 from gateway.filters import enabled_classes, known_variables
 from gateway.filters.base import Filter
 from gateway.ops import metrics, tracing
@@ -377,13 +377,9 @@ def create_app(environ: Mapping[str, str] = os.environ,
 
 def worker_tracing(settings: Settings, environ: Mapping[str, str],
                    routes: RouteTable) -> tracing.Tracing | None:
-    """The worker's tracing (a global opentelemetry plugin's config, else the OTEL_*
-    variables'), its spans put around the routes' parts; None when off."""
+    """The worker's tracing (the opentelemetry plugin's config, global by its schema, else
+    the OTEL_* variables'), its spans put around the routes' parts; None when off."""
     plugins = [f for f in routes.filters if f.NAME == "opentelemetry"]
-    if routes.router is not None and any(f not in routes.unrouted.filters for f in plugins):
-        raise ConfigError("plugins: an opentelemetry plugin on a service, route or consumer "
-                          "is not supported by this gateway (tracing is worker-wide): make it "
-                          "a global plugin")
     config = (plugins[0].config.tracing if plugins
               else tracing.env_config(environ, settings.tracing_trust_incoming))
     tracer = tracing.ACTIVE = tracing.Tracing(config) if config is not None else None

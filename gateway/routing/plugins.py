@@ -70,6 +70,9 @@ class KongPlugin:
     #: For a config of nested records (request-callout): checks the whole config itself
     #: and gives our Config's fields as objects, (config, path, plugin label) -> values.
     structured: Callable[[dict[str, Any], str, str], dict[str, Any]] | None = None
+    #: Only as a global plugin (no service, route or consumer): opentelemetry, whose
+    #: tracing is the worker's.
+    global_only: bool = False
 
 
 STRINGS = s.array(s.string)
@@ -304,7 +307,8 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "replace": Field(_request_rules(uri=True)),
     }, _request_transformer),
     "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
-    "opentelemetry": KongPlugin("opentelemetry", {}, structured=_opentelemetry),
+    "opentelemetry": KongPlugin("opentelemetry", {}, structured=_opentelemetry,
+                                global_only=True),
     "ip-restriction": KongPlugin("ip-restriction", {
         **_same("allow deny", STRINGS),
         "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),
@@ -376,6 +380,10 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
     """(filter class, its Config) for a plugin of the file; Invalid names the config field."""
     path = f"{plugin.label}.config"
     kong, cls = kong_plugin(plugin.name, plugin.label)
+    if kong.global_only and (plugin.service or plugin.route or plugin.consumer):
+        raise Invalid(plugin.label, f"{plugin.name} on a service, route or consumer is not "
+                                    "supported by this gateway (its work is the whole "
+                                    "worker's): make it a global plugin")
     if kong.structured is not None:
         objects = kong.structured(plugin.config, path, plugin.label)
         return cls, _config(cls.Config, {}, objects, path, {}, set())

@@ -216,5 +216,7 @@ services:
     paths: [/]
     plugins: [{{name: opentelemetry, config: {{traces_endpoint: 'http://x.dev'}}}}]
 """
-    with pytest.raises(ConfigError, match="make it a global plugin"):
+    with pytest.raises(ConfigError, match=re.escape(
+            "services[mock].routes[r1].plugins[opentelemetry]: opentelemetry on a service, "
+            "route or consumer is not supported by this gateway")):
         kong_client(yml)
