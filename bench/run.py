@@ -57,6 +57,7 @@ STREAM_SPEED_TARGETS = {"response": 1024, "upload": 400}
 # Concurrent clients in the latency-overlap scenario (a latency figure, not a load test).
 OVERLAP_CONNECTIONS = 5
 FLOOR = "floor: minimal pooled httptools proxy (bench/apps.py)"
+TRACING = "gateway, plain + tracing, sampling 1.0 (OTLP/HTTP)"
 PEER = "peer: werkzeug ProxyMiddleware"
 
 
@@ -224,7 +225,17 @@ def gateway_setups(third: str, filter_rows: bool) -> dict[str, Setup]:
             setups["gateway + http-log (Kong's defaults: one POST per request)"] = Setup(http_log)
             setups["gateway + http-log (batches of 100)"] = Setup(
                 {**http_log, "GATEWAY_HTTP_LOG_QUEUE_MAX_BATCH_SIZE": "100"})
+        if "opentelemetry" in REGISTRY:  # the collector: nginx's third-party port answers 200
+            setups[TRACING] = Setup(tracing_env(third))
     return {label: setup for label, setup in setups.items() if selected(label)}
+
+
+def tracing_env(third_party_url: str) -> dict[str, str]:
+    """Tracing by the OTEL_* variables, every request sampled, exported every 0.5 s in
+    batches of 1,000 with room for 50,000 spans (none dropped at this load)."""
+    return {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": third_party_url + "/v1/traces",
+            "OTEL_TRACES_SAMPLER": "always_on", "OTEL_BSP_SCHEDULE_DELAY": "500",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "1000", "OTEL_BSP_MAX_QUEUE_SIZE": "50000"}
 
 
 #: The --only pattern (None: every row).

@@ -600,6 +600,11 @@ class Settings:
         "GATEWAY_READY_WINDOW", number(float, 0), "10",
         "Seconds an upstream answer counts as proof of readiness; past that, /ready opens a "
         "connection to the upstream to check.")
+    tracing_trust_incoming: bool = setting(
+        "GATEWAY_TRACING_TRUST_INCOMING", boolean, "false",
+        "Tracing by the OTEL_* variables: continue the trace of a client's traceparent "
+        "(false: every request starts a new trace and the client's trace headers are "
+        "replaced, as Kong with an empty propagation.extract).")
     access_log: str = setting(
         "GATEWAY_ACCESS_LOG", choice("json", "off"), "json",
         "json: one JSON line per request on stdout (no keys, no query string); off: none.")

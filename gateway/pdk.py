@@ -53,7 +53,7 @@ from gateway.services import (
 )
 
 #: The version of this surface (semantic versioning; see CHANGELOG.md).
-PDK_VERSION = "1.1.0"
+PDK_VERSION = "1.2.0"
 
 
 __all__ = [

@@ -91,6 +91,30 @@ def integer(low: int, high: int) -> Check:
     return check
 
 
+def number(low: float, high: float) -> Check:
+    """A number (integer or not) in [low, high] (Kong's ``between`` on a number field)."""
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(path, "expected a number")
+        if not low <= value <= high:
+            raise Invalid(path, f"value should be between {low:g} and {high:g}")
+        return value
+    return check
+
+
+#: Kong's queue record (kong/tools/queue_schema.lua) and its defaults.
+QUEUE_FIELDS: Fields = {
+    "max_batch_size": (integer(1, 1000000), 1),
+    "max_coalescing_delay": (number(0, 3600), 1),
+    "max_entries": (integer(1, 1000000), 10000),
+    "max_bytes": (integer(1, 2**53), None),
+    "max_retry_time": (number(-1, 2**53), 60),
+    "initial_retry_delay": (number(0.001, 1000000), 0.01),
+    "max_retry_delay": (number(0.001, 1000000), 60),
+    "concurrency_limit": (integer(-1, 1), 1),
+}
+
+
 def one_of(*options: str) -> Check:
     def check(value: Any, path: str) -> str:
         if value not in options:

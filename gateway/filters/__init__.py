@@ -29,6 +29,7 @@ from gateway.filters.http_log import HttpLog
 from gateway.filters.ip_restriction import IpRestriction
 from gateway.filters.jwt_auth import Jwt
 from gateway.filters.key_auth import KeyAuth
+from gateway.filters.opentelemetry import OpenTelemetry
 from gateway.filters.prometheus import Prometheus
 from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
@@ -47,7 +48,7 @@ REGISTRY: dict[str, type[Filter]] = {
                               Cors, RequestSizeLimiting, ProxyCache, Enrichment,
                               IpRestriction, BotDetection, CorrelationId, Prometheus, HttpLog,
                               FileLog, RequestTransformer, ResponseTransformer, Jwt, BasicAuth,
-                              Acl, HmacAuth, RequestCallout)
+                              Acl, HmacAuth, RequestCallout, OpenTelemetry)
 }
 
 

@@ -57,6 +57,8 @@ def access_entry(ex: Exchange, sent: int, total: float,
         "user_agent": environ.get("HTTP_USER_AGENT", "")[:MAX_FIELD],
         "error": ex.error_message,
     }
+    if ex.trace is not None:
+        entry["trace_id"] = ex.trace.trace_id
     if extra:
         entry.update(extra)
     return entry

@@ -60,6 +60,9 @@ class CalloutResponse:
 class Exchange:
     """Per-request state shared by the app and the filters."""
 
+    #: The request's trace when tracing is on (``trace.trace_id``: 32 hex digits), else None.
+    trace: Any = None
+
     def __init__(self, environ: dict[str, Any], request_id: str) -> None:
         self.environ = environ
         self.request_id = request_id

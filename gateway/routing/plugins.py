@@ -33,6 +33,7 @@ from gateway.filters import (
 from gateway.filters.auth import CredentialStore, consumer_id
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyTable, Owner
+from gateway.filters.opentelemetry import tracing_config
 from gateway.filters.request_callout.plan import plan as callout_plan
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
@@ -70,6 +71,9 @@ class KongPlugin:
     #: For a config of nested records (request-callout): checks the whole config itself
     #: and gives our Config's fields as objects, (config, path, plugin label) -> values.
     structured: Callable[[dict[str, Any], str, str], dict[str, Any]] | None = None
+    #: Only as a global plugin (no service, route or consumer): opentelemetry, whose
+    #: tracing is the worker's.
+    global_only: bool = False
 
 
 STRINGS = s.array(s.string)
@@ -122,35 +126,11 @@ def _cache_headers(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict
     return {"response_headers": ",".join(name for name, on in shown.items() if on) or "none"}
 
 
-def _number(low: float, high: float) -> s.Check:
-    """A number (integer or not) in [low, high] (Kong's ``between`` on a number field)."""
-    def check(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Invalid(path, "expected a number")
-        if not low <= value <= high:
-            raise Invalid(path, f"value should be between {low:g} and {high:g}")
-        return value
-    return check
-
-
-#: Kong's queue record (kong/tools/queue_schema.lua) and its defaults.
-QUEUE_FIELDS: s.Fields = {
-    "max_batch_size": (s.integer(1, 1000000), 1),
-    "max_coalescing_delay": (_number(0, 3600), 1),
-    "max_entries": (s.integer(1, 1000000), 10000),
-    "max_bytes": (s.integer(1, 2**53), None),
-    "max_retry_time": (_number(-1, 2**53), 60),
-    "initial_retry_delay": (_number(0.001, 1000000), 0.01),
-    "max_retry_delay": (_number(0.001, 1000000), 60),
-    "concurrency_limit": (s.integer(-1, 1), 1),
-}
-
-
 def _http_log(conf: dict[str, Any], path: str, _decl: Declaration) -> dict[str, str]:
     """The queue record flattened into our queue_* fields; the deprecated queue_size and
     flush_timeout feed max_batch_size and max_coalescing_delay when the queue leaves them at
     Kong's default (Kong's Queue.get_plugin_params)."""
-    queue = s.record(conf["queue"] or {}, f"{path}.queue", QUEUE_FIELDS)
+    queue = s.record(conf["queue"] or {}, f"{path}.queue", s.QUEUE_FIELDS)
     if queue["concurrency_limit"] == 0:
         raise Invalid(f"{path}.queue.concurrency_limit", "expected one of: -1, 1")
     if conf["queue_size"] is not None and queue["max_batch_size"] == 1:
@@ -192,6 +172,10 @@ def _response_transformer(conf: dict[str, Any], _path: str, _decl: Declaration
 
 def _callout_plan(conf: dict[str, Any], path: str, label: str) -> dict[str, Any]:
     return {"plan": callout_plan(conf, path, label)}
+
+
+def _opentelemetry(conf: dict[str, Any], path: str, _label: str) -> dict[str, Any]:
+    return {"tracing": tracing_config(conf, path)}
 
 
 def _regex_lists(conf: dict[str, Any], _path: str, _decl: Declaration) -> dict[str, str]:
@@ -300,6 +284,8 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "replace": Field(_request_rules(uri=True)),
     }, _request_transformer),
     "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
+    "opentelemetry": KongPlugin("opentelemetry", {}, structured=_opentelemetry,
+                                global_only=True),
     "ip-restriction": KongPlugin("ip-restriction", {
         **_same("allow deny", STRINGS),
         "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),
@@ -322,10 +308,10 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "method": Field(s.one_of("POST", "PUT", "PATCH"), "method"),
         "content_type": Field(s.one_of("application/json", "application/json; charset=utf-8"),
                               "content_type"),
-        "timeout": Field(_number(0, 2**53), "timeout"),
-        "keepalive": Field(_number(0, 2**53), "keepalive"),
+        "timeout": Field(s.number(0, 2**53), "timeout"),
+        "keepalive": Field(s.number(0, 2**53), "keepalive"),
         "retry_count": IGNORED, "queue_size": Field(s.integer(1, 1000000)),
-        "flush_timeout": Field(_number(0, 3600)),
+        "flush_timeout": Field(s.number(0, 3600)),
         "headers": Field(_header_map), "queue": Field(s.mapping),
         "custom_fields_by_lua": UNSUPPORTED,
     }, _http_log),
@@ -377,7 +363,6 @@ NOT_BUILT: dict[str, str] = {
     "pre-function": "runs Lua code: write a Python filter instead",
     "post-function": "runs Lua code: write a Python filter instead",
     "zipkin": "not built",
-    "opentelemetry": "not built yet",
     "ai-proxy": "the AI gateway plugins are not built",
     "ai-prompt-decorator": "the AI gateway plugins are not built",
     "ai-prompt-template": "the AI gateway plugins are not built",
@@ -420,6 +405,10 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
     """(filter class, its Config) for a plugin of the file; Invalid names the config field."""
     path = f"{plugin.label}.config"
     kong, cls = kong_plugin(plugin.name, plugin.label)
+    if kong.global_only and (plugin.service or plugin.route or plugin.consumer):
+        raise Invalid(plugin.label, f"{plugin.name} on a service, route or consumer is not "
+                                    "supported by this gateway (its work is the whole "
+                                    "worker's): make it a global plugin")
     if kong.structured is not None:
         objects = kong.structured(plugin.config, path, plugin.label)
         return cls, _config(cls.Config, {}, objects, path, {}, set())

@@ -21,7 +21,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway.config import ServerSettings, Settings, env_names, load, reject_unknown
 from gateway.filters import enabled_classes, known_variables
 from gateway.filters.base import Filter
-from gateway.ops import metrics
+from gateway.ops import metrics, tracing
 from gateway.ops.accesslog import write_access_line
 from gateway.ops.logjson import REQUEST_ID
 from gateway.proxy.balancer import BALANCER_DONE, set_hash_cookie
@@ -49,6 +49,7 @@ from gateway.proxy.websocket import (
 from gateway.proxy.wire import InvalidResponse, response_head
 from gateway.routing.chain import Chain
 from gateway.routing.table import NO_ROUTE, Destination, RouteTable, route_table
+from gateway.routing.traced import instrument
 from gateway.server.status import StatusEndpoints
 
 log = logging.getLogger("gateway")
@@ -71,9 +72,12 @@ class BodyAborted(ConnectionResetError):
 class Gateway:
     """The gateway as a WSGI application."""
 
-    def __init__(self, settings: Settings, routes: RouteTable) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable,
+                 tracer: tracing.Tracing | None = None) -> None:
         self.settings = settings
         self.routes = routes
+        #: The worker's tracing (None: off, and no request pays for it).
+        self.tracing = tracer
         #: Every route's filters, highest PRIORITY first (Kong's order).
         self.filters = routes.filters
         #: The upstream the readiness probe watches: the first service's (None: no service).
@@ -105,6 +109,8 @@ class Gateway:
             return self.status(environ, start_response)
         upgrade = "HTTP_UPGRADE" in environ and is_handshake(environ)
         ex = Exchange(environ, _request_id(environ))
+        if self.tracing is not None:
+            ex.trace = self.tracing.start_request(environ, ex.request_id, ex.upstream_headers)
         REQUEST_ID.set(ex.request_id)
         self.metrics.started()
         found = self.routes.find(environ)
@@ -293,6 +299,8 @@ class Gateway:
             metrics.tunnel_closed(tunnel.ended_by or "")
         if self.access_log:
             write_access_line(ex, sent, total, tunnel.log_fields() if tunnel else None)
+        if ex.trace is not None:
+            tracing.Tracing.end_request(ex.trace, ex.status, ex.route, ex.service, ex.consumer)
         REQUEST_ID.set(None)
 
 
@@ -374,8 +382,23 @@ def create_app(environ: Mapping[str, str] = os.environ,
     classes = enabled_classes(settings.filters)
     reject_unknown(environ, env_names([Settings, ServerSettings]) | known_variables(classes))
     logging.getLogger("gateway").setLevel(settings.log_level.upper())
-    app: WSGIApp = Gateway(settings, route_table(settings, environ, classes, extra_filters))
+    routes = route_table(settings, environ, classes, extra_filters)
+    tracer = worker_tracing(settings, environ, routes)
+    app: WSGIApp = Gateway(settings, routes, tracer)
     hops = settings.trusted_proxies
     if hops:
         app = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     return app
+
+
+def worker_tracing(settings: Settings, environ: Mapping[str, str],
+                   routes: RouteTable) -> tracing.Tracing | None:
+    """The worker's tracing (the opentelemetry plugin's config, global by its schema, else
+    the OTEL_* variables'), its spans put around the routes' parts; None when off."""
+    plugins = [f for f in routes.filters if f.NAME == "opentelemetry"]
+    config = (plugins[0].config.tracing if plugins
+              else tracing.env_config(environ, settings.tracing_trust_incoming))
+    tracer = tracing.ACTIVE = tracing.Tracing(config) if config is not None else None
+    if tracer is not None:
+        instrument(routes, tracer)
+    return tracer

@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.config import Settings
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.ops import tracing
 from gateway.ops.batch import PENDING
 from gateway.ops.logjson import REQUEST_ID
 from gateway.services.breaker import Breaker
@@ -227,10 +228,12 @@ class Service:
                 and self._fresh(cached):  # a fresh in-memory value: nothing to start
             return Pending(self._record(Result("hit", 0.0, cached[1])), wait)
         request_id = REQUEST_ID.get()
+        parent = tracing.capture()
         call = _Call(method.upper(), url, body, headers or {})
 
         def lookup() -> Result:
             REQUEST_ID.set(request_id)
+            tracing.restore(parent)
             return self._lookup(key, call, decode)
 
         if self.keep <= 0:
@@ -289,8 +292,13 @@ class Service:
 
     def _call(self, call: _Call, decode: Decoder) -> Any:
         self.last_url = call.url  # split only when the breaker logs it
-        answer = self.client.call(call.method, call.url, {**call.headers, **self.options.headers},
-                                  call.body)
+        headers = {**call.headers, **self.options.headers}
+        if tracing.ACTIVE is None:
+            answer = self.client.call(call.method, call.url, headers, call.body)
+        else:
+            answer = tracing.ACTIVE.service_call(self.name, call.method, call.url, headers,
+                                                 lambda: self.client.call(
+                                                     call.method, call.url, headers, call.body))
         errors = self.options.error_statuses
         if (answer.status in errors) if errors is not None else not 200 <= answer.status < 300:
             raise CallFailed(f"status {answer.status}")

@@ -82,14 +82,14 @@ class RedisCache:
         self.prefix = prefix
 
     def get(self, key: str) -> bytes | None:
-        with redis_errors():
+        with redis_errors("GET"):
             return redis_client(self.url).get(self.prefix + key)
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         milliseconds = int(ttl * 1000)
         if milliseconds <= 0:
             return
-        with redis_errors():
+        with redis_errors("SET"):
             redis_client(self.url).set(self.prefix + key, value, px=milliseconds)
 
 

@@ -26,6 +26,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from gateway.config import RedisTarget, redis_target
+from gateway.ops import tracing
 
 #: Seconds between two warnings that Redis is down, so an outage does not flood the log.
 WARN_EVERY = 10.0
@@ -40,10 +41,15 @@ class RedisUnavailable(Exception):
 
 
 @contextmanager
-def redis_errors() -> Iterator[None]:
-    """Turn a redis-py error raised in the block into RedisUnavailable."""
+def redis_errors(operation: str = "command") -> Iterator[None]:
+    """Turn a redis-py error raised in the block into RedisUnavailable; with tracing on,
+    the block is a span named after ``operation`` (GET, SET, EVALSHA)."""
     try:
-        yield
+        if tracing.ACTIVE is None:
+            yield
+        else:
+            with tracing.ACTIVE.redis_call(operation):
+                yield
     except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
         # Some messages end with the client's repr (" : <redis.client.Redis(...)>"): cut it.
         message = str(exc).split(" : <redis.", 1)[0]

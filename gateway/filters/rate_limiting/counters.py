@@ -272,7 +272,7 @@ class RedisCounters:
         # One hash tag per client keeps its keys in one Redis Cluster slot.
         keys = [f"{self.prefix}:{{{identifier}}}:{w.period}:{w.start(now)}" for w in self.windows]
         args = [w.limit for w in self.windows] + [w.lifetime + 1 for w in self.windows]
-        with redis_errors():
+        with redis_errors("EVALSHA"):
             answer = self._take_script()(keys=keys, args=args)
         return Count(bool(answer[0]), tuple(int(n) for n in answer[1:]))
 

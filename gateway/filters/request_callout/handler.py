@@ -28,6 +28,7 @@ from gateway.filters.request_callout import calls
 from gateway.filters.request_callout.body import decorate_body
 from gateway.filters.request_callout.plan import Callout, Plan, plan
 from gateway.jsoncodec import decode_json, encode_json
+from gateway.ops import tracing
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_safe_value
 from gateway.proxy.request import replace_body
@@ -110,6 +111,7 @@ class Run:
         self.ex = ex
         self.scope = calls.ExchangeScope(ex)
         self.greenlets: dict[str, Greenlet] = {}
+        self.trace = tracing.capture()  # the request's span, for the callouts' greenlets
         for callout in owner.plan.callouts:
             self._spawn(callout.name)
 
@@ -120,6 +122,7 @@ class Run:
         return self.greenlets[name]
 
     def _run(self, callout: Callout, waits: list[Greenlet]) -> Done:
+        tracing.restore(self.trace)
         gevent.joinall(waits)
         done = self.owner.execute(callout, self.ex, self.scope)
         if done.result.ok:
