@@ -38,7 +38,7 @@ from gateway.jsoncodec import encode_json
 from gateway.ops.batch import PENDING
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import DOT_SEGMENTS, Exchange
-from gateway.proxy.headers import header_name, is_safe_value
+from gateway.proxy.headers import header_name, is_safe_value, set_fields
 from gateway.services import Answer, BadAnswer, Pending, Result, Service, ServiceOptions, json_body
 
 log = logging.getLogger("gateway.enrichment")
@@ -326,24 +326,26 @@ class Enrichment(Filter):
             else:
                 log.warning("request %s: enrichment left out: %s%s", ex.request_id, prefix,
                             result.error)
-        for name, value in result.value or ():
-            ex.headers[name] = value
-        ex.headers[LATENCY_HEADER] = ("cache" if result.outcome == "hit"
-                                      else str(round(result.seconds * 1000)))
+        latency = "cache" if result.outcome == "hit" else str(round(result.seconds * 1000))
+        # One pass over the headers (werkzeug's set() scans them per name); a dict keeps one
+        # field per name, the last value, as set() would. The values passed extract()'s
+        # checks before they were cached.
+        fields = dict(result.value or ())
+        fields[LATENCY_HEADER] = latency
+        set_fields(ex.headers, fields.items(), checked=True)
 
 
 def _count(outcome: str, seconds: float | None) -> None:
     """The lookup's outcome in the enrichment metrics."""
-    PENDING.count(_calls(outcome))
-    if outcome == "hit":
-        PENDING.count(CACHE_HITS)
-    elif outcome == "miss":
-        PENDING.count(CACHE_MISSES)
+    for counter in _counters(outcome):
+        PENDING.count(counter)
     if seconds is not None:
         PENDING.observe(DURATION, seconds)
 
 
 @functools.cache
-def _calls(outcome: str) -> Any:
-    """The CALLS child of an outcome (labels() locks and formats on every call)."""
-    return CALLS.labels(outcome)
+def _counters(outcome: str) -> tuple[Any, ...]:
+    """The counters an outcome adds one to: its CALLS child (labels() locks and formats on
+    every call), and CACHE_HITS or CACHE_MISSES for a hit or a miss."""
+    cache = {"hit": (CACHE_HITS,), "miss": (CACHE_MISSES,)}.get(outcome, ())
+    return (CALLS.labels(outcome), *cache)
