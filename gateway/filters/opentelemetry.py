@@ -18,7 +18,7 @@ import yaml
 from gateway import schema as s
 from gateway.config import Settings, setting
 from gateway.filters.base import Filter
-from gateway.ops.tracing import FORMATS, Propagation, TracingConfig
+from gateway.ops.tracing import FORMATS, WRITTEN, Propagation, TracingConfig
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_header_name
 from gateway.schema import Invalid
@@ -31,16 +31,19 @@ _UNSUPPORTED = "not supported by this gateway"
 
 
 def _format(extracting: bool) -> s.Check:
-    """One of Kong's formats; ours (w3c) only, the others refused as not supported."""
+    """One of Kong's formats; those this gateway reads (extract) or writes, the others
+    refused as not supported."""
     known = [f for f in KONG_FORMATS if not (extracting and f == "b3-single")]
     if not extracting:
         known.insert(0, "preserve")
     check = s.one_of(*known)
+    supported = FORMATS if extracting else ("preserve", *WRITTEN)
 
     def checked(value: Any, path: str) -> str:
         name = check(value, path)
-        if name not in (*FORMATS, "preserve"):
-            raise Invalid(path, f"format {name!r} is {_UNSUPPORTED} (only w3c)")
+        if name not in supported:
+            raise Invalid(path, f"format {name!r} is {_UNSUPPORTED} (only "
+                                f"{', '.join(supported)})")
         return name
 
     return checked
@@ -93,7 +96,7 @@ PROPAGATION: s.Fields = {
 
 def _propagation(conf: dict[str, Any] | None, path: str) -> Propagation:
     """Kong's propagation record; all of extract/inject/clear unset is Kong's
-    header_type "preserve": extract every format (w3c here), inject the one found."""
+    header_type "preserve": extract every format (b3, w3c, jaeger here), inject the one found."""
     given = s.record(conf or {}, path, PROPAGATION)
     if given["default_format"] == "preserve":
         raise Invalid(f"{path}.default_format", "expected one of: " + ", ".join(KONG_FORMATS))

@@ -1,4 +1,5 @@
-"""OpenTelemetry traces: one server span per request, its children, W3C trace context.
+"""OpenTelemetry traces: one server span per request, its children, trace context (W3C,
+b3, jaeger).
 
 Tracing is on when an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``,
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) or a declarative file has a global
@@ -30,12 +31,14 @@ from urllib.parse import SplitResult, urlsplit
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry.propagators.b3 import B3MultiFormat
+from opentelemetry.propagators.jaeger import JaegerPropagator
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id, format_trace_id
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import gateway
@@ -44,17 +47,72 @@ log = logging.getLogger("gateway.tracing")
 
 #: Seconds between two warnings that spans were dropped (the collector is down).
 WARN_EVERY = 10.0
-#: The trace-context formats this gateway reads and writes (Kong's ``propagation`` names).
-FORMATS = ("w3c",)
-#: The headers of each format, for ``clear`` and for an untrusted client's headers.
-FORMAT_HEADERS = {"w3c": ("traceparent", "tracestate")}
+#: The trace-context formats read from a client (Kong's ``propagation`` names), in the
+#: order Kong extracts them by default (its old header_type "preserve"); b3 reads both of
+#: its forms, the X-B3-* headers and the single ``b3``.
+FORMATS = ("b3", "w3c", "jaeger")
+#: The formats written upstream and to third parties (b3-single: the one ``b3`` header).
+WRITTEN = ("b3", "b3-single", "w3c", "jaeger")
+#: The request headers (WSGI environ keys) that say a client sent a format.
+_SENT = {"b3": ("HTTP_B3", "HTTP_X_B3_TRACEID"), "w3c": ("HTTP_TRACEPARENT",),
+         "jaeger": ("HTTP_UBER_TRACE_ID",)}
+#: The headers each written format sets: a client's own are dropped before ours go in.
+FORMAT_HEADERS = {
+    "b3": ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"),
+    "b3-single": ("b3",), "w3c": ("traceparent", "tracestate"), "jaeger": ("uber-trace-id",),
+}
 #: Kong's default service.name.
 SERVICE_NAME = "kong"
 
 #: The worker's tracing when it is on (set by the app at start), else None.
 ACTIVE: Tracing | None = None
 
-_W3C = TraceContextTextMapPropagator()
+#: The formats written for the current request, resolved once in its context (``preserve``
+#: is the format the client's context came in, else ``default_format``).
+_WRITES = otel_context.create_key("gateway.tracing.writes")
+
+
+def _ids(span: Span) -> tuple[str, str, str | None, bool] | None:
+    """(trace id, span id, parent span id or None, sampled) of ``span`` in hex, None when
+    it has no valid context. An SDK span knows its parent; one it does not record, not."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    parent = getattr(span, "parent", None)
+    return (format_trace_id(context.trace_id), format_span_id(context.span_id),
+            None if parent is None else format_span_id(parent.span_id),
+            context.trace_flags.sampled)
+
+
+def _inject_b3_single(carrier: MutableMapping[str, str]) -> None:
+    """b3's single header as Kong writes it: ``trace-span-sampled``, then ``-parent`` when
+    the span has one (the SDK's B3SingleFormat leaves the parent out)."""
+    ids = _ids(trace.get_current_span())
+    if ids is not None:
+        trace_id, span_id, parent_id, sampled = ids
+        fields = [trace_id, span_id, "1" if sampled else "0", *([parent_id] if parent_id else [])]
+        carrier["b3"] = "-".join(fields)
+
+
+def _inject_jaeger(carrier: MutableMapping[str, str]) -> None:
+    """``uber-trace-id: trace:span:parent:flags`` as Kong writes it (the SDK's
+    JaegerPropagator also sets the debug flag on every sampled trace)."""
+    ids = _ids(trace.get_current_span())
+    if ids is not None:
+        trace_id, span_id, parent_id, sampled = ids
+        carrier["uber-trace-id"] = f"{trace_id}:{span_id}:{parent_id or '0'}:" \
+                                   f"{'01' if sampled else '00'}"
+
+
+#: Each format read from a client, and its SDK propagator.
+_EXTRACTORS: dict[str, TextMapPropagator] = {
+    "b3": B3MultiFormat(), "w3c": TraceContextTextMapPropagator(), "jaeger": JaegerPropagator(),
+}
+#: Each format written, and what writes it into a header mapping.
+_INJECTORS: dict[str, Callable[[MutableMapping[str, str]], None]] = {
+    "b3": _EXTRACTORS["b3"].inject, "b3-single": _inject_b3_single,
+    "w3c": _EXTRACTORS["w3c"].inject, "jaeger": _inject_jaeger,
+}
 
 
 @dataclass(frozen=True)
@@ -181,7 +239,6 @@ class Tracing:
         self.config = config
         self._tracer: trace.Tracer | None = None
         self.provider: TracerProvider | None = None
-        self.writes_w3c = bool({"w3c", "preserve"} & set(config.propagation.inject))
         #: Header names (lower case) removed from the upstream request after extraction.
         self.clear = tuple(h.lower() for h in config.propagation.clear)
 
@@ -200,6 +257,7 @@ class Tracing:
         """The server span of a request, made current; its trace context read from the
         client when trusted, its trace headers cleared from ``upstream_headers`` as asked."""
         parent, extracted = self._extract(environ)
+        writes = self._writes(extracted, extracted == "b3" and "HTTP_B3" in environ)
         scheme = environ.get("wsgi.url_scheme", "http")
         attributes = {
             "http.request.method": environ.get("REQUEST_METHOD", ""),
@@ -213,18 +271,33 @@ class Tracing:
         }
         span = self.tracer.start_span("kong", context=parent, kind=SpanKind.SERVER,
                                       attributes=attributes)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        current = otel_context.set_value(_WRITES, writes, trace.set_span_in_context(span))
+        token = otel_context.attach(current)
         for name in self.clear:
             upstream_headers.remove(name)
-        if extracted is None and self.writes_w3c:  # an unread client's state: not ours
-            upstream_headers.remove("tracestate")
+        for written in writes:  # the client's headers of a format we write are replaced
+            for name in FORMAT_HEADERS[written]:
+                upstream_headers.remove(name)
         return RequestTrace(span, token, extracted)
+
+    def _writes(self, extracted: str | None, single: bool) -> tuple[str, ...]:
+        """The formats ``inject`` writes for a request whose context came in ``extracted``
+        (``single``: b3's one-header form), Kong's ``preserve`` resolved."""
+        propagation, writes = self.config.propagation, []
+        for name in propagation.inject:
+            if name == "preserve":
+                name = extracted or propagation.default_format
+                if name == "b3" and single:
+                    name = "b3-single"
+            if name not in writes:
+                writes.append(name)
+        return tuple(writes)
 
     def _extract(self, environ: Mapping[str, Any]) -> tuple[Context | None, str | None]:
         """The client's trace context, in the first of ``extract``'s formats found."""
         for name in self.config.propagation.extract:
-            if name == "w3c" and "HTTP_TRACEPARENT" in environ:
-                found = _W3C.extract(environ, getter=_ENVIRON)
+            if any(key in environ for key in _SENT[name]):
+                found = _EXTRACTORS[name].extract(environ, getter=_ENVIRON)
                 if trace.get_current_span(found).get_span_context().is_valid:
                     return found, name
         return None, None
@@ -278,10 +351,12 @@ class Tracing:
             yield
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
-        """Write the current span's trace context into outgoing ``headers`` when ``inject``
-        asks for w3c (``preserve`` is w3c too: the one format read, and the default)."""
-        if self.writes_w3c:
-            _W3C.inject(headers)
+        """Write the current span's trace context into outgoing ``headers`` in each format
+        the request's ``inject`` resolved to (outside a request: ``preserve`` is the
+        default format)."""
+        writes = otel_context.get_value(_WRITES)
+        for name in writes if writes is not None else self._writes(None, False):
+            _INJECTORS[name](headers)
 
 
 def _without_query(parts: SplitResult) -> str:

@@ -340,6 +340,8 @@ PLUGIN_GAPS: dict[str, str] = {
     "prometheus": "active health check and DNS metrics, kong_datastore_reachable, "
                   "kong_nginx_timers, kong_memory_lua_shared_dict_*",
     "http-log": "service and route hold their names, not Kong's whole entities",
+    "opentelemetry": "global only (tracing is the worker's); `logs_endpoint`; the ot, datadog, "
+                     "aws, gcp and instana propagation formats",
 }
 
 #: Kong's bundled plugins with no filter here, and why (the compatibility matrix shows it).

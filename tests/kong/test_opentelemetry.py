@@ -7,7 +7,8 @@ Skipped, and why:
 
 | spec case | why |
 |---|---|
-| b3, b3-single, jaeger, ot, datadog, aws, gcp, instana | w3c only (others refused) |
+| ot, datadog, aws, gcp, instana | b3, b3-single, w3c and jaeger only (others refused) |
+| b3-single's parent field on an unsampled request | left out: the SDK keeps no parent of a span it does not record |
 | header_type other than preserve (old config) | deprecated; refused, use propagation |
 | "accepts variable values" ($(headers.host)) | refused: the resource is per worker |
 | 01-otlp_spec, 07-utils_spec | the SDK's encoder; Kong's Lua helpers |
@@ -138,6 +139,111 @@ def test_no_inject_passes_the_client_headers_unchanged(httpbin, collector):
     assert seen(response)["headers"]["traceparent"] == sent
 
 
+SPAN_ID = "a3ce929d0e0e4736"
+#: Kong's "every format" extraction order, as in the spec's routes.
+EVERY = "[b3, w3c, jaeger]"
+
+
+def test_propagates_tracing_headers_b3_request(httpbin, collector):
+    gw = client(httpbin, collector)
+    response = send(gw, "GET", "/", "otel.test",
+                    {"x-b3-sampled": "1", "x-b3-traceid": TRACE_ID, "x-b3-spanid": SPAN_ID})
+    headers = seen(response)["headers"]
+    assert headers["x-b3-traceid"] == TRACE_ID
+    assert headers["x-b3-spanid"] != SPAN_ID  # the gateway's span, child of the client's
+    assert headers["x-b3-sampled"] == "1"
+    assert "traceparent" not in headers  # preserve: the format the client used
+
+
+@pytest.mark.parametrize("rate", [1, 0])
+def test_propagates_b3_single_with_parent_id(httpbin, collector, rate):
+    gw = client(httpbin, collector, f"sampling_rate: {rate}")
+    response = send(gw, "GET", "/", "otel.test",
+                    {"b3": f"{TRACE_ID}-{SPAN_ID}-1-{PARENT_ID}"})
+    written = seen(response)["headers"]["b3"]
+    if rate == 1:
+        assert re.fullmatch(TRACE_ID + r"-[0-9a-f]{16}-1-[0-9a-f]{16}", written)
+    else:  # the rate decides, the client's flag aside (Kong's); no parent field here
+        assert re.fullmatch(TRACE_ID + r"-[0-9a-f]{16}-0", written)
+
+
+def test_propagates_b3_single_without_parent_id(httpbin, collector):
+    gw = client(httpbin, collector)
+    response = send(gw, "GET", "/", "otel.test", {"b3": f"{TRACE_ID}-{SPAN_ID}-1"})
+    assert re.match(TRACE_ID + r"-[0-9a-f]{16}-1", seen(response)["headers"]["b3"])
+
+
+def test_b3_single_reflects_the_disabled_sampled_flag(httpbin, collector):
+    gw = client(httpbin, collector)
+    response = send(gw, "GET", "/", "otel.test", {"b3": f"{TRACE_ID}-{SPAN_ID}-0"})
+    assert re.match(TRACE_ID + r"-[0-9a-f]{16}-0", seen(response)["headers"]["b3"])
+
+
+def test_ignore_defaults_to_w3c_when_b3_headers_are_sent(httpbin, collector):
+    gw = client(httpbin, collector, "propagation: {extract: [], inject: [preserve]}")
+    response = send(gw, "GET", "/", "otel.test",
+                    {"x-b3-sampled": "1", "x-b3-traceid": TRACE_ID, "x-b3-spanid": SPAN_ID})
+    assert traceparent(response)[0] != TRACE_ID
+
+
+def test_b3_single_when_header_type_is_b3_single(httpbin, collector):
+    """header_type "b3-single": extract every format, inject preserve and b3-single."""
+    gw = client(httpbin, collector, f"propagation: {{extract: {EVERY}, "
+                                    "inject: [preserve, b3-single], default_format: w3c}")
+    sent = f"{TRACE_ID}-{SPAN_ID}-1-{PARENT_ID}"
+    response = send(gw, "GET", "/", "otel.test", {"b3": sent})
+    written = seen(response)["headers"]["b3"]
+    assert written != sent
+    assert re.fullmatch(TRACE_ID + r"-[0-9a-f]{16}-1-[0-9a-f]{16}", written)
+
+
+def test_preserve_and_b3_single_on_a_w3c_request(httpbin, collector):
+    gw = client(httpbin, collector, f"propagation: {{extract: {EVERY}, "
+                                    "inject: [preserve, b3-single], default_format: w3c}")
+    response = send(gw, "GET", "/", "otel.test",
+                    {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    trace_id, span_id, _ = traceparent(response)
+    assert trace_id == TRACE_ID
+    assert seen(response)["headers"]["b3"].startswith(f"{TRACE_ID}-{span_id}-1-")
+
+
+@pytest.mark.parametrize("rate", [1, 0])
+def test_propagates_jaeger_tracing_headers(httpbin, collector, rate):
+    gw = client(httpbin, collector, f"sampling_rate: {rate}")
+    short = TRACE_ID[16:]  # a 64-bit id: left-padded with zeros when written
+    response = send(gw, "GET", "/", "otel.test",
+                    {"uber-trace-id": f"{short}:{SPAN_ID}:{PARENT_ID}:1"})
+    flag = "01" if rate == 1 else "00"
+    assert re.fullmatch("0" * 16 + short + r":[0-9a-f]{16}:[0-9a-f]+:" + flag,
+                        seen(response)["headers"]["uber-trace-id"])
+
+
+def test_does_not_preserve_the_incoming_format_unless_asked(httpbin, collector):
+    """extract b3, inject w3c: the client's b3 passes unchanged, the trace goes on in w3c."""
+    gw = client(httpbin, collector,
+                "propagation: {extract: [b3], inject: [w3c], default_format: w3c}")
+    sent = f"{TRACE_ID}-{SPAN_ID}-1-{PARENT_ID}"
+    response = send(gw, "GET", "/", "otel.test", {"b3": sent})
+    assert seen(response)["headers"]["b3"] == sent
+    assert traceparent(response)[0] == TRACE_ID
+
+
+def test_default_format_b3_on_a_request_without_context(httpbin, collector):
+    gw = client(httpbin, collector,
+                "propagation: {extract: [w3c], inject: [preserve], default_format: b3}")
+    headers = seen(send(gw, "GET", "/", "otel.test"))["headers"]
+    assert re.fullmatch("[0-9a-f]{32}", headers["x-b3-traceid"])
+    assert "traceparent" not in headers
+
+
+def test_the_spans_continue_a_b3_trace(httpbin, collector):
+    gw = client(httpbin, collector)
+    b3_trace = "b3" * 16  # this case's own: the collector keeps every case's spans
+    send(gw, "GET", "/", "otel.test", {"b3": f"{b3_trace}-{SPAN_ID}-1"})
+    server, = [s for s in collector.trace(b3_trace, {"kong"}) if s.name == "kong"]
+    assert server.parent_id == SPAN_ID
+
+
 def test_outgoing_parent_span_id_is_the_balancer_span(httpbin, collector):
     """Issue #11294: the upstream's traceparent names the exported span that called it."""
     gw = client(httpbin, collector)
@@ -193,8 +299,13 @@ def test_http_response_header_for_traceid(httpbin, collector):
      AT + "logs_endpoint: is not supported by this gateway"),
     ("{traces_endpoint: 'http://x.dev', sampling_rate: 2}",
      AT + "sampling_rate: value should be between 0 and 1"),
-    ("{traces_endpoint: 'http://x.dev', propagation: {extract: [b3]}}",
-     AT + "propagation.extract[0]: format 'b3' is not supported by this gateway"),
+    ("{traces_endpoint: 'http://x.dev', propagation: {extract: [ot]}}",
+     AT + "propagation.extract[0]: format 'ot' is not supported by this gateway (only b3, "
+          "w3c, jaeger)"),
+    ("{traces_endpoint: 'http://x.dev', propagation: {inject: [datadog]}}",
+     AT + "propagation.inject[0]: format 'datadog' is not supported by this gateway"),
+    ("{traces_endpoint: 'http://x.dev', propagation: {extract: [b3-single]}}",
+     AT + "propagation.extract[0]: expected one of"),
     ("{traces_endpoint: 'http://x.dev', propagation: {inject: [zipkin]}}",
      AT + "propagation.inject[0]: expected one of"),
     ("{traces_endpoint: 'http://x.dev', queue: {concurrency_limit: -1}}",
