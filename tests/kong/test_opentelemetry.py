@@ -8,7 +8,7 @@ Skipped, and why:
 | spec case | why |
 |---|---|
 | ot, datadog, aws, gcp, instana | b3, b3-single, w3c and jaeger only (others refused) |
-| b3-single's parent field on an unsampled request | left out: the SDK keeps no parent of a span it does not record |
+| b3-single's parent on an unsampled request | left out: the SDK records no such parent |
 | header_type other than preserve (old config) | deprecated; refused, use propagation |
 | "accepts variable values" ($(headers.host)) | refused: the resource is per worker |
 | 01-otlp_spec, 07-utils_spec | the SDK's encoder; Kong's Lua helpers |
