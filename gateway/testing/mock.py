@@ -120,6 +120,10 @@ class MockService(ThreadingHTTPServer):
 
     allow_reuse_address = True
 
+    #: Connections the kernel queues before accept (socketserver's 5 drops the SYNs of a
+    #: gateway test firing many requests at once; they come back only after 1-3 s).
+    request_queue_size = 1024
+
     def __init__(self, port: int = 0) -> None:
         """On ``port`` (0: a free one; a given one lets a test restart a stopped mock)."""
         super().__init__(("127.0.0.1", port), _Handler)

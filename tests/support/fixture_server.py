@@ -247,6 +247,10 @@ class FixtureServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    #: socketserver's default backlog is 5: the gateway's 200 connections at once overflowed
+    #: it, and the dropped SYNs came back after the kernel's 1, 3, 7, 15 s retransmissions
+    #: (test_concurrent_misses_make_one_call_per_worker timed out in CI).
+    request_queue_size = 1024
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
