@@ -76,6 +76,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--enrichment", choices=("off", "hits", "calls"), default="off",
                    help="enrichment off, on with cache hits, or on calling every time")
     p.add_argument("--source", type=Path, default=ROOT, help="gateway checkout to profile")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a gateway setting (repeatable), e.g. GATEWAY_FILTERS=rate-limiting "
+                        "with GATEWAY_RATELIMIT_SECOND=1000000000 for a filter's fast path")
     return p.parse_args()
 
 
@@ -90,6 +93,7 @@ def main() -> None:
     if args.enrichment != "off":
         ttl = 300 if args.enrichment == "hits" else 0
         env.update(enrichment_env(f"http://127.0.0.1:{third_port}", ttl))
+    env.update(setting.partition("=")[::2] for setting in args.set)
     gateway = Gateway(env, root=args.source.resolve())
     try:
         wrk(gateway.url + PATH, 2, args.connections, 2)  # warm up

@@ -634,7 +634,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--baseline", type=Path,
                    help="another checkout of the gateway (e.g. `git archive` of an older "
                         "commit) whose gateway rows are loaded in the same rounds, for a "
-                        "before/after")
+                        "before/after (the filter rows too with --only)")
     return p.parse_args()
 
 
@@ -666,7 +666,8 @@ def main() -> None:
         rows += routes_rows(upstream, processes)
         if args.baseline is not None:
             rows += gateway_rows(upstream, third, processes, args.baseline.resolve(),
-                                 f"baseline {args.baseline.name}: ", filter_rows=False)
+                                 f"baseline {args.baseline.name}: ",
+                                 filter_rows=args.only is not None)  # all: --only picks
         if selected("reference: nginx proxy_pass"):
             reference = start_nginx("reference.conf", port=reference_port,
                                     upstream_port=upstream_port)

@@ -68,15 +68,24 @@ class OneSendResponse(wsgi.Response):
 
     def process_headers(self, headers: Any) -> None:
         """gunicorn's checks and hop-by-hop filtering of the app's header fields, in its
-        order, with each name's token check and lowering done once per worker."""
+        order, with each name's token check and lowering done once per worker.
+
+        HEADER_VALUE_RE allows a set of characters, so the values pass it together
+        exactly when each one does: one match over them all, instead of one per field;
+        only when that fails (or a value is not text) is each field checked, in
+        gunicorn's order, for its error.
+        """
+        headers = list(headers)
+        try:
+            values_ok = HEADER_VALUE_RE.fullmatch("".join([v for _, v in headers])) is not None
+        except TypeError:  # a value that is not text: the loop says which
+            values_ok = False
         for name, value in headers:
             known = _NAMES.get(name) if isinstance(name, str) else None
             if known is None:
                 known = _checked_name(name)
-            if not isinstance(value, str):
-                raise TypeError(f"{value!r} is not a string")
-            if not HEADER_VALUE_RE.fullmatch(value):
-                raise InvalidResponseHeader(f"{name!r}")  # the name only: values may be secret
+            if not values_ok:
+                _check_value(name, value)
             value = value.strip(" \t")
             lowered, hop_by_hop = known
             if lowered == "content-length":
@@ -150,6 +159,14 @@ class OneSendResponse(wsgi.Response):
         head = self._head_bytes()
         self.headers_sent = True
         send_all(self.sock, head + _LAST_CHUNK if self.chunked else head)
+
+
+def _check_value(name: str, value: Any) -> None:
+    """gunicorn's checks of a response header value."""
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    if not HEADER_VALUE_RE.fullmatch(value):
+        raise InvalidResponseHeader(f"{name!r}")  # the name only: values may be secret
 
 
 def _checked_name(name: Any) -> tuple[str, bool]:

@@ -87,6 +87,13 @@ def checked_headers(pairs: list[tuple[str, str]]) -> Headers:
     return headers
 
 
+def fields(headers: Headers) -> list[tuple[str, str]]:
+    """The (name, value) fields of ``headers`` in order, as ``to_wsgi_list()`` and
+    ``items()`` give them, without the two generator steps werkzeug takes per field
+    (a copy of ``_list``, relied on as :func:`checked_headers` does)."""
+    return headers._list[:]
+
+
 def drop_fields(headers: Headers, names: frozenset[str]) -> None:
     """Remove every field whose lower-cased name is in ``names``, in one pass over the
     fields (werkzeug's remove() makes one pass per name). Relies on ``_list`` as
@@ -123,7 +130,7 @@ def response_headers(items: Iterable[tuple[str, str]], connection: str | None) -
                             if not _is_hop_by_hop(name.lower(), listed, RESPONSE_ONLY_HOP)])
 
 
-def set_fields(headers: Headers, replace: Iterable[tuple[str, str]],
+def set_fields(headers: Headers, replace: Headers | Iterable[tuple[str, str]],
                append: Iterable[tuple[str, str]] = (), checked: bool = False) -> None:
     """Set each ``replace`` field (that name's other fields dropped) and append each
     ``append`` value to a comma-separated field (Via, X-Forwarded-For).
@@ -134,7 +141,9 @@ def set_fields(headers: Headers, replace: Iterable[tuple[str, str]],
     values are the gateway's own or made of fields gunicorn already refused CR, LF and
     NUL in, so an absent name is appended without werkzeug's check of the value.
     """
-    present = {name.lower() for name, _ in headers}
+    if isinstance(replace, Headers):
+        replace = replace._list  # as checked_headers: a Headers' own fields, not copied
+    present = {field[0].lower() for field in headers._list}
     add = headers._list.append if checked else None
     for name, value in append:
         if name.lower() in present:

@@ -33,6 +33,7 @@ from gateway.config import Settings
 from gateway.proxy import balancer as balancing
 from gateway.proxy import wire
 from gateway.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, GatewayError
+from gateway.proxy.headers import fields as header_fields
 from gateway.proxy.healthcheck import (
     HTTP,
     NO_PEER,
@@ -264,7 +265,7 @@ class Upstream:
         """The request head for ``target``. A name a filter added twice is joined with
         ", ", equivalent per RFC 9110 5.3."""
         fields: dict[str, str] = {}
-        for name, value in headers.items():
+        for name, value in header_fields(headers):
             previous = fields.get(name)
             fields[name] = value if previous is None else f"{previous}, {value}"
         if not self.settings.preserve_host or "Host" not in fields:

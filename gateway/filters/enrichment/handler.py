@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote, unquote
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -216,11 +216,28 @@ def extract(document: Any, path: tuple[str, ...], max_value: int) -> str:
 
 def query_value(environ: Mapping[str, Any], name: str) -> str | None:
     """The first value of the query parameter ``name``, parsed as werkzeug's
-    ``Request.args`` parses it, without building a Request for it (a third of a cache
-    hit's cost)."""
-    query = environ.get("QUERY_STRING", "").encode("latin1").decode()
-    pairs = parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote")
-    return next((value for key, value in pairs if key == name), None)
+    ``Request.args`` parses it (urllib's parse_qsl with werkzeug's error handler),
+    without building a Request for it (a third of a cache hit's cost).
+
+    Fields are split and compared one by one until ``name`` is found, and only a key
+    or value holding ``+`` or ``%`` is decoded: parse_qsl decodes every field of the
+    query first, a fifth of a cache hit.
+    """
+    query = environ.get("QUERY_STRING", "")
+    if not query.isascii():  # WSGI's latin-1 text of the raw bytes, which are UTF-8
+        query = query.encode("latin1").decode()
+    for field in query.split("&"):
+        key, _, value = field.partition("=")
+        if _decoded(key) == name and field:
+            return _decoded(value)
+    return None
+
+
+def _decoded(text: str) -> str:
+    """A query key or value decoded as parse_qsl decodes it ('+' is a space)."""
+    if "+" in text or "%" in text:
+        return unquote(text.replace("+", " "), errors="werkzeug.url_quote")
+    return text
 
 
 def header_value(environ: Mapping[str, Any], name: str) -> str | None:

@@ -138,15 +138,16 @@ def rate_headers(windows: tuple[Window, ...], count: Count, now: float) -> tuple
     fields = []
     tightest = None
     for window, used in zip(windows, count.used, strict=True):
-        remaining = max(0, window.limit - used)
-        reset = max(1, window.seconds - int(now - window.start(now)))
-        if tightest is None or (remaining, -window.seconds) < tightest[:2]:
-            tightest = (remaining, -window.seconds, window.limit, reset)
-        name = window.period.title()
-        fields += [(f"X-RateLimit-Limit-{name}", str(window.limit)),
-                   (f"X-RateLimit-Remaining-{name}", str(remaining))]
-    remaining, _, limit, reset = tightest
-    fields += [("RateLimit-Limit", str(limit)), ("RateLimit-Remaining", str(remaining)),
+        remaining = window.limit - used if used < window.limit else 0
+        limit_name, remaining_name = window.header_names
+        remaining_text = str(remaining)
+        fields += [(limit_name, window.limit_text), (remaining_name, remaining_text)]
+        if tightest is None or remaining < tightest[0] or (
+                remaining == tightest[0] and window.seconds > tightest[1].seconds):
+            tightest = (remaining, window, remaining_text)
+    _, window, remaining_text = tightest
+    reset = max(1, window.seconds - int(now - window.start(now)))
+    fields += [("RateLimit-Limit", window.limit_text), ("RateLimit-Remaining", remaining_text),
                ("RateLimit-Reset", str(reset))]
     # Names of our own, one per window, and numbers: nothing for werkzeug to check.
     return checked_headers(fields), reset
