@@ -625,7 +625,8 @@ class Settings:
         "GATEWAY_REDIS_URL", redis_url, None,
         "Redis for state shared by workers and instances (rate-limiting counters, caches): "
         "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// (see Redis URL "
-        "forms); unset: in-process memory.",
+        "forms; options timeout, connect_timeout, ssl_verify, server_name, sentinel_username, "
+        "sentinel_password, sentinel_role, max_redirections); unset: in-process memory.",
         secret=True)
     log_level: str = setting(
         "GATEWAY_LOG_LEVEL", choice("debug", "info", "warning", "error"), "info",
