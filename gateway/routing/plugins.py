@@ -332,8 +332,7 @@ PLUGIN_GAPS: dict[str, str] = {
     "key-auth": "key TTLs: keyauth_credentials' ttl",
     "basic-auth": "Kong's stored password hashes: see basicauth_credentials",
     "acl": "X-Authenticated-Groups, which ldap-auth and oauth2 set: not built here",
-    "rate-limiting": "sliding windows; counts are always synchronous (config.redis also "
-                     "takes Kong Enterprise's Sentinel and Cluster fields: they work)",
+    "rate-limiting": "sliding windows; counts are always synchronous",
     "proxy-cache": "the Admin API to purge entries; Redis stands in for the other strategies",
     "request-transformer": "uri_captures references; multipart/form-data bodies, "
                            "streamed unchanged; replace of Host",
