@@ -246,11 +246,13 @@ _REDIS_SCHEMES = {"redis": ("redis", False), "rediss": ("redis", True),
                   "unix": ("unix", False)}
 _REDIS_FORMS = ("must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// "
                 "URL (see docs/operations.md, Redis URL forms)")
-_REDIS_OPTIONS = {"redis": {"timeout", "ssl_verify", "server_name"},
-                  "unix": {"timeout", "db"},
-                  "sentinel": {"timeout", "ssl_verify", "sentinel_username",
-                               "sentinel_password"},
-                  "cluster": {"timeout", "ssl_verify"}}
+_REDIS_OPTIONS = {"redis": {"timeout", "connect_timeout", "ssl_verify", "server_name"},
+                  "unix": {"timeout", "connect_timeout", "db"},
+                  "sentinel": {"timeout", "connect_timeout", "ssl_verify", "sentinel_username",
+                               "sentinel_password", "sentinel_role"},
+                  "cluster": {"timeout", "connect_timeout", "ssl_verify", "max_redirections"}}
+#: ``sentinel_role=``: which server of a Sentinel's set to use (Kong Enterprise's values).
+SENTINEL_ROLES = ("master", "slave", "any")
 _DATABASE = re.compile(r"[0-9]{1,5}")
 
 
@@ -278,6 +280,13 @@ class RedisTarget:
     service: str | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = dataclasses.field(default=None, repr=False)
+    #: ``master``, ``slave`` (a replica, the master when none answers) or ``any`` (the
+    #: master while the sentinels name one, else a replica).
+    sentinel_role: str = "master"
+    #: Seconds to connect, when not ``timeout`` (Kong Enterprise's ``connect_timeout``).
+    connect_timeout: float | None = None
+    #: A Cluster command's MOVED/ASK redirections followed before it fails (redis-py: 15).
+    max_redirections: int | None = None
 
     def url(self) -> str:
         """The URL that :func:`redis_target` reads back into this target (secrets included)."""
@@ -292,11 +301,16 @@ class RedisTarget:
                 user += ":" + quote(self.password, safe="")
             user += "@"
         options = {"timeout": f"{self.timeout:g}"}
+        if self.connect_timeout is not None:
+            options["connect_timeout"] = f"{self.connect_timeout:g}"
         if self.tls and not self.tls_verify:
             options["ssl_verify"] = "false"
-        for name in ("server_name", "sentinel_username", "sentinel_password"):
+        if self.sentinel_role != "master":
+            options["sentinel_role"] = self.sentinel_role
+        for name in ("server_name", "sentinel_username", "sentinel_password",
+                     "max_redirections"):
             if getattr(self, name) is not None:
-                options[name] = getattr(self, name)
+                options[name] = str(getattr(self, name))
         if self.kind == "unix":
             options["db"] = str(self.database)
             return f"unix://{user}{quote(self.path or '')}?{urlencode(options)}"
@@ -403,7 +417,7 @@ def redis_target(raw: str) -> RedisTarget:
         if not _DATABASE.fullmatch(database):
             raise ValueError("the db option must be a database number")
         return RedisTarget("unix", path=unquote(slash + path), database=int(database),
-                           timeout=_redis_timeout(options), **creds)
+                           **_redis_timeouts(options), **creds)
     service, database = _redis_location(kind, slash + path)
     try:
         verify = boolean(options.get("ssl_verify", "true"))
@@ -411,16 +425,40 @@ def redis_target(raw: str) -> RedisTarget:
         raise ValueError("the ssl_verify option must be true or false") from None
     return RedisTarget(
         kind, _redis_nodes(hosts, kind), database=database, tls=tls, tls_verify=verify,
-        server_name=options.get("server_name") or None, timeout=_redis_timeout(options),
-        service=service, sentinel_username=options.get("sentinel_username") or None,
-        sentinel_password=options.get("sentinel_password"), **creds)
+        server_name=options.get("server_name") or None, service=service,
+        sentinel_username=options.get("sentinel_username") or None,
+        sentinel_password=options.get("sentinel_password"),
+        sentinel_role=_redis_role(options), max_redirections=_redis_redirections(options),
+        **_redis_timeouts(options), **creds)
 
 
-def _redis_timeout(options: dict[str, str]) -> float:
+def _redis_timeouts(options: dict[str, str]) -> dict[str, float | None]:
+    """``timeout`` (0.5 s unless given) and ``connect_timeout`` (none: ``timeout``)."""
+    found: dict[str, float | None] = {"timeout": 0.5, "connect_timeout": None}
+    for name in found:
+        if name not in options:
+            continue
+        try:
+            found[name] = number(float, 0.001, 3600)(options[name])
+        except ValueError as exc:
+            raise ValueError(f"the {name} option (seconds) {exc}") from None
+    return found
+
+
+def _redis_role(options: dict[str, str]) -> str:
+    role = options.get("sentinel_role", "master")
+    if role not in SENTINEL_ROLES:
+        raise ValueError(f"the sentinel_role option must be one of: {', '.join(SENTINEL_ROLES)}")
+    return role
+
+
+def _redis_redirections(options: dict[str, str]) -> int | None:
+    if "max_redirections" not in options:
+        return None
     try:
-        return number(float, 0.001, 3600)(options.get("timeout", "0.5"))
+        return number(int, 0, 1000)(options["max_redirections"])
     except ValueError as exc:
-        raise ValueError(f"the timeout option (seconds) {exc}") from None
+        raise ValueError(f"the max_redirections option {exc}") from None
 
 
 def redis_url(raw: str) -> str:
@@ -587,7 +625,8 @@ class Settings:
         "GATEWAY_REDIS_URL", redis_url, None,
         "Redis for state shared by workers and instances (rate-limiting counters, caches): "
         "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// (see Redis URL "
-        "forms); unset: in-process memory.",
+        "forms; options timeout, connect_timeout, ssl_verify, server_name, sentinel_username, "
+        "sentinel_password, sentinel_role, max_redirections); unset: in-process memory.",
         secret=True)
     log_level: str = setting(
         "GATEWAY_LOG_LEVEL", choice("debug", "info", "warning", "error"), "info",

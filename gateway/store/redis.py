@@ -16,14 +16,19 @@ import functools
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelConnectionPoolProxy,
+)
 
 from gateway.config import RedisTarget, redis_target
 from gateway.ops import tracing
@@ -86,12 +91,9 @@ def redis_client(url: str) -> redis.Redis | RedisCluster:
         return redis.Redis(unix_socket_path=target.path, db=target.database,
                            **_plain(kwargs))
     if target.kind == "sentinel":
-        sentinels = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target),
-                             **kwargs)
-        return sentinels.master_for(target.service, db=target.database)
+        return _sentinel_client(target, kwargs)
     if target.kind == "cluster":
-        nodes = [ClusterNode(host, port) for host, port in target.nodes]
-        return RedisCluster(startup_nodes=nodes, require_full_coverage=False, **kwargs)
+        return _cluster_client(target, kwargs)
     (host, port), = target.nodes
     if target.tls and target.server_name:
         return redis.Redis(connection_pool=redis.ConnectionPool(
@@ -100,11 +102,55 @@ def redis_client(url: str) -> redis.Redis | RedisCluster:
     return redis.Redis(host=host, port=port, db=target.database, **kwargs)
 
 
+class _AnyRoleProxy(SentinelConnectionPoolProxy):
+    """The replica pool's view of the sentinels, the master first in its rotation."""
+
+    def rotate_slaves(self) -> Iterator[tuple[str, int]]:
+        with suppress(MasterNotFoundError):
+            yield self.get_master_address()
+        yield from super().rotate_slaves()
+
+
+class AnyRolePool(SentinelConnectionPool):
+    """Kong Enterprise's ``sentinel_role: any``: the master while the sentinels name one,
+    else one of its replicas. redis-py's replica pool (which tries the master last) with
+    its proxy, the object its connections ask for addresses, replaced by one that tries
+    the master first."""
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)
+        self.proxy = _AnyRoleProxy(
+            connection_pool=self, is_master=False, check_connection=self.check_connection,
+            service_name=service_name, sentinel_manager=sentinel_manager)
+        self.connection_kwargs["connection_pool"] = self.proxy
+
+
+def _sentinel_client(target: RedisTarget, kwargs: dict[str, Any]) -> redis.Redis:
+    """The client of the server of ``target.sentinel_role`` in the sentinels' set."""
+    sentinels = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target),
+                         **kwargs)
+    if target.sentinel_role == "master":
+        return sentinels.master_for(target.service, db=target.database)
+    pool = AnyRolePool if target.sentinel_role == "any" else SentinelConnectionPool
+    return sentinels.slave_for(target.service, db=target.database, connection_pool_class=pool)
+
+
+def _cluster_client(target: RedisTarget, kwargs: dict[str, Any]) -> RedisCluster:
+    """A Cluster client from the startup nodes; a command follows at most
+    ``max_redirections`` MOVED/ASK answers (redis-py counts attempts: one more)."""
+    nodes = [ClusterNode(host, port) for host, port in target.nodes]
+    client = RedisCluster(startup_nodes=nodes, require_full_coverage=False, **kwargs)
+    if target.max_redirections is not None:
+        client.RedisClusterRequestTTL = target.max_redirections + 1
+    return client
+
+
 def _connection_kwargs(target: RedisTarget) -> dict[str, Any]:
     """redis-py's keyword arguments for the data connections of ``target``."""
+    connect = target.timeout if target.connect_timeout is None else target.connect_timeout
     kwargs: dict[str, Any] = {
         "username": target.username, "password": target.password,
-        "socket_timeout": target.timeout, "socket_connect_timeout": target.timeout,
+        "socket_timeout": target.timeout, "socket_connect_timeout": connect,
         "health_check_interval": 30, "retry": Retry(NoBackoff(), RETRIES)}
     if target.tls:
         kwargs.update(ssl=True, ssl_cert_reqs="required" if target.tls_verify else "none",
@@ -147,15 +193,42 @@ KONG_REDIS_TIMEOUT_MS = 2000
 
 def kong_redis_url(conf: Mapping[str, Any]) -> str:
     """The URL of a Kong plugin's ``redis`` record (host, port, username, password,
-    database, ssl, ssl_verify, server_name, timeout in ms: kong/tools/redis/schema.lua).
+    database, ssl, ssl_verify, server_name, timeout in ms: kong/tools/redis/schema.lua),
+    or of Kong Enterprise's Sentinel (``sentinel_master``, ``sentinel_nodes`` as
+    ((host, port), ...), ``sentinel_role``, ``sentinel_username``, ``sentinel_password``)
+    or Cluster (``cluster_nodes``, ``cluster_max_redirections``) forms of it.
 
     An empty username or password is none (Kong sends no AUTH then); a timeout of 0
-    or none is Kong's default, 2 seconds.
+    or none is Kong's default, 2 seconds. Kong Enterprise's ``connect_timeout``, and
+    ``read_timeout``/``send_timeout`` (redis-py has one socket timeout for both: the
+    larger), replace ``timeout`` where given.
     """
+    timeout = _kong_seconds(conf, "timeout") or KONG_REDIS_TIMEOUT_MS / 1000
+    socket = max(_kong_seconds(conf, "read_timeout"), _kong_seconds(conf, "send_timeout"))
     target = RedisTarget(
-        "redis", ((conf["host"], conf.get("port") or 6379),),
         database=conf.get("database") or 0, username=conf.get("username") or None,
         password=conf.get("password") or None, tls=bool(conf.get("ssl")),
-        tls_verify=bool(conf.get("ssl_verify")), server_name=conf.get("server_name"),
-        timeout=(conf.get("timeout") or KONG_REDIS_TIMEOUT_MS) / 1000)
+        tls_verify=bool(conf.get("ssl_verify")), timeout=socket or timeout,
+        connect_timeout=_kong_seconds(conf, "connect_timeout") or None,
+        **_kong_topology(conf))
     return target.url()
+
+
+def _kong_seconds(conf: Mapping[str, Any], name: str) -> float:
+    """A Kong timeout field (milliseconds) in seconds; 0 when not given."""
+    return (conf.get(name) or 0) / 1000
+
+
+def _kong_topology(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """RedisTarget's fields for the record's kind: a Sentinel set, a Cluster or one host."""
+    if conf.get("sentinel_nodes"):
+        return {"kind": "sentinel", "nodes": tuple(conf["sentinel_nodes"]),
+                "service": conf["sentinel_master"],
+                "sentinel_role": conf.get("sentinel_role") or "master",
+                "sentinel_username": conf.get("sentinel_username") or None,
+                "sentinel_password": conf.get("sentinel_password") or None}
+    if conf.get("cluster_nodes"):
+        return {"kind": "cluster", "nodes": tuple(conf["cluster_nodes"]),
+                "max_redirections": conf.get("cluster_max_redirections")}
+    return {"kind": "redis", "nodes": ((conf["host"], conf.get("port") or 6379),),
+            "server_name": conf.get("server_name")}

@@ -1,7 +1,9 @@
 """rate-limiting's Redis under real gunicorn gevent workers: a plugin's own ``redis`` record
 (a second redis-server, as decK writes it with Kong's defaults), a Sentinel master killed
 mid-load (counting resumes on the promoted replica), and a Redis Cluster (clients in
-different slots). Every Redis is a real redis-server on loopback; each test is bounded.
+different slots), each reached through GATEWAY_REDIS_URL and through a kong.yml's
+``redis`` record (Kong Enterprise's sentinel_* and cluster_nodes fields). Every Redis is a
+real redis-server on loopback; each test is bounded.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ import json
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
 from tests.support.net import call
 from tests.support.processes import start_redis
-from tests.support.redis_topologies import start_cluster, start_sentinel_set
+from tests.support.redis_topologies import SERVICE, start_cluster, start_sentinel_set
 
 
 def kong_file(upstream: str, config: dict) -> str:
@@ -65,16 +69,39 @@ def test_a_plugins_own_redis_counts_across_two_workers(gateway, fixture_server, 
     assert not redis.Redis.from_url(redis_url).keys("gateway:ratelimit:*127.0.0.41*")
 
 
+def kong_yml(tmp_path: Path, upstream: str, config: dict) -> dict[str, str]:
+    """The environment of a gateway reading a kong.yml whose rate-limiting has ``config``."""
+    path = tmp_path / "kong.yml"
+    path.write_text(yaml.safe_dump(json.loads(kong_file(upstream, config))))
+    return {"GATEWAY_DECLARATIVE_CONFIG": str(path)}
+
+
+def by_header_config(limit: int, redis_record: dict) -> dict:
+    """rate-limiting's config counting per X-Client in the Redis ``redis_record`` names."""
+    return {"hour": limit, "limit_by": "header", "header_name": "X-Client", "policy": "redis",
+            "fault_tolerant": True, "redis": {"host": None, "port": 6379, **redis_record}}
+
+
+def sentinel_env(how: str, topology, upstream: str, tmp_path: Path) -> dict[str, str]:
+    """GATEWAY_REDIS_URL's redis+sentinel:// form, or a kong.yml's sentinel fields."""
+    if how == "env":
+        return {"GATEWAY_UPSTREAM_URL": upstream, "GATEWAY_FILTERS": "rate-limiting",
+                "GATEWAY_REDIS_URL": topology.url, **HOURLY_BY_HEADER}
+    record = {"sentinel_master": SERVICE, "sentinel_role": "master",
+              "sentinel_nodes": [{"host": "127.0.0.1", "port": topology.ports["sentinel"]}]}
+    return kong_yml(tmp_path, upstream, by_header_config(1000000, record))
+
+
+@pytest.mark.parametrize("how", ["env", "kong.yml"])
 def test_a_sentinel_master_killed_mid_load_counting_resumes_on_the_promoted_replica(
-        gateway, fixture_server):
+        gateway, fixture_server, tmp_path, how):
     try:
         topology = start_sentinel_set()
     except (RuntimeError, AssertionError) as exc:
         pytest.skip(f"redis-server --sentinel could not be started: {exc}")
     try:
-        gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url,
-                      "GATEWAY_FILTERS": "rate-limiting", "GATEWAY_REDIS_URL": topology.url,
-                      **HOURLY_BY_HEADER}, workers=2, fresh=True)
+        gw = gateway(sentinel_env(how, topology, fixture_server.url, tmp_path), workers=2,
+                     fresh=True)
         before = [by_header(gw.url, "sentinel")[1] for _ in range(20)]
         assert before[-1] == "999980"
         replica = redis.Redis(port=topology.ports["replica"])
@@ -95,17 +122,28 @@ def test_a_sentinel_master_killed_mid_load_counting_resumes_on_the_promoted_repl
         topology.stop()
 
 
-def test_a_redis_cluster_counts_clients_whose_keys_are_in_different_slots(gateway,
-                                                                          fixture_server):
+def cluster_env(how: str, cluster, upstream: str, tmp_path: Path) -> dict[str, str]:
+    """GATEWAY_REDIS_URL's redis+cluster:// form, or a kong.yml's cluster_nodes (one node:
+    the client finds the others)."""
+    if how == "env":
+        return {"GATEWAY_UPSTREAM_URL": upstream, "GATEWAY_FILTERS": "rate-limiting",
+                "GATEWAY_REDIS_URL": cluster.url, "GATEWAY_RATELIMIT_HOUR": "3",
+                "GATEWAY_RATELIMIT_LIMIT_BY": "header:X-Client"}
+    record = {"cluster_nodes": [{"ip": "127.0.0.1", "port": cluster.ports[0]}],
+              "cluster_max_redirections": 5}
+    return kong_yml(tmp_path, upstream, by_header_config(3, record))
+
+
+@pytest.mark.parametrize("how", ["env", "kong.yml"])
+def test_a_redis_cluster_counts_clients_whose_keys_are_in_different_slots(
+        gateway, fixture_server, tmp_path, how):
     try:
         cluster = start_cluster()
     except (RuntimeError, AssertionError) as exc:
         pytest.skip(f"a Redis Cluster could not be started: {exc}")
     try:
-        gw = gateway({"GATEWAY_UPSTREAM_URL": fixture_server.url,
-                      "GATEWAY_FILTERS": "rate-limiting", "GATEWAY_REDIS_URL": cluster.url,
-                      "GATEWAY_RATELIMIT_HOUR": "3",
-                      "GATEWAY_RATELIMIT_LIMIT_BY": "header:X-Client"}, workers=2, fresh=True)
+        gw = gateway(cluster_env(how, cluster, fixture_server.url, tmp_path), workers=2,
+                     fresh=True)
         clients = [f"c{n}" for n in range(8)]
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda c: (c, by_header(gw.url, c)[0]), clients * 4))
