@@ -7,6 +7,7 @@ gateway"; a field Kong does not know is an "unknown field", as Kong says.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -26,8 +27,31 @@ TIMEOUT = (s.integer(1, 2**31 - 2), 60000)
 #: Kong's tags: accepted, no effect here.
 TAGS = (s.array(s.string), ())
 ID = (s.string, None)
-#: Kong's automatic timestamps, present in exported files: accepted, no effect here.
-TIMESTAMP = (s.integer(0, 2**53), None)
+
+
+def timestamp(whole: bool) -> s.Check:
+    """Kong's automatic timestamps (typedefs.lua), present in exported files: accepted, no
+    effect here. ``auto_timestamp_s`` is an "integer" (any whole number, 1733200000.0 too,
+    as in Lua), ``auto_timestamp_ms`` a "number" (targets': ``1733200000.123``); both carry
+    Kong's ``timestamp`` validator, which wants a value above 0."""
+    expected = "expected an integer" if whole else "expected a number"
+
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(path, expected)
+        if whole and not (math.isfinite(value) and value == math.floor(value)):
+            raise Invalid(path, expected)
+        if not value > 0:
+            raise Invalid(path, "expected a valid timestamp")
+        return value
+
+    return check
+
+
+#: ``typedefs.auto_timestamp_s``: every entity's created_at/updated_at but targets'.
+TIMESTAMP_S = (timestamp(whole=True), None)
+#: ``typedefs.auto_timestamp_ms``: targets' (kong/db/schema/entities/targets.lua).
+TIMESTAMP_MS = (timestamp(whole=False), None)
 
 
 def comment(value: Any, path: str) -> str:
@@ -45,7 +69,7 @@ def ignored(value: Any, path: str) -> None:
 
 #: Fields every entity may have: Kong's id and timestamps, and the annotations Kong's
 #: declarative format allows in any entity, nested ones too (``_comment``, ``_ignore``).
-AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+AUTO = {"id": ID, "created_at": TIMESTAMP_S, "updated_at": TIMESTAMP_S,
         "_comment": (comment, None), "_ignore": (ignored, None)}
 HTTP_PROTOCOLS = ("http", "https")
 #: Kong's other protocols (kong/constants.lua).
@@ -343,7 +367,8 @@ class Target:
 
 
 TARGET_FIELDS: s.Fields = {
-    **AUTO, "target": (s.string, REQUIRED), "weight": (s.integer(0, 65535), 100),
+    **AUTO, "created_at": TIMESTAMP_MS, "updated_at": TIMESTAMP_MS,
+    "target": (s.string, REQUIRED), "weight": (s.integer(0, 65535), 100),
     "upstream": (reference, None), "tags": TAGS,
 }
 
