@@ -2,7 +2,8 @@
 file; ``kong-check FILE`` lists every blocker of a Kong declarative file; ``settings``
 prints the settings table in Markdown (with the filters GATEWAY_FILTERS names that are not
 built in); ``docs`` writes the generated pages of docs/ (that table in the configuration
-page, the Kong compatibility matrix, the home page); ``kong-matrix`` prints the matrix;
+page, the Kong compatibility matrix, the refused table of services-and-routes.md, the
+home page); ``kong-matrix`` prints the matrix;
 ``new-filter NAME DIR`` writes a filter package."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The generated parts of the documentation site (docs/, built by MkDocs): the settings
-table of the configuration page, the Kong compatibility matrix, and the home page (the
-README, its links made relative to docs/). ``python -m gateway docs`` (``make docs``)
+table of the configuration page, the Kong compatibility matrix, the table of what Kong
+accepts and the loader refuses (services-and-routes.md), and the home page (the README,
+its links made relative to docs/). ``python -m gateway docs`` (``make docs``)
 writes them; tests compare the committed pages with :func:`generated`, so none drifts."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ DOCS = ROOT / "docs"
 CONFIGURATION = DOCS / "configuration.md"
 KONG_COMPATIBILITY = DOCS / "kong-compatibility.md"
 HOME = DOCS / "index.md"
-_TABLE = re.compile(r"(<!-- settings:start -->\n).*?(<!-- settings:end -->)", re.S)
+SERVICES_AND_ROUTES = DOCS / "services-and-routes.md"
 
 
 def settings_table(custom: Sequence[type[Filter]] = ()) -> str:
@@ -39,9 +40,24 @@ def settings_table(custom: Sequence[type[Filter]] = ()) -> str:
     return "\n".join(rows)
 
 
+def between_markers(page: str, name: str, text: str) -> str:
+    """``page`` with the block between its ``<!-- name:start -->`` and ``<!-- name:end -->``
+    markers replaced by ``text``: a generated part of a page otherwise written by hand."""
+    block = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+    return block.sub(lambda m: m.group(1) + text + "\n" + m.group(2), page)
+
+
 def with_settings_table(page: str) -> str:
     """``page`` with the block between the settings markers replaced by the current table."""
-    return _TABLE.sub(lambda m: m.group(1) + settings_table() + "\n" + m.group(2), page)
+    return between_markers(page, "settings", settings_table())
+
+
+def with_refused_table(page: str) -> str:
+    """``page`` with the block between the refused markers replaced by the current table of
+    what Kong accepts and the loader refuses (:func:`gateway.routing.compat.refused_table`)."""
+    from gateway.routing.compat import refused_table
+
+    return between_markers(page, "refused", refused_table())
 
 
 def home_page(readme: str) -> str:
@@ -54,7 +70,8 @@ def generated() -> dict[Path, str]:
     from gateway.routing.compat import matrix
 
     return {CONFIGURATION: with_settings_table(CONFIGURATION.read_text()),
-            KONG_COMPATIBILITY: matrix(), HOME: home_page(README.read_text())}
+            KONG_COMPATIBILITY: matrix(), HOME: home_page(README.read_text()),
+            SERVICES_AND_ROUTES: with_refused_table(SERVICES_AND_ROUTES.read_text())}
 
 
 def write() -> list[Path]:

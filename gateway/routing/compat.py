@@ -5,6 +5,8 @@ A plugin's row comes from its KONG_PLUGINS entry (the config fields refused, hel
 Kong's default or without effect) and PLUGIN_GAPS, or from NOT_BUILT; an entity's from
 the declarative loader's entity list and field tables (ENTITY_FIELDS, FIELD_GAPS) or
 UNREAD_ENTITIES. The reasons live beside those tables; this module only lays them out.
+The same tables make the "Kong accepts / refused here because" table of
+docs/services-and-routes.md (:func:`refused_table`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from gateway import schema as s
 from gateway.filters import REGISTRY
 from gateway.routing import entities as e
 from gateway.routing.declarative import ENTITIES, FIRST_ENTITIES, UNREAD_ENTITIES
@@ -77,18 +80,42 @@ def plugin_gaps(name: str) -> list[str]:
     return gaps + ([PLUGIN_GAPS[name]] if name in PLUGIN_GAPS else [])
 
 
+def _held(check: s.Check) -> str | None:
+    """What of a field the loader refuses, if it is refused outright (UNSUPPORTED: "set")
+    or held to Kong's default (s.fixed: "other than" it); None for any other check."""
+    if check is e.unsupported:
+        return "set"
+    if hasattr(check, "only"):
+        return f"other than `{_shown(check.only)}`"
+    return None
+
+
+def _entity_fields(kind: str) -> s.Fields:
+    return {**FIRST_ENTITIES, **e.ENTITY_FIELDS}[kind]
+
+
+def refusals(kind: str) -> dict[str, tuple[str, str]]:
+    """REFUSED's rows of entity ``kind``: field -> (what is refused, why). A field refused
+    or held to one value without a row stops the generator: its reason must be written."""
+    rows = e.REFUSED.get(kind, {})
+    for field_name, (check, _default) in _entity_fields(kind).items():
+        if _held(check) and field_name not in rows:
+            raise ValueError(f"entity {kind}: {field_name} is refused without a reason in "
+                             "entities.REFUSED")
+    return rows
+
+
 def entity_gaps(kind: str) -> list[str]:
-    """What Kong's fields of entity ``kind`` do there and not here."""
-    notes = e.FIELD_GAPS.get(kind, {})
+    """What Kong's fields of entity ``kind`` do there and not here: gaps, then refusals."""
+    refused, notes = refusals(kind), e.FIELD_GAPS.get(kind, {})
     gaps = []
-    fields = {**FIRST_ENTITIES, **e.ENTITY_FIELDS}[kind]
-    for field_name, (check, _default) in fields.items():
-        if field_name in notes:
-            gaps.append(f"`{field_name}`: {notes[field_name]}")
-        elif check is e.unsupported:
-            gaps.append(f"`{field_name}` not supported")
-        elif hasattr(check, "only"):
-            gaps.append(f"`{field_name}` only `{_shown(check.only)}`")
+    for field_name in _entity_fields(kind):
+        said = [notes[field_name]] if field_name in notes else []
+        if field_name in refused:
+            values, reason = refused[field_name]
+            said.append(f"not supported ({values}): {reason}")
+        if said:
+            gaps.append(f"`{field_name}`: {'; '.join(said)}")
     return gaps
 
 
@@ -134,6 +161,36 @@ def matrix() -> str:
              "## Declarative entities", "",
              *_table("| Entity | Here |", map(_entity_row, _entities()))]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+REFUSED_HEAD = "| Kong accepts | refused here because |"
+
+
+def _plugin_refusals(name: str) -> str | None:
+    """Kong plugin ``name``'s row of the refused table: its fields refused or held to
+    Kong's default; None when it has none."""
+    held = [f"`{field_name}` {_held(field.check)}"
+            for field_name, field in KONG_PLUGINS[name].fields.items() if _held(field.check)]
+    if not held:
+        return None
+    return (f"| plugin `{name}`: {', '.join(held)} | no counterpart here: refused rather than "
+            "silently ignored |")
+
+
+def refused_table() -> str:
+    """Everything Kong accepts that the loader refuses, and why, one row each: entity fields
+    (REFUSED), plugins' fields, plugins not built (NOT_BUILT), entities not read
+    (UNREAD_ENTITIES). The table of docs/services-and-routes.md."""
+    fields = [f"| `{kind}.{field_name}`: {values} | {reason} |"
+              for kind in (*FIRST_ENTITIES, *ENTITIES)
+              for field_name, (values, reason) in refusals(kind).items()]
+    plugins = [row for name in sorted(KONG_PLUGINS) if (row := _plugin_refusals(name))]
+    unbuilt = [f"| plugin `{name}` (not built here) | {reason} |"
+               for name, reason in sorted(NOT_BUILT.items())]
+    unread = [f"| `{kind}` entities, at the top level or nested | not read by this gateway "
+              f"(\"unsupported entity\"; an empty list is accepted): {reason} |"
+              for kind, reason in UNREAD_ENTITIES.items()]
+    return "\n".join(_table(REFUSED_HEAD, [*fields, *plugins, *unbuilt, *unread])).rstrip("\n")
 
 
 def _entities() -> list[str]:

@@ -7,6 +7,7 @@ gateway"; a field Kong does not know is an "unknown field", as Kong says.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -26,8 +27,31 @@ TIMEOUT = (s.integer(1, 2**31 - 2), 60000)
 #: Kong's tags: accepted, no effect here.
 TAGS = (s.array(s.string), ())
 ID = (s.string, None)
-#: Kong's automatic timestamps, present in exported files: accepted, no effect here.
-TIMESTAMP = (s.integer(0, 2**53), None)
+
+
+def timestamp(whole: bool) -> s.Check:
+    """Kong's automatic timestamps (typedefs.lua), present in exported files: accepted, no
+    effect here. ``auto_timestamp_s`` is an "integer" (any whole number, 1733200000.0 too,
+    as in Lua), ``auto_timestamp_ms`` a "number" (targets': ``1733200000.123``); both carry
+    Kong's ``timestamp`` validator, which wants a value above 0."""
+    expected = "expected an integer" if whole else "expected a number"
+
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(path, expected)
+        if whole and not (math.isfinite(value) and value == math.floor(value)):
+            raise Invalid(path, expected)
+        if not value > 0:
+            raise Invalid(path, "expected a valid timestamp")
+        return value
+
+    return check
+
+
+#: ``typedefs.auto_timestamp_s``: every entity's created_at/updated_at but targets'.
+TIMESTAMP_S = (timestamp(whole=True), None)
+#: ``typedefs.auto_timestamp_ms``: targets' (kong/db/schema/entities/targets.lua).
+TIMESTAMP_MS = (timestamp(whole=False), None)
 
 
 def comment(value: Any, path: str) -> str:
@@ -45,7 +69,7 @@ def ignored(value: Any, path: str) -> None:
 
 #: Fields every entity may have: Kong's id and timestamps, and the annotations Kong's
 #: declarative format allows in any entity, nested ones too (``_comment``, ``_ignore``).
-AUTO = {"id": ID, "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+AUTO = {"id": ID, "created_at": TIMESTAMP_S, "updated_at": TIMESTAMP_S,
         "_comment": (comment, None), "_ignore": (ignored, None)}
 HTTP_PROTOCOLS = ("http", "https")
 #: Kong's other protocols (kong/constants.lua).
@@ -343,7 +367,8 @@ class Target:
 
 
 TARGET_FIELDS: s.Fields = {
-    **AUTO, "target": (s.string, REQUIRED), "weight": (s.integer(0, 65535), 100),
+    **AUTO, "created_at": TIMESTAMP_MS, "updated_at": TIMESTAMP_MS,
+    "target": (s.string, REQUIRED), "weight": (s.integer(0, 65535), 100),
     "upstream": (reference, None), "tags": TAGS,
 }
 
@@ -597,35 +622,65 @@ ENTITY_FIELDS: dict[str, s.Fields] = {
     "plugins": PLUGIN_FIELDS,
 }
 
-#: What Kong's fields of these entities do there and not here, for the compatibility
-#: matrix (docs/kong-compatibility.md); the fields refused outright (UNSUPPORTED) or held
-#: to one value (s.fixed) it reads from the tables above themselves.
+#: What Kong's fields of these entities do there and not here (accepted all the same), for
+#: the compatibility matrix (docs/kong-compatibility.md).
 FIELD_GAPS: dict[str, dict[str, str]] = {
-    "services": {
-        "protocol": f"{', '.join(OTHER_PROTOCOLS)} not supported: an HTTP/1.1 proxy, no "
-                    "HTTP/2 to upstreams, no stream proxying",
-        "tls_verify": "false not supported: an https upstream's certificate is always "
-                      "verified",
-        "write_timeout": "accepted, no effect: bodies stream",
-        "host": "IPv6 literals not supported yet",
-    },
-    "routes": {
-        "protocols": f"{', '.join(OTHER_PROTOCOLS)} not supported: an HTTP/1.1 proxy",
-        "path_handling": "v1 works as v0, as in Kong's traditional_compatible router",
-    },
+    "services": {"write_timeout": "accepted, no effect: bodies stream"},
+    "routes": {"path_handling": "v1 works as v0, as in Kong's traditional_compatible router"},
     "upstreams": {
         "healthchecks": "active and passive as Kong's, each worker probing and keeping "
                         "its own view (Kong shares one per node); targets marked down by "
                         "passive checks alone come back on a reload (no Admin API)",
     },
-    "vaults": {
-        "name": "only env (secrets from environment variables, under the vault's prefix and "
-                "config.prefix); hcv, aws, gcp, azure and conjur not supported",
-    },
-    "plugins": {
-        "ordering": "Kong Enterprise's dynamic plugin ordering, not supported",
-    },
     "basicauth_credentials": {
         "password": "plain passwords only: a Kong export's hashed one cannot be told apart",
+    },
+}
+
+_TLS_IN_NGINX = "TLS ends in nginx in front: no per-service client certificates or trust stores"
+_STREAM = "a field of Kong's stream routes (tcp, tls, udp): no stream proxying"
+#: What Kong accepts in these entities' fields and the loader refuses, with why: field ->
+#: (the values refused, the reason). Every field refused outright (UNSUPPORTED) or held to
+#: one value (s.fixed) has its row, or the docs generator stops (gateway/routing/compat.py
+#: lays them out in docs/services-and-routes.md and docs/kong-compatibility.md).
+REFUSED: dict[str, dict[str, tuple[str, str]]] = {
+    "services": {
+        "protocol": (", ".join(OTHER_PROTOCOLS),
+                     "an HTTP/1.1 proxy: no HTTP/2 to upstreams, no stream proxying (ws and "
+                     "wss, Kong Enterprise's, load: WebSocket handshakes)"),
+        "host": ("IPv6 literals", "not yet handled by the upstream client's URLs"),
+        "tls_verify": ("false", "an https upstream's certificate is always verified (Kong's "
+                                "default, proxy_ssl_verify off, does not: an upstream with a "
+                                "self-signed certificate needs a CA the machine trusts)"),
+        "client_certificate": ("set", _TLS_IN_NGINX),
+        "tls_verify_depth": ("set", _TLS_IN_NGINX),
+        "ca_certificates": ("set", _TLS_IN_NGINX),
+    },
+    "routes": {
+        "protocols": (", ".join(OTHER_PROTOCOLS), "an HTTP/1.1 proxy, as for services"),
+        "snis": ("set", "TLS ends in nginx in front: serving by SNI is its server_name's"),
+        "sources": ("set", _STREAM),
+        "destinations": ("set", _STREAM),
+    },
+    "upstreams": {
+        "healthchecks": ("`active.type` grpc or grpcs with an interval above 0",
+                         "no gRPC probes: no HTTP/2 to upstreams"),
+        "host_header": ("set", "not built: the Host sent to a target is the service's host, "
+                               "or the client's with the route's preserve_host"),
+        "client_certificate": ("set", _TLS_IN_NGINX),
+        "use_srv_name": ("true", "no SRV lookups: targets resolve by their A/AAAA records, "
+                                 "so there is no SRV name to send"),
+    },
+    "keyauth_credentials": {
+        "ttl": ("set", "not built: keys here do not expire"),
+    },
+    "plugins": {
+        "ordering": ("set", "Kong Enterprise's dynamic plugin ordering: plugins run in "
+                            "Kong's priority order"),
+    },
+    "vaults": {
+        "name": ("hcv, aws, gcp, azure, conjur", "they would call a secret manager at every "
+                 "start and reload: only Kong's env vault (secrets from environment "
+                 "variables, under the vault's prefix and config.prefix)"),
     },
 }

@@ -24,6 +24,7 @@ CASES = {
         ("/orders/1", KEY, 200, "/anything/1"),
         ("/orders/7", {**KEY, "Host": "api.example.com", "X-Version": "2"}, 200,
          "/anything/orders/7"),
+        ("/inventory/5", {}, 200, "/anything/5"),  # through the upstream and its target
     ],
     "kong-config-init.yml": [("/anything", {}, 404, "no Route matched with those values")],
     "kong-1.1-regex-paths.yml": [
@@ -35,6 +36,7 @@ CASES = {
         ("/anything/x", SHOP, 200, "/anything/x"),
         ("/status/201", SHOP, 201, None),
         ("/anything/x", {}, 404, "no Route matched with those values"),
+        ("/cart/x", SHOP, 503, "failure to get a peer from the ring-balancer"),  # no targets
     ],
     "compose-underscores.yml": [
         ("/todos/1", {"Host": "todo_api"}, 200, "/anything/1"),

@@ -47,7 +47,7 @@ def test_every_kong_entity_has_a_row():
     assert set(compat.KONG_ENTITIES) | set(ENTITIES) == set(rows)
     assert rows["certificates"].startswith("not supported (TLS ends in nginx")
     assert rows["upstreams"].startswith("partly (`healthchecks`: active and passive as Kong")
-    assert "`use_srv_name` only `false`" in rows["upstreams"]
+    assert "`use_srv_name`: not supported (true): no SRV lookups" in rows["upstreams"]
     assert rows["targets"] == "supported"
 
 
@@ -68,8 +68,27 @@ def test_every_reason_describes_something_the_tables_hold():
     assert set(NOT_BUILT) <= set(compat.BUNDLED_PLUGINS)
     assert set(PLUGIN_GAPS) <= set(KONG_PLUGINS)
     assert not set(UNREAD_ENTITIES) & {*ENTITIES, *FIRST_ENTITIES}
-    for kind, notes in e.FIELD_GAPS.items():
+    for kind, notes in [*e.FIELD_GAPS.items(), *e.REFUSED.items()]:
         assert set(notes) <= set({**FIRST_ENTITIES, **e.ENTITY_FIELDS}[kind]), kind
+
+
+def test_the_refused_table_lists_what_kong_accepts_and_the_loader_refuses():
+    page = (ROOT / "docs" / "services-and-routes.md").read_text()
+    rows = re.findall(r"^\| (.+?) \| .+ \|$", compat.refused_table(), re.M)
+    assert compat.refused_table() in page
+    for wanted in ("`upstreams.host_header`: set", "`upstreams.client_certificate`: set",
+                   "`upstreams.use_srv_name`: true", "`keyauth_credentials.ttl`: set",
+                   "`plugins.ordering`: set", "plugin `oauth2` (not built here)",
+                   "`upstreams.healthchecks`: `active.type` grpc or grpcs with an interval "
+                   "above 0", "`certificates` entities, at the top level or nested"):
+        assert wanted in rows, wanted
+
+
+def test_a_field_refused_without_a_reason_stops_the_generator(monkeypatch):
+    monkeypatch.setitem(e.REFUSED, "upstreams", {})
+    with pytest.raises(ValueError, match="entity upstreams: host_header is refused without "
+                                         "a reason"):
+        compat.refused_table()
 
 
 def test_the_loader_reads_the_entities_the_matrix_calls_read():

@@ -167,6 +167,36 @@ def test_kongs_hostname_rule_still_refuses(host):
         HEAD + f"services:\n- {{host: '{host}'}}\n")
 
 
+# Kong's automatic timestamps: seconds (auto_timestamp_s), targets' in milliseconds
+# (auto_timestamp_ms, a number: `kong config db_export` writes 1733200000.123).
+
+def upstream_with_target(fields: str) -> str:
+    return HEAD + f"upstreams:\n- name: u\n  targets:\n  - {{target: 'a:80', {fields}}}\n"
+
+
+@pytest.mark.parametrize("text", [
+    upstream_with_target("created_at: 1733200000.123, updated_at: 1733200000.456"),
+    upstream_with_target("created_at: 1733200000"),
+    HEAD + "services:\n- {url: 'http://a', created_at: 1733200000.0}\n",  # whole, as in Lua
+])
+def test_timestamps_load_as_kong_takes_them(text):
+    assert not parse_declaration(text, "kong.yml", {}).problems
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (upstream_with_target("created_at: 0"), "created_at: expected a valid timestamp"),
+    (upstream_with_target("updated_at: -1.5"), "updated_at: expected a valid timestamp"),
+    (upstream_with_target("created_at: '1733200000.123'"), "created_at: expected a number"),
+    (upstream_with_target("created_at: true"), "created_at: expected a number"),
+    (HEAD + "services:\n- {url: 'http://a', created_at: 1733200000.123}\n",
+     "services[0].created_at: expected an integer"),  # seconds everywhere else
+    (HEAD + "consumers:\n- {username: c, updated_at: 0}\n",
+     "consumers[c].updated_at: expected a valid timestamp"),
+])
+def test_timestamps_kong_refuses_are_refused(text, message):
+    assert any(line.endswith(message) for line in problems(text)), problems(text)
+
+
 # Row 4: url with protocol/host/port/path: the url's parts win.
 
 def test_the_url_wins_over_protocol_host_port_and_path():
@@ -238,13 +268,16 @@ def test_a_deck_dump_with_every_default_serves(upstream):
     client = client_for(kong_file("deck-dump.yaml", upstream.url))
     assert get(client, "/orders/1").status_code == 401
     response = get(client, "/orders/1", headers={"apikey": "orders-key-0001"})
-    assert response.status_code == 200
+    assert response.status_code == 200  # the acl plugin: the consumer's nested acls
     assert json.loads(response.get_data())["target"] == "/anything/1"
     assert response.headers["X-RateLimit-Limit-Minute"] == "1000"  # the global plugin
     status, seen = echoed(client, "/orders/7", headers={
         "apikey": "orders-key-0001", "Host": "api.example.com", "X-Version": "2"})
     assert (status, seen["target"]) == (200, "/anything/orders/7")
     assert ("Host", "api.example.com") in [tuple(h) for h in seen["headers"]]
+    # The upstream dumped with every default, its target's timestamps in milliseconds.
+    status, seen = echoed(client, "/inventory/5")
+    assert (status, seen["target"]) == (200, "/anything/5")
 
 
 def test_an_ingress_controller_output_serves(upstream):
@@ -256,6 +289,9 @@ def test_an_ingress_controller_output_serves(upstream):
     assert response.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
     assert get(client, "/status/204", headers={"Host": "shop.example.com"}).status_code == 204
     assert get(client, "/anything/x").status_code == 404  # another host
+    # The upstream of a Service without ready endpoints: no targets.
+    status, seen = echoed(client, "/cart/x", headers={"Host": "shop.example.com"})
+    assert (status, seen["message"]) == (503, "failure to get a peer from the ring-balancer")
 
 
 # Point 4: every blocker at once.
