@@ -123,9 +123,7 @@ def matrix() -> str:
     ours = sorted(name for name in REGISTRY if name not in mapped)
     lines = [HEADER, "## Plugins", "",
              *_table("| Kong plugin | Filter | Here |", map(_plugin_row, sorted(BUNDLED_PLUGINS))),
-             "## Kong Enterprise plugins", "",
-             "Built here, under Kong's name and config fields:", "",
-             *_table("| Kong plugin | Filter | Here |", map(_plugin_row, beyond)),
+             *_enterprise(beyond),
              "## Filters of this gateway", "",
              "A file may name them as plugins (their config keys are their Config field "
              "names), as well as a custom filter's installed name or "
@@ -134,6 +132,16 @@ def matrix() -> str:
              "## Declarative entities", "",
              *_table("| Entity | Here |", map(_entity_row, _entities()))]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _enterprise(names: list[str]) -> list[str]:
+    """The Kong Enterprise plugins built here, as a section; none, no section (a table
+    with only its head would say nothing)."""
+    if not names:
+        return []
+    return ["## Kong Enterprise plugins", "",
+            "Built here, under Kong's name and config fields:", "",
+            *_table("| Kong plugin | Filter | Here |", map(_plugin_row, names))]
 
 
 def _entities() -> list[str]:
