@@ -585,7 +585,8 @@ class Settings:
         "GATEWAY_UPSTREAM_MAX_HEADER_BYTES", byte_size, "32k",
         "Largest header section an upstream may answer (nginx in front refuses more than "
         "its proxy_buffer_size with a 502 too; keep them aligned); past it, or past 100 "
-        "header fields (gunicorn's own limit on requests), 502.")
+        "header fields (gunicorn's own limit on requests), 502. An external service's "
+        "answer has the same bounds (CallFailed past them).")
     body_timeout: float = setting(
         "GATEWAY_BODY_TIMEOUT", number(float, 0.001), "60",
         "Seconds the request body may stop arriving between two pieces (nginx's "

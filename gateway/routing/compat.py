@@ -150,9 +150,7 @@ def matrix() -> str:
     ours = sorted(name for name in REGISTRY if name not in mapped)
     lines = [HEADER, "## Plugins", "",
              *_table("| Kong plugin | Filter | Here |", map(_plugin_row, sorted(BUNDLED_PLUGINS))),
-             "## Kong Enterprise plugins", "",
-             "Built here, under Kong's name and config fields:", "",
-             *_table("| Kong plugin | Filter | Here |", map(_plugin_row, beyond)),
+             *_enterprise(beyond),
              "## Filters of this gateway", "",
              "A file may name them as plugins (their config keys are their Config field "
              "names), as well as a custom filter's installed name or "
@@ -191,6 +189,16 @@ def refused_table() -> str:
               f"(\"unsupported entity\"; an empty list is accepted): {reason} |"
               for kind, reason in UNREAD_ENTITIES.items()]
     return "\n".join(_table(REFUSED_HEAD, [*fields, *plugins, *unbuilt, *unread])).rstrip("\n")
+
+
+def _enterprise(names: list[str]) -> list[str]:
+    """The Kong Enterprise plugins built here, as a section; none, no section (a table
+    with only its head would say nothing)."""
+    if not names:
+        return []
+    return ["## Kong Enterprise plugins", "",
+            "Built here, under Kong's name and config fields:", "",
+            *_table("| Kong plugin | Filter | Here |", map(_plugin_row, names))]
 
 
 def _entities() -> list[str]:

@@ -33,8 +33,9 @@ from gateway.filters import (
 from gateway.filters.auth import CredentialStore, consumer_id
 from gateway.filters.base import Filter
 from gateway.filters.key_auth import KeyTable, Owner
-from gateway.filters.opentelemetry import tracing_config
+from gateway.filters.opentelemetry import KONG_FORMATS, tracing_config
 from gateway.filters.request_callout.plan import plan as callout_plan
+from gateway.ops.tracing import WRITTEN
 from gateway.routing.declarative import Declaration
 from gateway.routing.entities import Plugin, unsupported
 from gateway.schema import Invalid
@@ -332,16 +333,26 @@ PLUGIN_GAPS: dict[str, str] = {
     "key-auth": "key TTLs: keyauth_credentials' ttl",
     "basic-auth": "Kong's stored password hashes: see basicauth_credentials",
     "acl": "X-Authenticated-Groups, which ldap-auth and oauth2 set: not built here",
-    "rate-limiting": "sliding windows; counts are always synchronous",
-    "proxy-cache": "the Admin API to purge entries; Redis stands in for the other strategies",
-    "request-transformer": "uri_captures references; multipart/form-data bodies, "
-                           "streamed unchanged; replace of Host",
+    "rate-limiting": "counts are always synchronous; the `cluster` policy (it needs a "
+                     "database: Kong refuses it without one too)",
+    "proxy-cache": "the Admin API to purge entries",
+    "request-transformer": "code in templates (`$(10 * uri_captures.x)`, `$(type(x))`): "
+                           "refused at load, plain references only; `replace` of `Host` (the "
+                           "upstream's Host is the target's, or the client's with "
+                           "preserve_host)",
+    "request-callout": "Lua (`by_lua`, code in `$(...)`); a URL whose host comes from a "
+                       "reference; `http_opts.proxy`, `ssl_server_name`; Redis Sentinel "
+                       "and Cluster",
     "ip-restriction": "the tcp, tls and grpc protocols: an HTTP gateway",
-    "prometheus": "active health check and DNS metrics, kong_datastore_reachable, "
-                  "kong_nginx_timers, kong_memory_lua_shared_dict_*",
+    "prometheus": "`dns_error` of targets whose upstream has no health checks; resolved "
+                  "addresses per target; kong_datastore_reachable, kong_nginx_timers, "
+                  "kong_memory_lua_shared_dict_*",
     "http-log": "service and route hold their names, not Kong's whole entities",
-    "opentelemetry": "global only (tracing is the worker's); `logs_endpoint`; the ot, datadog, "
-                     "aws, gcp and instana propagation formats",
+    "opentelemetry": "global only (tracing is the worker's); `logs_endpoint`; `header_type` "
+                     "only `preserve` (use `propagation`); queue fields other than "
+                     "`max_batch_size` and `max_coalescing_delay` only at Kong's default; the "
+                     + ", ".join(f for f in KONG_FORMATS if f not in WRITTEN)
+                     + " propagation formats",
 }
 
 #: Kong's bundled plugins with no filter here, and why (the compatibility matrix shows it).

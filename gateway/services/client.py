@@ -47,14 +47,16 @@ class Answer:
 
 
 class HttpClient:
-    """Calls external services; ``connect`` and ``read`` bound each connect and each read."""
+    """Calls external services; ``connect`` and ``read`` bound each connect and each read,
+    ``limits`` an answer's header section (as the upstream's: CallFailed past them)."""
 
     def __init__(self, connect: float, read: float, max_bytes: int,
                  ca_bundle: str | None = None, insecure: bool = False,
-                 pool_size: int = 100) -> None:
+                 pool_size: int = 100, limits: wire.HeadLimits = wire.DEFAULT_LIMITS) -> None:
         self.connect_timeout = connect
         self.read_timeout = read
         self.max_bytes = max_bytes
+        self.limits = limits
         self.ca_bundle = ca_bundle
         self.insecure = insecure
         self.pool_size = pool_size
@@ -90,7 +92,8 @@ class HttpClient:
                                  _fields(parts.netloc or "", headers, method, body))
         try:
             answer = exchange(pool, head, body, False, timeout=self.read_timeout,
-                              head_request=method == "HEAD", repeatable=method in IDEMPOTENT)
+                              head_request=method == "HEAD", repeatable=method in IDEMPOTENT,
+                              limits=self.limits)
         except _FAILURES as exc:
             raise self._failure(exc) from None
         try:

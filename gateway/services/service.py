@@ -31,6 +31,7 @@ from gateway.jsoncodec import decode_json, encode_json
 from gateway.ops import tracing
 from gateway.ops.batch import PENDING
 from gateway.ops.logjson import REQUEST_ID
+from gateway.proxy.wire import HeadLimits
 from gateway.services.breaker import Breaker
 from gateway.services.client import Answer, HttpClient
 from gateway.services.errors import BadAnswer, CallFailed, ServiceError
@@ -192,7 +193,8 @@ class Service:
         self.client = HttpClient(
             options.connect_timeout or options.timeout, options.read_timeout or options.timeout,
             options.max_bytes, options.ca_bundle, options.insecure,
-            options.pool_size or settings.pool_size)
+            options.pool_size or settings.pool_size,
+            HeadLimits(max_bytes=settings.upstream_max_header_bytes))
         self.breaker = Breaker(options.breaker_failures, options.breaker_reset,
                                on_change=self._breaker_changed) \
             if options.breaker_failures > 0 else None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.proxy.request import ALLOWED_METHODS, METHOD_NOT_ALLOWED
 from tests.support.net import call, free_port, raw_exchange, status_of, wait_for_port
 from tests.support.processes import ROOT, Gateway, Process, reset_peak_rss, rss_kib
 
@@ -199,6 +200,28 @@ def test_hostile_requests_through_nginx_never_reach_the_upstream(behind_nginx, f
     response = raw_exchange(nginx.url, head + b"Connection: close\r\n\r\n")
     assert status_of(response) in statuses
     assert sum(fixture_server.hits.values()) == before
+
+
+def test_trace_gets_nginxs_405_with_the_gateways_allow_list(behind_nginx, fixture_server):
+    """nginx refuses TRACE before any location: its answer still carries the Allow header
+    RFC 9110 requires, the list the gateway itself sends, and the gateway's message."""
+    nginx, _ = behind_nginx
+    before = sum(fixture_server.hits.values())
+    response, body = call(nginx.url, "TRACE", "/echo")
+    assert response.status == 405
+    assert response.getheader("Allow") == dict(ALLOWED_METHODS)["Allow"]
+    assert json.loads(body)["message"] == METHOD_NOT_ALLOWED
+    assert sum(fixture_server.hits.values()) == before
+
+
+def test_a_405_from_behind_the_gateway_passes_nginx_unchanged(behind_nginx):
+    """error_page 405 is for nginx's own TRACE answer: a proxied 405 keeps its body and
+    headers (no proxy_intercept_errors)."""
+    nginx, _ = behind_nginx
+    status, headers, body = get(nginx.url, "/status/405")
+    assert status == 405
+    assert json.loads(body) == {"status": True}
+    assert "Allow" not in headers
 
 
 def test_redirects_to_the_upstream_point_at_nginx(behind_nginx, fixture_server):

@@ -1,5 +1,6 @@
 """The documentation site (docs/): its generated pages are current, the Kong compatibility
-matrix has a row for every Kong plugin and entity, and its code blocks run or load."""
+matrix has a row for every Kong plugin and entity and its claims hold in the loader, and
+its code blocks run or load (a Kong file, or a fragment of one, through the real loader)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,33 @@ import pytest
 import yaml
 
 from gateway import docs
+from gateway.config import Settings, load
+from gateway.filters import multipart
+from gateway.filters.prometheus import STATES
 from gateway.routing import compat
 from gateway.routing import entities as e
-from gateway.routing.declarative import (
-    ENTITIES,
-    FIRST_ENTITIES,
-    UNREAD_ENTITIES,
-    parse_declaration,
-)
+from gateway.routing.declarative import ENTITIES, FIRST_ENTITIES, UNREAD_ENTITIES
 from gateway.routing.plugins import KONG_PLUGINS, NOT_BUILT, PLUGIN_GAPS
+from gateway.routing.table import file_problems
+from tests.support.app import in_process
 from tests.support.processes import ROOT
 
 PAGES = sorted((ROOT / "docs").rglob("*.md"))
 BLOCK = re.compile(r"^```(python|yaml)\n(.*?)^```", re.S | re.M)
 BLOCKS = [(page, kind, code) for page in PAGES for kind, code in BLOCK.findall(page.read_text())]
 MATRIX = (ROOT / "docs" / "kong-compatibility.md").read_text()
+PLUGIN_ROWS = dict(re.findall(r"^\| `([a-z0-9-]+)` \|[^|]*\| (.+) \|$", MATRIX, re.M))
+#: The top-level keys of a Kong declarative file: a yaml block holding one is (part of) one.
+KONG_KEYS = {*ENTITIES, *FIRST_ENTITIES, *UNREAD_ENTITIES, "_format_version", "_transform"}
+#: A yaml block that is one plugin's config starts with this comment, naming the plugin.
+CONFIG_OF = re.compile(r"# the config of a ([a-z0-9-]+) plugin\n")
+ENVIRON = {"DEMO_API_KEY": "k"}
+
+
+def problems_of(data: dict) -> tuple[str, ...]:
+    """Every blocker the gateway's loader (kong-check's) finds in a declarative file."""
+    text = yaml.safe_dump({"_format_version": "3.0", **data})
+    return file_problems(load(Settings, {}), text, "doc.yml", ENVIRON)
 
 
 @pytest.mark.parametrize("path", list(docs.generated()), ids=lambda path: path.name)
@@ -33,13 +46,68 @@ def test_the_generated_pages_are_current(path: Path):
 
 
 def test_every_kong_bundled_plugin_has_a_row():
-    rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \|[^|]*\| (.+) \|$", MATRIX, re.M))
-    assert set(compat.BUNDLED_PLUGINS) <= set(rows)
+    assert set(compat.BUNDLED_PLUGINS) <= set(PLUGIN_ROWS)
     assert len(compat.BUNDLED_PLUGINS) == 45
-    assert rows["key-auth"].startswith("partly (`key_in_body` only `false`")
-    assert rows["cors"] == "supported"
-    assert rows["oauth2"].startswith("not supported (its tokens")
-    assert rows["request-callout"] == "supported"  # Kong Enterprise's, built here
+    assert PLUGIN_ROWS["key-auth"].startswith("partly (`key_in_body` only `false`")
+    assert PLUGIN_ROWS["cors"] == "supported"
+    assert PLUGIN_ROWS["oauth2"].startswith("not supported (its tokens")
+    assert PLUGIN_ROWS["request-callout"].startswith("partly (Lua")  # Kong Enterprise's
+
+
+def _refused_value(check: object) -> object:
+    """A value other than the only one a field takes (any value, for a refused field)."""
+    only = getattr(check, "only", None)
+    if isinstance(only, bool):
+        return not only
+    return only + 1 if isinstance(only, int) else f"{only}-other"
+
+
+@pytest.mark.parametrize("plugin, field", [
+    (name, field) for name, kong in KONG_PLUGINS.items() for field, f in kong.fields.items()
+    if f.check is e.unsupported or hasattr(f.check, "only")])
+def test_a_field_the_matrix_calls_refused_is_refused_by_the_loader(plugin: str, field: str):
+    """"not supported" and "only X" rows: another value stops the file from loading, with
+    the field's path named (whatever else the bare config lacks)."""
+    value = _refused_value(KONG_PLUGINS[plugin].fields[field].check)
+    found = problems_of({"plugins": [{"name": plugin, "config": {field: value}}]})
+    assert any(f"plugins[{plugin}].config.{field}:" in line for line in found), found
+
+
+def test_request_transformer_uri_captures_and_multipart_bodies_work(mock_service):
+    """The matrix's request-transformer row no longer calls them missing: a capture feeds
+    a query parameter, and a multipart body's part is renamed, from a declarative file."""
+    assert not re.search("uri_captures references|multipart", PLUGIN_ROWS["request-transformer"])
+    text = yaml.safe_dump({"_format_version": "3.0", "services": [{
+        "name": "up", "url": mock_service.url,
+        "routes": [{"name": "users", "paths": [r"~/users/(?<user>\w+)$"]}],
+        "plugins": [{"name": "request-transformer", "config": {
+            "add": {"querystring": ["who:$(uri_captures.user)"]},
+            "rename": {"body": ["a:b"]}}}]}]})
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": text})
+    data, mark = multipart.encode([multipart.field("a", "1")], "xyz")
+    response = client.post("/users/ann", data=data,
+                           headers={"Content-Type": f"multipart/form-data; boundary={mark}"})
+    assert response.status_code == 200
+    seen = mock_service.calls()[-1]
+    assert seen.query == {"who": "ann"}
+    assert multipart.decode(seen.body, mark) == [multipart.field("b", "1")]
+
+
+def test_prometheus_upstream_health_metrics_are_built():
+    """The matrix's prometheus row no longer calls health check metrics missing: Kong's
+    kong_upstream_target_health states, dns_error included, load and are written."""
+    assert "health check and DNS metrics" not in PLUGIN_ROWS["prometheus"]
+    assert set(STATES) == {"healthchecks_off", "healthy", "unhealthy", "dns_error"}
+    assert problems_of({"plugins": [{"name": "prometheus",
+                                     "config": {"upstream_health_metrics": True}}]}) == ()
+
+
+def test_an_empty_group_of_plugins_prints_no_table(monkeypatch):
+    """With every plugin built here also a bundled one, no Kong Enterprise section."""
+    monkeypatch.setattr(compat, "BUNDLED_PLUGINS", (*compat.BUNDLED_PLUGINS, "request-callout"))
+    page = compat.matrix()
+    assert "## Kong Enterprise plugins" not in page
+    assert "|---|---|---|\n\n" not in page
 
 
 def test_every_kong_entity_has_a_row():
@@ -118,8 +186,18 @@ def test_every_code_block_runs_or_loads(page: Path, kind: str, code: str):
         return
     data = yaml.safe_load(code)
     assert data, f"{page.name}: an empty yaml block"
-    if isinstance(data, dict) and "_format_version" in data:
-        assert parse_declaration(code, page.name, {"DEMO_API_KEY": "k"}).routes is not None
+    plugin = CONFIG_OF.match(code)
+    if plugin:
+        data = {"plugins": [{"name": plugin.group(1), "config": data}]}
+    if isinstance(data, dict) and KONG_KEYS & set(data):
+        assert problems_of(data) == (), f"{page.name}: {first}"
+
+
+def test_the_docs_kong_fragments_are_loaded():
+    """Fragments (a plugins list, an upstream, a plugin's config) are tested, not skipped."""
+    loaded = [code for _, kind, code in BLOCKS if kind == "yaml" and (
+        CONFIG_OF.match(code) or KONG_KEYS & set(yaml.safe_load(code)))]
+    assert len(loaded) >= 6
 
 
 def test_the_kong_matrix_command_prints_the_page(capsys):

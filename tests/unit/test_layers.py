@@ -1,7 +1,8 @@
 """The package reads top-down as a request flows: no import runs from a lower layer up.
 
-DESIGN.md's layout, highest first. A module may import its own layer and the layers
-below it; imports under ``if TYPE_CHECKING:`` never run and are only annotations.
+The layers of docs/development.md's package table, highest first. A module may import its
+own layer and the layers below it; imports under ``if TYPE_CHECKING:`` never run and are
+only annotations.
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
 """The external-service client on the gateway's own wire (issue 12 point 2): pooled
 keep-alive connections reused only after a whole answer, a pooled connection the service
-closed replaced for an idempotent call only, invalid answers refused, the request's
-framing. Against a scripted third party that answers fixed bytes."""
+closed replaced for an idempotent call only, invalid answers refused (a header section past
+the upstream's bounds too), the request's framing. Against a scripted third party that
+answers fixed bytes."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from gateway.config import Settings, load
 from gateway.pdk import CallFailed, Service, ServiceOptions
+from gateway.proxy.wire import DEFAULT_LIMITS
 from tests.support.scripted import Script, ScriptedUpstream
 
 SETTINGS = load(Settings, {"GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9"})
@@ -19,6 +23,27 @@ def json_answer(body: bytes, *headers: str) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + head.encode() + b"\r\n" \
         + body
 
+
+#: The fields json_answer(b"{}") writes itself.
+OWN_FIELDS = ("Content-Type: application/json", "Content-Length: 2")
+
+
+def head_bytes(*lines: str) -> int:
+    """A header section's size as the gateway counts it: each field's line and its CRLF."""
+    return sum(len(line) + 2 for line in lines)
+
+
+def padded_to(size: int) -> str:
+    """The one field that brings json_answer(b"{}")'s header section to ``size`` bytes."""
+    return "X-Pad: " + "x" * (size - head_bytes(*OWN_FIELDS, "X-Pad: "))
+
+
+def fields(count: int) -> list[str]:
+    """Fields that bring json_answer(b"{}")'s header section to ``count`` fields."""
+    return [f"X-Field-{i}: v" for i in range(count - len(OWN_FIELDS))]
+
+
+LIMITS = DEFAULT_LIMITS  # GATEWAY_UPSTREAM_MAX_HEADER_BYTES (32k) and 100 fields
 
 SCRIPTS = {
     "/ok": Script(json_answer(b'{"url": "ok"}')),
@@ -36,6 +61,12 @@ SCRIPTS = {
     "/te-and-cl": Script(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
                          b"Content-Length: 50\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
     "/not-http": Script(b"SSH-2.0-OpenSSH_9.6\r\n", close=True),
+    "/head-at-limit": Script(json_answer(b"{}", padded_to(LIMITS.max_bytes))),
+    "/head-over": Script(json_answer(b"{}", padded_to(LIMITS.max_bytes + 1))),
+    "/fields-at-limit": Script(json_answer(b"{}", *fields(LIMITS.max_fields))),
+    "/fields-over": Script(json_answer(b"{}", *fields(LIMITS.max_fields + 1))),
+    # A head that never ends, on a connection left open: refused on its size, not a timeout.
+    "/head-unended": Script(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"x" * (2 * LIMITS.max_bytes)),
 }
 
 
@@ -102,6 +133,36 @@ def test_an_invalid_or_cut_answer_fails_and_its_connection_is_dropped(third, pat
     assert str(caught.value).startswith(reason)
     assert svc.get_json(third.url + "/ok") == {"url": "ok"}
     assert connections(third) == [1, 2]
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/head-over", f"invalid answer (a header section larger than {LIMITS.max_bytes} bytes)"),
+    ("/head-unended", f"invalid answer (a header section larger than {LIMITS.max_bytes} bytes)"),
+    ("/fields-over", f"invalid answer (more than {LIMITS.max_fields} header fields)"),
+])
+def test_a_header_section_past_the_upstreams_bounds_fails_at_once(third, path, reason):
+    """As an upstream's answer: past GATEWAY_UPSTREAM_MAX_HEADER_BYTES or 100 fields, a
+    CallFailed naming the bound, well before the read timeout; the connection is dropped."""
+    svc = service(timeout=5)
+    started = time.monotonic()
+    with pytest.raises(CallFailed) as caught:
+        svc.get_json(third.url + path)
+    assert time.monotonic() - started < 1
+    assert str(caught.value) == reason
+    assert svc.get_json(third.url + "/ok") == {"url": "ok"}
+    assert connections(third) == [1, 2]
+
+
+@pytest.mark.parametrize("path", ["/head-at-limit", "/fields-at-limit"])
+def test_a_header_section_at_the_bounds_passes(third, path):
+    assert service().get_json(third.url + path) == {}
+
+
+def test_the_header_bytes_bound_is_the_upstreams_setting(third):
+    settings = load(Settings, {"GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9",
+                               "GATEWAY_UPSTREAM_MAX_HEADER_BYTES": "64k"})
+    svc = Service("svc-wire", settings, ServiceOptions())
+    assert svc.get_json(third.url + "/head-over") == {}
 
 
 def test_an_answer_refused_as_too_large_drops_its_connection(third):
