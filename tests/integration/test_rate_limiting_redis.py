@@ -1,7 +1,8 @@
 """rate-limiting's Redis under real gunicorn gevent workers: a plugin's own ``redis`` record
 (a second redis-server, as decK writes it with Kong's defaults), a Sentinel master killed
 mid-load (counting resumes on the promoted replica), and a Redis Cluster (clients in
-different slots), each reached through GATEWAY_REDIS_URL and through a kong.yml's
+different slots; a master killed mid-load, counting resumes on its promoted replica), each
+reached through GATEWAY_REDIS_URL and through a kong.yml's
 ``redis`` record (Kong Enterprise's sentinel_* and cluster_nodes fields). Every Redis is a
 real redis-server on loopback; each test is bounded.
 """
@@ -122,16 +123,17 @@ def test_a_sentinel_master_killed_mid_load_counting_resumes_on_the_promoted_repl
         topology.stop()
 
 
-def cluster_env(how: str, cluster, upstream: str, tmp_path: Path) -> dict[str, str]:
+def cluster_env(how: str, cluster, upstream: str, tmp_path: Path,
+                limit: int = 3) -> dict[str, str]:
     """GATEWAY_REDIS_URL's redis+cluster:// form, or a kong.yml's cluster_nodes (one node:
     the client finds the others)."""
     if how == "env":
         return {"GATEWAY_UPSTREAM_URL": upstream, "GATEWAY_FILTERS": "rate-limiting",
-                "GATEWAY_REDIS_URL": cluster.url, "GATEWAY_RATELIMIT_HOUR": "3",
+                "GATEWAY_REDIS_URL": cluster.url, "GATEWAY_RATELIMIT_HOUR": str(limit),
                 "GATEWAY_RATELIMIT_LIMIT_BY": "header:X-Client"}
     record = {"cluster_nodes": [{"ip": "127.0.0.1", "port": cluster.ports[0]}],
               "cluster_max_redirections": 5}
-    return kong_yml(tmp_path, upstream, by_header_config(3, record))
+    return kong_yml(tmp_path, upstream, by_header_config(limit, record))
 
 
 @pytest.mark.parametrize("how", ["env", "kong.yml"])
@@ -152,5 +154,42 @@ def test_a_redis_cluster_counts_clients_whose_keys_are_in_different_slots(
         holders = {port for port in cluster.ports
                    if redis.Redis(port=port).keys("gateway:ratelimit:*")}
         assert len(holders) >= 2, "the clients' keys are spread over several masters"
+    finally:
+        cluster.stop()
+
+
+#: A key in the slot of the client "failover"'s counters (its hash tag decides the slot).
+FAILOVER_KEY = "gateway:ratelimit:{header:failover}:hour:0"
+
+
+@pytest.mark.parametrize("how", ["env", "kong.yml"])
+def test_a_cluster_master_killed_mid_load_counting_resumes_on_its_promoted_replica(
+        gateway, fixture_server, tmp_path, how):
+    try:
+        cluster = start_cluster(replicas=True)
+    except (RuntimeError, AssertionError) as exc:
+        pytest.skip(f"a Redis Cluster with replicas could not be started: {exc}")
+    try:
+        gw = gateway(cluster_env(how, cluster, fixture_server.url, tmp_path, 1000000),
+                     workers=2, fresh=True)
+        before = [by_header(gw.url, "failover")[1] for _ in range(20)]
+        assert before[-1] == "999980"
+        master = cluster.master_of(FAILOVER_KEY)
+        cluster.process(master).stop(signal.SIGKILL)
+        resumed, deadline = [], time.monotonic() + 20
+        while len(resumed) < 10:
+            assert time.monotonic() < deadline, "counting did not resume after the failover"
+            started = time.monotonic()
+            status, remaining = by_header(gw.url, "failover")
+            assert status == 200  # fault tolerant while the slot has no master
+            assert time.monotonic() - started < 1, "a request waited on the dead master"
+            if remaining is not None:
+                resumed.append(int(remaining))
+        promoted = cluster.master_of(FAILOVER_KEY)
+        assert promoted != master
+        # Not reset: the replica had the counts (999981 if the last one was still in flight).
+        assert resumed[0] <= 999981 and resumed == list(range(resumed[0], resumed[0] - 10, -1))
+        key = redis.Redis(port=promoted).keys("gateway:ratelimit:{header:failover}:hour:*")[0]
+        assert int(redis.Redis(port=promoted).get(key)) == 1000000 - resumed[-1]
     finally:
         cluster.stop()

@@ -117,7 +117,8 @@ def start_sentinel_set() -> SentinelSet:
 
 @dataclass
 class Cluster:
-    """Three masters with ``cluster-enabled yes``, all 16,384 slots assigned."""
+    """Three masters with ``cluster-enabled yes``, all 16,384 slots assigned (and with
+    ``replicas``, one replica each, which the cluster promotes when its master dies)."""
 
     ports: list[int]
     processes: list[Process]
@@ -126,6 +127,21 @@ class Cluster:
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def master_of(self, key: str) -> int:
+        """The port of the master that serves ``key``'s slot now."""
+        for port in self.ports:
+            if self.process(port).popen.poll() is not None:
+                continue
+            client = redis.Redis(port=port, socket_timeout=1)
+            slot = client.cluster("KEYSLOT", key)
+            for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return int(master[1])
+        raise AssertionError(f"no live node knows the master of {key!r}")
+
+    def process(self, port: int) -> Process:
+        return self.processes[self.ports.index(port)]
 
     def stop(self) -> None:
         _stop_all(self.processes, self.workdir)
@@ -145,27 +161,39 @@ def _cluster_port() -> int:
         return port
 
 
-def start_cluster() -> Cluster:
-    """Start three cluster nodes, join them with ``redis-cli --cluster create``, wait for ok."""
+def start_cluster(replicas: bool = False) -> Cluster:
+    """Start three cluster nodes (six with ``replicas``: a replica per master, a node
+    declared failed after 1 s), join them with ``redis-cli --cluster create``, wait until
+    every node says ok (and every replica is in sync)."""
     workdir = Path(tempfile.mkdtemp(prefix="gw-cluster-"))
-    ports = [_cluster_port() for _ in range(3)]
+    ports = [_cluster_port() for _ in range(6 if replicas else 3)]
     started: list[Process] = []
     try:
         for port in ports:
             node = workdir / str(port)
             node.mkdir()
             started.append(_server(f"redis-cluster-{port}", port, node, "--cluster-enabled",
-                                   "yes", "--cluster-config-file", str(node / "nodes.conf")))
+                                   "yes", "--cluster-config-file", str(node / "nodes.conf"),
+                                   "--cluster-node-timeout", "1000"))
         create = subprocess.run(
             [_binary("redis-cli"), "--cluster", "create",
-             *(f"127.0.0.1:{port}" for port in ports), "--cluster-yes"],
+             *(f"127.0.0.1:{port}" for port in ports),
+             *(["--cluster-replicas", "1"] if replicas else []), "--cluster-yes"],
             capture_output=True, text=True, timeout=20, check=False)
         if create.returncode != 0:
             pytest.skip(f"redis-cli --cluster create failed: {create.stdout[-300:]}")
         clients = [redis.Redis(port=port, socket_timeout=1) for port in ports]
         _until(lambda: all(c.cluster("INFO")["cluster_state"] == "ok" for c in clients), 10,
                "cluster_state:ok on every node")
+        if replicas:
+            _until(lambda: all(_in_sync(c) for c in clients), 10, "every replica in sync")
     except BaseException:
         _stop_all(started, workdir)
         raise
     return Cluster(ports, started, workdir)
+
+
+def _in_sync(client: redis.Redis) -> bool:
+    """True for a master, or a replica whose link to its master is up."""
+    info = client.info("replication")
+    return info["role"] == "master" or info.get("master_link_status") == "up"
