@@ -1,6 +1,7 @@
 """Active health checks under gunicorn: the worker's probe greenlets mark a target whose
 ``/status`` fails as unhealthy within interval x failures, skip it, take it back once it
-recovers, and answer Kong's 503 when every target is down."""
+recovers, and answer Kong's 503 when every target is down; a round probes at most
+``concurrency`` targets at a time."""
 
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ def servers() -> Iterator[tuple[MockService, MockService]]:
         server.stop()
 
 
-def kong_file(servers) -> str:
+def kong_file(servers, **active) -> str:
     return json.dumps({
         "_format_version": "3.0",
         "upstreams": [{"name": "hc.test", "healthchecks": {"active": {
             "http_path": "/status", "timeout": 0.5,
             "healthy": {"interval": INTERVAL, "successes": SUCCESSES},
-            "unhealthy": {"interval": INTERVAL, "http_failures": FAILURES}}},
+            "unhealthy": {"interval": INTERVAL, "http_failures": FAILURES}, **active}},
             "targets": [{"target": f"127.0.0.1:{s.server_address[1]}"} for s in servers]}],
         "services": [{"name": "hc", "host": "hc.test", "routes": [{"paths": ["/"]}]}]})
 
@@ -106,3 +107,34 @@ def test_probes_that_hang_never_delay_requests(gateway, servers):
         start = time.monotonic()
         assert answered(gw, 1) == [200]
         assert time.monotonic() - start < 0.4  # less than the probes' 0.5 s timeout
+
+
+@pytest.mark.parametrize("concurrency", [2, 4])
+def test_a_round_probes_at_most_concurrency_targets_at_a_time(gateway, concurrency):
+    """Four targets whose /status never answers, probes with a 1 s timeout: the first
+    ``concurrency`` are probed at once, the others only when those probes time out."""
+    four = [MockService() for _ in range(4)]
+    try:
+        for server in four:
+            server.route("/status", action="stall")
+        gw = gateway({"GATEWAY_DECLARATIVE_CONFIG_STRING": kong_file(
+            four, timeout=1, concurrency=concurrency), "GATEWAY_STATUS_PATH": "/_gw"},
+            fresh=True)
+
+        def probed() -> int:
+            return sum(1 for server in four if server.calls("/status"))
+
+        deadline = time.monotonic() + INTERVAL + SLACK
+        while not probed():
+            assert time.monotonic() < deadline, "no probe"
+            time.sleep(0.02)
+        time.sleep(0.5)  # half the probes' timeout: the first ones are still waiting
+        assert probed() == concurrency
+        deadline = time.monotonic() + 1 + SLACK
+        while probed() < 4:  # the rest of the round, once the first probes timed out
+            assert time.monotonic() < deadline, "the round did not go on"
+            time.sleep(0.02)
+        assert answered(gw, 2) == [200, 200]  # a timeout alone marks nothing (Kong: 0)
+    finally:
+        for server in four:
+            server.stop()
