@@ -1,6 +1,7 @@
 """The documentation site (docs/): its generated pages are current, the Kong compatibility
 matrix has a row for every Kong plugin and entity and its claims hold in the loader, and
-its code blocks run or load (a Kong file, or a fragment of one, through the real loader)."""
+its code blocks run or load (a Kong file, or a fragment of one, through the real loader);
+the commands and variables the pages and the README name exist."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 import yaml
 
 from gateway import docs
-from gateway.config import Settings, load
-from gateway.filters import multipart
+from gateway.config import ServerSettings, Settings, env_names, load
+from gateway.filters import known_variables, multipart
 from gateway.filters.prometheus import STATES
 from gateway.routing import compat
 from gateway.routing import entities as e
@@ -205,3 +206,37 @@ def test_the_kong_matrix_command_prints_the_page(capsys):
 
     assert main(["kong-matrix"]) == 0
     assert capsys.readouterr().out == MATRIX
+
+
+#: What a user copies from the pages: the README and the CHANGELOG too.
+TEXTS = [*PAGES, ROOT / "README.md", ROOT / "CHANGELOG.md"]
+
+
+def test_every_variable_the_docs_name_is_read_by_the_gateway(monkeypatch):
+    """A GATEWAY_* name in a page is a setting of the gateway, of a built-in filter, or of
+    the guide's example filter (examples/my-plugin): a renamed setting cannot linger."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "my-plugin"))
+    from my_plugin.handler import MyPluginHandler
+
+    known = (env_names([Settings, ServerSettings]) | known_variables([])
+             | env_names([MyPluginHandler.Config], MyPluginHandler.NAME))
+    named = {(name, path.name) for path in TEXTS
+             for name in re.findall(r"\bGATEWAY_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())}
+    assert len(named) > 100
+    assert sorted((name, page) for name, page in named if name not in known) == []
+
+
+def test_every_command_the_docs_name_exists():
+    """``python -m gateway X`` is a subcommand and ``make X`` a Makefile target."""
+    from gateway.__main__ import USAGE
+
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
+    commands, makes = set(), set()
+    for path in TEXTS:
+        text = path.read_text()
+        commands |= set(re.findall(r"python -m gateway ([a-z][a-z-]*)", text))
+        makes |= {target for target in re.findall(r"`make ([a-z][a-z-]*)", text)}
+        makes |= set(re.findall(r"^make ([a-z][a-z-]*)", text, re.M))
+    assert {"check", "kong-check", "new-filter"} <= commands and {"run", "test"} <= makes
+    assert sorted(c for c in commands if c not in re.findall(r"[a-z][a-z-]+", USAGE)) == []
+    assert sorted(makes - targets) == []
