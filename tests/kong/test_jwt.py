@@ -208,6 +208,7 @@ def test_rejects_a_query_token_beside_a_different_header_token(plain):
 
 @pytest.mark.parametrize("kwargs, body", [
     ({"method": "OPTIONS"}, '{"message":"Unauthorized"}'),
+    ({"headers": {"Accept": "text/html"}}, '{"message":"Unauthorized"}'),  # JSON all the same
     (bearer("no-way-this-works" + token({"iss": "hs-key"})),
      '{"message":"Bad token; invalid JSON"}'),
 ])
