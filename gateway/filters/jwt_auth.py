@@ -229,15 +229,20 @@ class Jwt(Filter):
         auth.set_consumer(ex, self.NAME, owned.consumer, owned.id, owned.custom_id)
 
     def refuse(self, ex: Exchange, failed: Rejected) -> None:
-        challenge = self.challenge if failed.bare else self.challenge_error
-        headers = Headers([("WWW-Authenticate", challenge)])
-        if failed.errors is None or self.config.anonymous is not None:
-            auth.refuse(ex, self.NAME, self.config.anonymous, str(failed), headers)
+        """Pass as the anonymous consumer when configured, else 401 with Kong's body.
+
+        Kong's jwt answers with ``kong.response.exit(401, body)``, not ``.error``: the body
+        is always JSON, compact, ``{"message":...}`` (no request_id) or the claims' errors.
+        """
+        if self.config.anonymous is not None:
+            auth.refuse(ex, self.NAME, self.config.anonymous, str(failed))
             return
+        challenge = self.challenge if failed.bare else self.challenge_error
+        body = failed.errors if failed.errors is not None else {"message": str(failed)}
         ex.outcomes[self.NAME] = "rejected"
-        ex.error_message = "; ".join(failed.errors.values())
-        ex.respond(401, json.dumps(failed.errors).encode(), headers,
-                   "application/json; charset=utf-8")
+        ex.error_message = "; ".join(body.values())
+        ex.respond(401, json.dumps(body, separators=(",", ":")).encode(),
+                   Headers([("WWW-Authenticate", challenge)]), "application/json; charset=utf-8")
 
     def tokens(self, ex: Exchange) -> set[str]:
         """Every distinct token the request carries (Kong's query, cookie, header order)."""

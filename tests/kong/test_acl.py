@@ -9,7 +9,10 @@ Skipped cases of the spec, and why:
 Groups, always_use_authenticated_groups)          oauth2, which this gateway does not have
 "... missing (with credential)" (acl1b)           a credential without a consumer is set by
                                                   a spec-only plugin; no filter here does it
-"Real-world usage", "cache warmup"                Admin API changes (DB-less file only)
+"Permits with" / "Forbids with" (acl11-13)        the same: authenticated groups beside a
+                                                  consumer
+"Real-world usage", "cache warmup",              Admin API changes (DB-less file only)
+01-api_spec, 03-invalidations_spec
 ==============================================  ===========================================
 """
 
@@ -28,9 +31,15 @@ CONSUMERS = [
      "acls": [{"group": "admin"}]},
     {"username": "consumer3", "keyauth_credentials": [{"key": "apikey125"}],
      "acls": [{"group": "pro"}, {"group": "hello"}]},
-    {"username": "anonymous"},
+    {"username": "consumer4", "keyauth_credentials": [{"key": "apikey126"}],
+     "acls": [{"group": "free"}, {"group": "hello"}]},
+    {"username": "anonymous", "id": "3b5d7f9a-1c2e-4f6a-8b0d-2e4f6a8c0e43"},
+    {"username": "anonymous_nogroup"},
+    {"username": "anonymous_with_group", "id": "4c6e8a0b-2d3f-4a7b-9c1e-3f5a7b9d1f54",
+     "acls": [{"group": "everyone"}]},
 ]
-TOP = {"acls": [{"consumer": "anonymous", "group": "anon"}]}
+ANONYMOUS_ID, WITH_GROUP_ID = CONSUMERS[4]["id"], CONSUMERS[6]["id"]
+TOP = {"acls": [{"consumer": "anonymous", "group": "anonymous"}]}
 
 
 def gateway(upstream, key_auth=None, **acl):
@@ -65,6 +74,20 @@ def test_allowed_passes_with_its_groups(allow_admin):
                     headers={"X-Consumer-Groups": "forged"})
     assert response.status_code == 200
     assert upstream_headers(response)["x-consumer-groups"] == "admin"
+    assert "x-authenticated-groups" not in upstream_headers(response)
+
+
+def test_fails_denied_and_without_an_authentication_plugin(upstream):  # acl3d
+    client = from_file(upstream.url, [{"name": "acl", "config": {"deny": ["none"]}}], CONSUMERS)
+    response = call(client)
+    assert (response.status_code, response.json["message"]) == (401, "Unauthorized")
+
+
+def test_works_with_a_consumer_without_credentials(upstream):  # acl8: the anonymous one
+    client = gateway(upstream, {"anonymous": ANONYMOUS_ID}, allow=["anonymous"])
+    seen = upstream_headers(call(client))
+    assert (seen["x-consumer-groups"], seen["x-anonymous-consumer"]) == ("anonymous", "true")
+    assert "x-authenticated-groups" not in seen
 
 
 def test_hide_groups_header_also_drops_a_client_copy(upstream):
@@ -85,6 +108,12 @@ def test_deny(upstream, key, passes, groups):
 
 
 @pytest.mark.parametrize("config, key, passes", [
+    ({"allow": ["admin", "pro"]}, "apikey126", False),          # acl4: not allowed
+    ({"deny": ["admin", "pro"]}, "apikey125", False),           # acl5: denied
+    ({"deny": ["admin", "pro"]}, "apikey126", True),            # acl5: not denied
+    ({"deny": ["admin", "pro", "hello"]}, "apikey126", False),  # acl6: one of them denied
+    ({"deny": ["admin", "pro", "hello"]}, "apikey125", False),  # acl6: at least one denied
+    ({"allow": ["admin", "pro", "hello"]}, "apikey126", True),  # acl7: one of them allowed
     ({"allow": ["pro", "hello"]}, "apikey125", True),
     ({"allow": ["admin", "hello"]}, "apikey125", True),
     ({"allow": ["admin", "nope"]}, "apikey125", False),
@@ -93,7 +122,17 @@ def test_deny(upstream, key, passes, groups):
 ])
 def test_multi_lists(upstream, config, key, passes):
     response = call(gateway(upstream, **config), f"/anything?apikey={key}")
-    assert response.status_code == (200 if passes else 403)
+    if passes:
+        assert response.status_code == 200
+    else:
+        forbidden(response)
+
+
+def test_multi_lists_allowed_sends_every_group(upstream):  # acl4, apikey125
+    response = call(gateway(upstream, allow=["admin", "pro"]), "/anything?apikey=apikey125")
+    seen = upstream_headers(response)
+    assert seen["x-consumer-groups"] == "pro, hello"
+    assert "x-authenticated-groups" not in seen
 
 
 def test_anonymous_consumer(upstream):
@@ -129,3 +168,44 @@ def test_from_variables(upstream, tmp_path):
         "x-consumer-groups"] == "gold, silver"
     assert call(client, "/anything?apikey=bk").status_code == 200
     forbidden(call(client, "/anything?apikey=ek"))
+
+
+# -------------------------------- the spec's "anonymous" describe: allow / deny everyone / none
+
+def anonymous_route(upstream, anonymous, **acl):
+    """acl alone (``anonymous`` None), or after key-auth passing failures as ``anonymous``."""
+    plugins = [{"name": "acl", "config": acl}]
+    if anonymous is not None:
+        plugins.insert(0, {"name": "key-auth", "config": {"anonymous": anonymous}})
+    return from_file(upstream.url, plugins, CONSUMERS, **TOP)
+
+
+@pytest.mark.parametrize("acl", [{"allow": ["everyone"]}, {"allow": ["none"]},
+                                 {"deny": ["everyone"]}, {"deny": ["none"]}])
+def test_without_authentication_returns_401(upstream, acl):
+    response = call(anonymous_route(upstream, None, **acl))
+    assert (response.status_code, response.json["message"]) == (401, "Unauthorized")
+
+
+@pytest.mark.parametrize("acl", [{"allow": ["everyone"]}, {"allow": ["none"]}])
+def test_authentication_without_groups_returns_401_with_allow_groups(upstream, acl):
+    response = call(anonymous_route(upstream, "anonymous_nogroup", **acl))
+    assert (response.status_code, response.json["message"]) == (401, "Unauthorized")
+
+
+@pytest.mark.parametrize("acl", [{"deny": ["everyone"]}, {"deny": ["none"]}])
+def test_authentication_without_groups_returns_200_with_deny_groups(upstream, acl):
+    seen = upstream_headers(call(anonymous_route(upstream, "anonymous_nogroup", **acl)))
+    assert seen["x-consumer-groups"] == ""
+
+
+@pytest.mark.parametrize("acl", [{"allow": ["everyone"]}, {"deny": ["none"]}])
+def test_authentication_with_group_returns_200(upstream, acl):
+    seen = upstream_headers(call(anonymous_route(upstream, WITH_GROUP_ID, **acl)))
+    assert seen["x-consumer-groups"] == "everyone"
+    assert "x-authenticated-groups" not in seen
+
+
+@pytest.mark.parametrize("acl", [{"allow": ["none"]}, {"deny": ["everyone"]}])
+def test_authentication_with_group_returns_403(upstream, acl):
+    forbidden(call(anonymous_route(upstream, WITH_GROUP_ID, **acl)))

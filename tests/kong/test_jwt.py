@@ -15,6 +15,10 @@ duplicated custom authorization header"                 by ", " here; covered by
                                                         search finding the first token only
 ES512 with a JWK-produced key (key from fixtures.lua)   the same path as ES256/ES384 below
 Admin API / invalidation cases                          no Admin API (DB-less file only)
+"ctx.authenticated_jwt_token" (kong.ctx.shared)         Kong-internal state read by a spec-only
+                                                        plugin (ctx-checker)
+X-Consumer-ID equal to the consumer's id (logical OR)   a UUID of the username here (strict
+                                                        xfail in the logical AND / OR cases)
 ======================================================  =====================================
 """
 
@@ -29,7 +33,8 @@ import time
 import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from werkzeug.test import Client
 
 from gateway.config import ConfigError
 from tests.kong.auth_support import call, from_file, in_process, upstream, upstream_headers
@@ -40,7 +45,9 @@ SECRET = "sUp3r-s3cret-value-0123456789abcdef"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC256 = ec.generate_private_key(ec.SECP256R1())
 EC384 = ec.generate_private_key(ec.SECP384R1())
+EC521 = ec.generate_private_key(ec.SECP521R1())
 ED = ed25519.Ed25519PrivateKey.generate()
+ED448 = ed448.Ed448PrivateKey.generate()
 
 
 def pem(private) -> str:
@@ -58,8 +65,17 @@ CONSUMERS = [
      "jwt_secrets": [{"key": "es256-key", "algorithm": "ES256", "rsa_public_key": pem(EC256)},
                      {"key": "es384-key", "algorithm": "ES384", "rsa_public_key": pem(EC384)},
                      {"key": "ed-key", "algorithm": "EdDSA", "rsa_public_key": pem(ED)}]},
-    {"username": "no-body"},
+    {"username": "jwt_tests_rsa_consumer_2",  # the same public key as rs-key, another key
+     "jwt_secrets": [{"key": "rs-key-2", "algorithm": "RS256", "rsa_public_key": pem(RSA_KEY)}]},
+    {"username": "jwt_tests_more_consumer", "jwt_secrets": [
+        {"key": alg.lower() + "-key", "algorithm": alg, "rsa_public_key": pem(RSA_KEY)}
+        for alg in ("RS384", "RS512", "PS256", "PS512")] + [
+        {"key": "es512-key", "algorithm": "ES512", "rsa_public_key": pem(EC521)},
+        {"key": "ed448-key", "algorithm": "EdDSA", "rsa_public_key": pem(ED448)},
+        {"key": "hs512-key", "algorithm": "HS512", "secret": SECRET}]},
+    {"username": "no-body", "id": "5e2c1b7a-0d4e-4c3b-9a8f-6e7d8c9b0a14"},
 ]
+ANONYMOUS_ID = "5e2c1b7a-0d4e-4c3b-9a8f-6e7d8c9b0a14"
 HS384 = {"consumer": "jwt_tests_consumer", "key": "hs384-key", "secret": SECRET,
          "algorithm": "HS384"}
 
@@ -129,14 +145,78 @@ def test_a_top_level_secret_by_consumer_name(plain):
     assert upstream_headers(response)["x-credential-identifier"] == "hs384-key"
 
 
-@pytest.mark.parametrize("key, algorithm, private", [
-    ("rs-key", "RS256", RSA_KEY), ("ps-key", "PS384", RSA_KEY), ("es256-key", "ES256", EC256),
-    ("es384-key", "ES384", EC384), ("ed-key", "EdDSA", ED),
+@pytest.mark.parametrize("key, algorithm, private, consumer", [
+    ("rs-key", "RS256", RSA_KEY, "jwt_tests_rsa_consumer"),
+    ("rs-key-2", "RS256", RSA_KEY, "jwt_tests_rsa_consumer_2"),
+    ("rs384-key", "RS384", RSA_KEY, "jwt_tests_more_consumer"),
+    ("rs512-key", "RS512", RSA_KEY, "jwt_tests_more_consumer"),
+    ("ps256-key", "PS256", RSA_KEY, "jwt_tests_more_consumer"),
+    ("ps-key", "PS384", RSA_KEY, "jwt_tests_rsa_consumer"),
+    ("ps512-key", "PS512", RSA_KEY, "jwt_tests_more_consumer"),
+    ("es256-key", "ES256", EC256, "jwt_tests_ec_consumer"),
+    ("es384-key", "ES384", EC384, "jwt_tests_ec_consumer"),
+    ("es512-key", "ES512", EC521, "jwt_tests_more_consumer"),
+    ("ed-key", "EdDSA", ED, "jwt_tests_ec_consumer"),
+    ("ed448-key", "EdDSA", ED448, "jwt_tests_more_consumer"),
 ])
-def test_asymmetric_algorithms_verify_with_the_public_key(plain, key, algorithm, private):
-    response = call(plain, **bearer(token({"iss": key}, private, algorithm)))
+def test_asymmetric_algorithms_verify_and_identify_the_consumer(plain, key, algorithm, private,
+                                                                consumer):
+    authorization = f"Bearer {token({'iss': key}, private, algorithm)}"
+    response = call(plain, headers={"Authorization": authorization})
     assert response.status_code == 200
-    assert upstream_headers(response)["x-credential-identifier"] == key
+    seen = upstream_headers(response)
+    assert seen["authorization"] == authorization
+    assert (seen["x-consumer-username"], seen["x-credential-identifier"]) == (consumer, key)
+
+
+@pytest.mark.parametrize("key, algorithm", [("hs384-key", "HS384"), ("hs512-key", "HS512")])
+def test_hs384_and_hs512_proxy_with_token_and_consumer_headers(plain, key, algorithm):
+    authorization = f"Bearer {token({'iss': key}, algorithm=algorithm)}"
+    response = call(plain, headers={"Authorization": authorization})
+    assert response.status_code == 200
+    seen = upstream_headers(response)
+    assert seen["authorization"] == authorization
+    assert seen["x-credential-identifier"] == key
+    assert "x-anonymous-consumer" not in seen
+
+
+def test_an_rs256_credential_passes_where_secret_is_base64(upstream):
+    client = from_file(upstream.url, [{"name": "jwt", "config": {"secret_is_base64": True}}],
+                       [CONSUMERS[3]])
+    response = call(client, **bearer(token({"iss": "rs-key-2"}, RSA_KEY, "RS256")))
+    assert upstream_headers(response)["x-consumer-username"] == "jwt_tests_rsa_consumer_2"
+
+
+def handmade(header: dict, claims: dict, secret: str = SECRET) -> str:
+    """An HS256-signed token whose header says what the test wants (its ``alg`` included)."""
+    def part(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+    signing = part(json.dumps(header).encode()) + b"." + part(json.dumps(claims).encode())
+    mac = hmac.new(secret.encode(), signing, hashlib.sha256).digest()
+    return (signing + b"." + part(mac)).decode()
+
+
+def test_an_alg_header_other_than_the_credentials_is_refused(plain):
+    forged = handmade({"typ": "JWT", "alg": "RS256"}, {"iss": "hs-key"})
+    refused(call(plain, **bearer(forged)), "Invalid algorithm")
+
+
+def test_rejects_a_query_token_beside_a_different_header_token(plain):
+    refused(call(plain, f"/anything?jwt={token({'iss': 'hs-key'})}",
+                 **bearer("invalid.jwt.token")), "Multiple tokens provided")
+
+
+@pytest.mark.parametrize("kwargs, body", [
+    ({"method": "OPTIONS"}, '{"message":"Unauthorized"}'),
+    ({"headers": {"Accept": "text/html"}}, '{"message":"Unauthorized"}'),  # JSON all the same
+    (bearer("no-way-this-works" + token({"iss": "hs-key"})),
+     '{"message":"Bad token; invalid JSON"}'),
+])
+def test_refusals_are_kongs_exit_bodies(plain, kwargs, body):
+    """Kong's jwt answers with kong.response.exit: compact JSON, no request_id."""
+    response = call(plain, **kwargs)
+    assert (response.status_code, response.get_data(as_text=True)) == (401, body)
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
 
 
 def test_multiple_different_tokens_are_refused(plain):
@@ -165,6 +245,49 @@ def test_uri_param_and_custom_names(upstream):
             'Bearer realm="test-jwt"')
 
 
+def test_proxies_the_request_if_the_key_is_found_in_headers(upstream):
+    client = gateway(upstream, key_claim_name="kid")
+    kid = token({"sub": "x"}, headers={"kid": "hs-key"})
+    assert call(client, **bearer(kid)).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/anything/?jwt={}", "/anything/?token={}"])
+def test_finds_the_jwt_in_url_parameters(upstream, path):
+    client = gateway(upstream, uri_param_names=["token", "jwt"])
+    assert call(client, path.format(token({"iss": "hs-key"}))).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def crumbs(upstream):
+    """The spec's jwt9 route: cookie_names silly and crumble, realm test-jwt; a client that
+    sends the Cookie header as written (no cookie jar)."""
+    client = gateway(upstream, cookie_names=["silly", "crumble"], realm="test-jwt")
+    return Client(client.application, use_cookies=False)
+
+
+def crumb(name: str, value: str) -> dict:
+    return {"headers": {"Cookie": f"{name}={value}; path=/;domain=.jwt9.test"}}
+
+
+@pytest.mark.parametrize("name", ["crumble", "silly"])
+def test_returns_200_if_the_jwt_is_found_in_a_cookie(crumbs, name):
+    assert call(crumbs, **crumb(name, token({"iss": "hs-key"}))).status_code == 200
+
+
+@pytest.mark.parametrize("value, message", [
+    (token({"iss": "incorrect-issuer"}), "No credentials found for given 'iss'"),
+    ("no-way-this-works" + token({"iss": "hs-key"}), "Bad token; invalid JSON"),
+])
+def test_returns_401_for_a_cookie_jwt_that_is_unknown_or_corrupted(crumbs, value, message):
+    refused(call(crumbs, **crumb("silly", value)), message,
+            'Bearer realm="test-jwt", error="invalid_token"')
+
+
+def test_cookie_names_still_read_the_authorization_header(crumbs):
+    assert call(crumbs, **bearer(token({"iss": "hs-key"}))).status_code == 200
+    refused(call(crumbs), "Unauthorized", 'Bearer realm="test-jwt"')
+
+
 def test_key_claim_name_in_another_claim_or_the_header(upstream):
     client = gateway(upstream, key_claim_name="aud")
     assert call(client, **bearer(token({"aud": "hs-key"}))).status_code == 200
@@ -186,6 +309,8 @@ def test_preflight_follows_run_on_preflight(upstream, plain):
 
 
 @pytest.mark.parametrize("verified, claims, body", [
+    (["nbf", "exp"], {"exp": time.time() - 10, "nbf": time.time() - 10},
+     {"exp": "token expired"}),
     (["exp"], {"exp": 1}, {"exp": "token expired"}),
     (["nbf", "exp"], {"nbf": time.time() + 3600, "exp": time.time() + 86400},
      {"nbf": "token not valid yet"}),
@@ -194,10 +319,24 @@ def test_preflight_follows_run_on_preflight(upstream, plain):
 ])
 def test_claims_to_verify(upstream, verified, claims, body):
     client = gateway(upstream, claims_to_verify=verified)
-    response = call(client, **bearer(token({"iss": "hs-key", **claims})))
+    response = call(client, f"/anything/?jwt={token({'iss': 'hs-key', **claims})}")
     assert response.status_code == 401
     assert response.json == body
+    if len(body) == 1:  # Kong's compact JSON, byte for byte
+        assert response.get_data(as_text=True) == json.dumps(body, separators=(",", ":"))
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_maximum_expiration_as_the_specs_route(upstream):
+    client = gateway(upstream, claims_to_verify=["nbf", "exp"], maximum_expiration=300)
+    now = time.time()
+    over = token({"iss": "hs-key", "exp": now + 3600, "nbf": now - 30})
+    response = call(client, f"/anything/?jwt={over}")
+    assert response.status_code == 401
+    assert response.get_data(as_text=True) == '{"exp":"exceeds maximum allowed expiration"}'
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    within = token({"iss": "hs-key", "exp": now + 270, "nbf": now - 30})
+    assert call(client, f"/anything/?jwt={within}").status_code == 200
 
 
 def test_maximum_expiration(upstream):
@@ -209,11 +348,113 @@ def test_maximum_expiration(upstream):
                 ).status_code == 200
 
 
+@pytest.mark.parametrize("anonymous", [ANONYMOUS_ID, "no-body"])  # by id, by username
+def test_anonymous_by_id_or_username(upstream, anonymous):
+    client = gateway(upstream, anonymous=anonymous)
+    seen = upstream_headers(call(client, **bearer(token({"iss": "hs-key"}))))
+    assert (seen["x-consumer-username"], seen["x-credential-identifier"]) == (
+        "jwt_tests_consumer", "hs-key")
+    assert "x-anonymous-consumer" not in seen
+    seen = upstream_headers(call(client))
+    assert (seen["x-consumer-username"], seen["x-anonymous-consumer"]) == ("no-body", "true")
+    assert "x-credential-identifier" not in seen
+
+
 def test_anonymous_passes_failed_requests_as_that_consumer(upstream):
     client = gateway(upstream, anonymous="no-body")
     seen = upstream_headers(call(client, **bearer(token({"iss": "nobody"}))))
     assert seen["x-consumer-username"] == "no-body"
     assert seen["x-anonymous-consumer"] == "true"
+    assert "x-credential-identifier" not in seen
+
+
+# ------------------------------------------ multiple auth (key-auth 1250 after jwt 1450)
+
+MULTI = [{"username": "Anonymous", "id": "7a1d3c5e-2b4f-4e6a-8c9d-0e1f2a3b4c15"},
+         {"username": "Mickey", "id": "8b2e4d6f-3c5a-4f7b-9d0e-1f2a3b4c5d16",
+          "keyauth_credentials": [{"key": "Mouse", "id": "9c3f5e7a-4d6b-4a8c-8e1f-2a3b4c5d6e17"}]},
+         {"username": "Aladdin", "id": "ad4a6f8b-5e7c-4b9d-9f2a-3b4c5d6e7f18",
+          "jwt_secrets": [{"key": "aladdin-key", "secret": SECRET}]}]
+ANON, MICKEY, ALADDIN = (consumer["id"] for consumer in MULTI)
+MOUSE_ID = MULTI[1]["keyauth_credentials"][0]["id"]
+JWT_IDS = pytest.mark.xfail(strict=True, reason="jwt sends a UUID of the username as "
+                            "X-Consumer-ID, not the consumer's id")
+
+
+def both(upstream, anonymous=None):
+    config = {"anonymous": anonymous} if anonymous else {}
+    return from_file(upstream.url, [{"name": "jwt", "config": config},
+                                    {"name": "key-auth", "config": config}], MULTI)
+
+
+@pytest.fixture(scope="module")
+def logical_and(upstream):
+    return both(upstream)
+
+
+@pytest.fixture(scope="module")
+def logical_or(upstream):
+    return both(upstream, ANON)
+
+
+def credentials(apikey: bool, jwt_token: bool) -> dict:
+    headers = {"apikey": "Mouse"} if apikey else {}
+    if jwt_token:
+        headers["Authorization"] = f"Bearer {token({'iss': 'aladdin-key'})}"
+    return {"headers": headers}
+
+
+def test_and_passes_with_all_credentials_provided(logical_and):
+    seen = upstream_headers(call(logical_and, **credentials(True, True)))
+    assert "x-anonymous-consumer" not in seen
+    assert seen["x-consumer-id"] in (MICKEY, ALADDIN)
+    assert seen["x-credential-identifier"] == MOUSE_ID  # key-auth ran last
+
+
+@pytest.mark.parametrize("apikey, jwt_token, challenge", [
+    (True, False, "Bearer"), (False, True, "Key"), (False, False, "Bearer")])
+def test_and_fails_401_without_every_credential(logical_and, apikey, jwt_token, challenge):
+    response = call(logical_and, **credentials(apikey, jwt_token))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == challenge
+
+
+def test_or_passes_with_all_credentials_provided(logical_or):
+    seen = upstream_headers(call(logical_or, **credentials(True, True)))
+    assert "x-anonymous-consumer" not in seen
+    assert seen["x-credential-identifier"] == "aladdin-key"  # jwt ran first; key-auth skipped
+
+
+@JWT_IDS
+def test_or_all_credentials_send_one_of_their_consumer_ids(logical_or):
+    seen = upstream_headers(call(logical_or, **credentials(True, True)))
+    assert seen["x-consumer-id"] in (MICKEY, ALADDIN)
+
+
+def test_or_passes_with_only_the_first_credential_provided(logical_or):
+    seen = upstream_headers(call(logical_or, **credentials(True, False)))
+    assert "x-anonymous-consumer" not in seen
+    assert seen["x-consumer-id"] == MICKEY
+    assert seen["x-credential-identifier"] != "aladdin-key"
+
+
+def test_or_passes_with_only_the_second_credential_provided(logical_or):
+    seen = upstream_headers(call(logical_or, **credentials(False, True)))
+    assert "x-anonymous-consumer" not in seen
+    assert (seen["x-consumer-username"], seen["x-credential-identifier"]) == (
+        "Aladdin", "aladdin-key")
+
+
+@JWT_IDS
+def test_or_second_credential_sends_its_consumer_id(logical_or):
+    assert upstream_headers(call(logical_or, **credentials(False, True)))[
+        "x-consumer-id"] == ALADDIN
+
+
+def test_or_passes_with_no_credential_provided(logical_or):
+    seen = upstream_headers(call(logical_or))
+    assert seen["x-anonymous-consumer"] == "true"
+    assert seen["x-consumer-id"] == ANON  # key-auth, last, set the anonymous consumer
     assert "x-credential-identifier" not in seen
 
 
