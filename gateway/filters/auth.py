@@ -89,10 +89,11 @@ def set_consumer(ex: Exchange, plugin: str, consumer: str, credential: str | Non
 
 
 def refuse(ex: Exchange, plugin: str, anonymous: str | None, message: str,
-           headers: Headers | None = None) -> None:
-    """Not identified: pass as the anonymous consumer when configured, else 401."""
+           headers: Headers | None = None, anonymous_id: str | None = None) -> None:
+    """Not identified: pass as the anonymous consumer (its id ``anonymous_id``, default a
+    stable UUID of its name) when configured, else 401."""
     if anonymous is not None:
-        set_consumer(ex, plugin, anonymous, None)
+        set_consumer(ex, plugin, anonymous, None, id=anonymous_id)
         return
     ex.outcomes[plugin] = "rejected"
     ex.error(401, message, headers)
@@ -125,6 +126,8 @@ class Owned(Generic[T]):
     #: hmac-auth username), never its secret.
     id: str
     secret: T
+    #: Kong's X-Consumer-ID: the consumer's id in the declarative file (None: not given).
+    consumer_id: str | None = None
 
 
 class CredentialStore(Generic[T]):
@@ -133,19 +136,34 @@ class CredentialStore(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._by_key: dict[str, Owned[T]] = {}
+        #: The declarative file's consumer ids by username, every consumer's (the anonymous
+        #: one may own no credential of this kind); empty for credentials from variables.
+        self.consumer_ids: dict[str, str] = {}
 
-    def add(self, consumer: str, key: str, secret: T, custom_id: str | None = None) -> None:
+    def add(self, consumer: str, key: str, secret: T, custom_id: str | None = None,
+            consumer_id: str | None = None) -> None:
         """Register a credential; ValueError on a bad consumer name or a key given twice."""
         consumer_name(consumer)
         if key in self._by_key:
             raise ValueError(f"{self.kind} credential {key!r} is listed twice")
-        self._by_key[key] = Owned(consumer, custom_id, key, secret)
+        self._by_key[key] = Owned(consumer, custom_id, key, secret, consumer_id)
 
     def update(self, other: CredentialStore[T]) -> None:
         for key, owned in other._by_key.items():
             if key in self._by_key:
                 raise ValueError(f"{self.kind} credential {key!r} is listed twice")
             self._by_key[key] = owned
+        self.consumer_ids.update(other.consumer_ids)
+
+    def authenticate(self, ex: Exchange, plugin: str, owned: Owned[T]) -> None:
+        """Set ``owned``'s consumer as the request's, with the file's id when it has one."""
+        set_consumer(ex, plugin, owned.consumer, owned.id, owned.custom_id, owned.consumer_id)
+
+    def refuse(self, ex: Exchange, plugin: str, anonymous: str | None, message: str,
+               headers: Headers | None = None) -> None:
+        """:func:`refuse`, the anonymous consumer with the file's id when it has one."""
+        refuse(ex, plugin, anonymous, message, headers,
+               self.consumer_ids.get(anonymous) if anonymous is not None else None)
 
     def get(self, key: str) -> Owned[T] | None:
         return self._by_key.get(key)

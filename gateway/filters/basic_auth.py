@@ -53,13 +53,14 @@ class Hashed:
 
 
 def add_credential(store: CredentialStore[Hashed], consumer: str, username: str,
-                   password: str, custom_id: str | None = None) -> None:
+                   password: str, custom_id: str | None = None,
+                   consumer_id: str | None = None) -> None:
     """Add one credential, hashing its password; ValueError naming what is wrong (never it)."""
     if not username or ":" in username or not username.isprintable():
         raise ValueError("a username is empty or holds ':' or control characters")
     if not isinstance(password, str):
         raise ValueError(f"the password of {username!r} must be a string")
-    store.add(consumer, username, Hashed.of(password), custom_id)
+    store.add(consumer, username, Hashed.of(password), custom_id, consumer_id)
 
 
 def credentials_from_env(raw: str) -> CredentialStore[Hashed]:
@@ -133,10 +134,10 @@ class BasicAuth(Filter):
             return
         owned = self.identify(ex)
         if owned is None:
-            auth.refuse(ex, self.NAME, self.config.anonymous, "Unauthorized",
-                        Headers(self.challenge))
+            self.store.refuse(ex, self.NAME, self.config.anonymous, "Unauthorized",
+                              Headers(self.challenge))
         else:
-            auth.set_consumer(ex, self.NAME, owned.consumer, owned.id, owned.custom_id)
+            self.store.authenticate(ex, self.NAME, owned)
 
     def identify(self, ex: Exchange) -> auth.Owned[Hashed] | None:
         """The credential of Proxy-Authorization, else of Authorization (Kong's order)."""

@@ -48,12 +48,12 @@ class Secret(bytes):
 
 
 def add_credential(store: CredentialStore[Secret], consumer: str, username: str, secret: str,
-                   custom_id: str | None = None) -> None:
+                   custom_id: str | None = None, consumer_id: str | None = None) -> None:
     if not username or not username.isprintable() or '"' in username:
         raise ValueError("a username is empty or holds quotes or control characters")
     if not isinstance(secret, str) or not secret:
         raise ValueError(f"the secret of {username!r} must be a non-empty string")
-    store.add(consumer, username, Secret(secret.encode()), custom_id)
+    store.add(consumer, username, Secret(secret.encode()), custom_id, consumer_id)
 
 
 def credentials_from_env(raw: str) -> CredentialStore[Secret]:
@@ -158,9 +158,10 @@ class HmacAuth(Filter):
             return
         found = self.identify(ex)
         if isinstance(found, str):
-            auth.refuse(ex, self.NAME, self.config.anonymous, found, Headers(self.challenge))
+            self.store.refuse(ex, self.NAME, self.config.anonymous, found,
+                              Headers(self.challenge))
         else:
-            auth.set_consumer(ex, self.NAME, found.consumer, found.id, found.custom_id)
+            self.store.authenticate(ex, self.NAME, found)
 
     def identify(self, ex: Exchange) -> auth.Owned[Secret] | str:
         """The credential of a valid signature, or Kong's message saying why not."""

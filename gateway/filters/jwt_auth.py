@@ -32,6 +32,7 @@ from gateway.config import ConfigError, Settings, boolean, names, setting
 from gateway.filters import auth
 from gateway.filters.auth import CredentialStore
 from gateway.filters.base import Filter
+from gateway.jsoncodec import encode_json
 from gateway.proxy.exchange import Exchange
 
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
@@ -191,12 +192,12 @@ class Jwt(Filter):
 
     def __init__(self, config: JwtConfig, settings: Settings) -> None:
         super().__init__(config, settings)
-        store: CredentialStore[JwtSecret] = CredentialStore("jwt")
+        self.store: CredentialStore[JwtSecret] = CredentialStore("jwt")
         try:
             for given in (config.secrets, config.secrets_file):
                 if given is not None:
-                    store.update(given)
-            self.keys = {key: (owned, self._prepare(owned.secret)) for key, owned in store}
+                    self.store.update(given)
+            self.keys = {key: (owned, self._prepare(owned.secret)) for key, owned in self.store}
         except ValueError as exc:
             raise ConfigError(f"jwt: {exc}") from None
         base = f'Bearer realm="{config.realm}"' if config.realm is not None else "Bearer"
@@ -226,7 +227,7 @@ class Jwt(Filter):
         except Rejected as failed:
             self.refuse(ex, failed)
             return
-        auth.set_consumer(ex, self.NAME, owned.consumer, owned.id, owned.custom_id)
+        self.store.authenticate(ex, self.NAME, owned)
 
     def refuse(self, ex: Exchange, failed: Rejected) -> None:
         """Pass as the anonymous consumer when configured, else 401 with Kong's body.
@@ -235,13 +236,13 @@ class Jwt(Filter):
         is always JSON, compact, ``{"message":...}`` (no request_id) or the claims' errors.
         """
         if self.config.anonymous is not None:
-            auth.refuse(ex, self.NAME, self.config.anonymous, str(failed))
+            self.store.refuse(ex, self.NAME, self.config.anonymous, str(failed))
             return
         challenge = self.challenge if failed.bare else self.challenge_error
         body = failed.errors if failed.errors is not None else {"message": str(failed)}
         ex.outcomes[self.NAME] = "rejected"
         ex.error_message = "; ".join(body.values())
-        ex.respond(401, json.dumps(body, separators=(",", ":")).encode(),
+        ex.respond(401, encode_json(body),
                    Headers([("WWW-Authenticate", challenge)]), "application/json; charset=utf-8")
 
     def tokens(self, ex: Exchange) -> set[str]:

@@ -37,7 +37,7 @@ from gateway.filters.opentelemetry import KONG_FORMATS, tracing_config
 from gateway.filters.request_callout.plan import plan as callout_plan
 from gateway.ops.tracing import WRITTEN
 from gateway.routing.declarative import Declaration
-from gateway.routing.entities import Plugin, unsupported
+from gateway.routing.entities import Consumer, Plugin, unsupported
 from gateway.schema import Invalid
 from gateway.store.kong_redis import REDIS_CHECKS, redis_texts
 
@@ -501,34 +501,34 @@ def _key_table(decl: Declaration) -> KeyTable:
     return table
 
 
-def _owned(decl: Declaration, kind: str, add: Callable[[CredentialStore[Any], str, str | None,
-                                                       dict[str, Any]], None]
+def _owned(decl: Declaration, kind: str,
+           add: Callable[[CredentialStore[Any], Consumer, dict[str, Any]], None]
            ) -> CredentialStore[Any]:
-    """The ``kind`` credentials of every consumer, each added by ``add``; Invalid names one."""
+    """The ``kind`` credentials of every consumer, each added by ``add``, and every
+    consumer's id (Kong's X-Consumer-ID, the anonymous consumer's too); Invalid names a bad
+    credential."""
     store: CredentialStore[Any] = CredentialStore(kind)
+    store.consumer_ids = {c.username: c.id for c in decl.consumers.values() if c.id}
     for credential in decl.credentials.get(kind, ()):
-        consumer = decl.consumers[credential.consumer]
         try:
-            add(store, consumer.username, consumer.custom_id, credential.fields)
+            add(store, decl.consumers[credential.consumer], credential.fields)
         except ValueError as exc:
             raise Invalid(credential.label, str(exc)) from None
     return store
 
 
-def _add_jwt(store: CredentialStore[Any], consumer: str, custom_id: str | None,
-             fields: dict[str, Any]) -> None:
-    store.add(consumer, *jwt_auth.jwt_secret(fields), custom_id)
+def _add_jwt(store: CredentialStore[Any], consumer: Consumer, fields: dict[str, Any]) -> None:
+    store.add(consumer.username, *jwt_auth.jwt_secret(fields), consumer.custom_id, consumer.id)
 
 
-def _add_basic(store: CredentialStore[Any], consumer: str, custom_id: str | None,
-               fields: dict[str, Any]) -> None:
-    basic_auth.add_credential(store, consumer, fields["username"], fields["password"],
-                              custom_id)
+def _add_basic(store: CredentialStore[Any], consumer: Consumer, fields: dict[str, Any]) -> None:
+    basic_auth.add_credential(store, consumer.username, fields["username"], fields["password"],
+                              consumer.custom_id, consumer.id)
 
 
-def _add_hmac(store: CredentialStore[Any], consumer: str, custom_id: str | None,
-              fields: dict[str, Any]) -> None:
-    hmac_auth.add_credential(store, consumer, fields["username"], fields["secret"], custom_id)
+def _add_hmac(store: CredentialStore[Any], consumer: Consumer, fields: dict[str, Any]) -> None:
+    hmac_auth.add_credential(store, consumer.username, fields["username"], fields["secret"],
+                             consumer.custom_id, consumer.id)
 
 
 def _group_table(decl: Declaration) -> acl.GroupTable:

@@ -10,8 +10,6 @@ gRPC calls                                   no gRPC proxying in this gateway
                                              refused when loaded (tested below)
 "consumer cache consistency", invalidations  no Admin API, no DB (DB-less file only)
 01-crypto_spec (sha1(password .. id))        passwords are held as salted HMAC-SHA256 here
-X-Consumer-ID equal to the consumer's `id`   the id is a stable UUID from the username here
-                                             (a strict xfail below; key-auth sends the id)
 "Accepts valid credentials (introduced with  Kong's stored sha1 hashes are not read here
 a hashed password)" (05-declarative_spec)
 ===========================================  ==============================================
@@ -156,8 +154,6 @@ def test_declarative_accepts_valid_credentials(declarative):
     assert "authorization" not in seen
 
 
-@pytest.mark.xfail(strict=True, reason="X-Consumer-ID is a UUID of the username here, not "
-                   "the consumer's id (gateway/routing/plugins.py gives basic-auth no ids)")
 def test_declarative_sends_the_consumers_id(declarative):
     seen = upstream_headers(call(declarative, **basic("james", "secret")))
     assert seen["x-consumer-id"] == "ad06b77c-0d2f-407a-8d6d-07f272a92d6a"

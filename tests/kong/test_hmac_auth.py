@@ -7,7 +7,6 @@ gRPC calls (incl. @request-target over HTTP/2)    no gRPC proxying in this gatew
 "errors when anonymous user doesn't exist"       refused when the file is loaded
 logical AND / OR with key-auth                   the same shared code as basic-auth's, tested
                                                  in test_basic_auth.py
-X-Consumer-ID equal to the consumer's id         a UUID of the username here (strict xfail)
 Admin API / invalidations                        no Admin API (DB-less file only)
 ===============================================  =========================================
 """
@@ -307,8 +306,6 @@ def test_should_pass_the_right_headers_to_the_upstream_server(realm):
     assert "x-anonymous-consumer" not in seen
 
 
-@pytest.mark.xfail(strict=True, reason="hmac-auth sends a UUID of the username as "
-                   "X-Consumer-ID, not the consumer's id")
 def test_the_upstream_gets_the_consumers_id(realm):
     date = now()
     value = authorization(sign(md5_text(date)), LINE)

@@ -17,8 +17,6 @@ ES512 with a JWK-produced key (key from fixtures.lua)   the same path as ES256/E
 Admin API / invalidation cases                          no Admin API (DB-less file only)
 "ctx.authenticated_jwt_token" (kong.ctx.shared)         Kong-internal state read by a spec-only
                                                         plugin (ctx-checker)
-X-Consumer-ID equal to the consumer's id (logical OR)   a UUID of the username here (strict
-                                                        xfail in the logical AND / OR cases)
 ======================================================  =====================================
 """
 
@@ -377,8 +375,6 @@ MULTI = [{"username": "Anonymous", "id": "7a1d3c5e-2b4f-4e6a-8c9d-0e1f2a3b4c15"}
           "jwt_secrets": [{"key": "aladdin-key", "secret": SECRET}]}]
 ANON, MICKEY, ALADDIN = (consumer["id"] for consumer in MULTI)
 MOUSE_ID = MULTI[1]["keyauth_credentials"][0]["id"]
-JWT_IDS = pytest.mark.xfail(strict=True, reason="jwt sends a UUID of the username as "
-                            "X-Consumer-ID, not the consumer's id")
 
 
 def both(upstream, anonymous=None):
@@ -425,7 +421,6 @@ def test_or_passes_with_all_credentials_provided(logical_or):
     assert seen["x-credential-identifier"] == "aladdin-key"  # jwt ran first; key-auth skipped
 
 
-@JWT_IDS
 def test_or_all_credentials_send_one_of_their_consumer_ids(logical_or):
     seen = upstream_headers(call(logical_or, **credentials(True, True)))
     assert seen["x-consumer-id"] in (MICKEY, ALADDIN)
@@ -445,7 +440,6 @@ def test_or_passes_with_only_the_second_credential_provided(logical_or):
         "Aladdin", "aladdin-key")
 
 
-@JWT_IDS
 def test_or_second_credential_sends_its_consumer_id(logical_or):
     assert upstream_headers(call(logical_or, **credentials(False, True)))[
         "x-consumer-id"] == ALADDIN

@@ -11,9 +11,6 @@ Skipped cases (spec case: why):
 - key in gRPC headers: no gRPC here.
 - "errors when anonymous user doesn't exist" (500 per request): the file is refused
   when it loads, naming `anonymous` (asserted instead).
-- multiple auth, logical AND / OR: X-Consumer-ID set by basic-auth (or by its anonymous
-  fallback) equal to the file's consumer id: basic-auth sends a UUID derived from the
-  username (see test_basic_auth.py); these asserts are strict xfails, the rest is asserted.
 - auto-expiring keys (`ttl`): credential TTLs are not supported.
 - 01-api_spec, 03-invalidations_spec, 04-hybrid_mode_spec: the Admin API, DB invalidation
   and hybrid mode (DB-less file only).
@@ -270,10 +267,6 @@ def test_an_anonymous_consumer_that_does_not_exist_refuses_the_file(httpbin):
 
 ALADDIN = {"Authorization": "Basic QWxhZGRpbjpPcGVuU2VzYW1l"}  # Aladdin:OpenSesame
 MOUSE = {"apikey": "Mouse"}
-#: X-Consumer-ID set by basic-auth is a UUID of the username, not the file's id (shared
-#: code: gateway/routing/plugins.py hands basic-auth no consumer ids).
-BASIC_AUTH_IDS = pytest.mark.xfail(strict=True, reason="basic-auth sends a UUID of the "
-                                   "username as X-Consumer-ID, not the consumer's id")
 
 
 def upstream_consumer(response) -> dict[str, str]:
@@ -289,7 +282,6 @@ def test_logical_and_passes_with_all_credentials_provided(kong):
     assert headers["x-consumer-username"] in ("Mickey", "Aladdin")
 
 
-@BASIC_AUTH_IDS
 def test_logical_and_all_credentials_send_one_of_their_consumer_ids(kong):
     headers = upstream_consumer(send(kong, "GET", "/anything", "logical-and.test",
                                      {**MOUSE, **ALADDIN}))
@@ -326,7 +318,6 @@ def test_logical_or_passes_with_only_the_second_credential_provided(kong):
     assert headers["x-consumer-username"] == "Aladdin"
 
 
-@BASIC_AUTH_IDS
 def test_logical_or_second_credential_sends_its_consumer_id(kong):
     headers = upstream_consumer(send(kong, "GET", "/anything", "logical-or.test", ALADDIN))
     assert headers["x-consumer-id"] == ALADDIN_ID
@@ -338,7 +329,6 @@ def test_logical_or_passes_with_no_credential_provided(kong):
     assert headers["x-consumer-username"] == "Anonymous"
 
 
-@BASIC_AUTH_IDS
 def test_logical_or_no_credential_sends_the_anonymous_consumer_id(kong):
     headers = upstream_consumer(send(kong, "GET", "/anything", "logical-or.test"))
     assert headers["x-consumer-id"] == ANONYMOUS_ID
