@@ -66,8 +66,8 @@ def origin_rules(raw: str) -> tuple[str, ...]:
         if not _PLAIN_ORIGIN.fullmatch(entry) and entry != "*":
             try:
                 re.compile(entry)
-            except re.error as exc:
-                raise ValueError(f"{entry!r} is not a valid regular expression: {exc}") from None
+            except re.error:
+                raise ValueError(f"'{entry}' is not a valid regex") from None  # Kong's words
     return entries
 
 
@@ -86,6 +86,15 @@ def header_names(raw: str) -> tuple[str, ...]:
     return parsed
 
 
+def methods(raw: str) -> tuple[str, ...]:
+    """Comma-separated methods, each one of Kong's nine (its schema's ``one_of``)."""
+    parsed = names(raw)
+    unknown = [method for method in parsed if method not in DEFAULT_METHODS]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: expected one of: {', '.join(DEFAULT_METHODS)}")
+    return parsed
+
+
 @dataclass(frozen=True)
 class CorsConfig:
     origins: tuple[str, ...] = setting(
@@ -93,7 +102,7 @@ class CorsConfig:
         "cors: allowed origins, comma-separated: `*`, exact origins such as "
         "`https://app.example.com`, or regular expressions (Kong's rules).")
     methods: tuple[str, ...] = setting(
-        "GATEWAY_CORS_METHODS", header_names, ",".join(DEFAULT_METHODS),
+        "GATEWAY_CORS_METHODS", methods, ",".join(DEFAULT_METHODS),
         "cors: Access-Control-Allow-Methods of preflight answers.")
     headers: tuple[str, ...] = setting(
         "GATEWAY_CORS_HEADERS", header_names, "",

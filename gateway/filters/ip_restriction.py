@@ -28,15 +28,18 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def networks(raw: str) -> tuple[Network, ...]:
-    """A comma-separated list of IP addresses and CIDR ranges (IPv4 and IPv6)."""
-    parsed = []
+    """A comma-separated list of IP addresses and CIDR ranges (IPv4 and IPv6); every bad
+    entry is named, as Kong's schema names each."""
+    parsed, bad = [], []
     for item in (part.strip() for part in raw.split(",")):
         if not item:
             continue
         try:
             parsed.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ValueError(f"invalid ip or cidr range: '{item}'") from None
+            bad.append(f"invalid ip or cidr range: '{item}'")
+    if bad:
+        raise ValueError("; ".join(bad))
     return tuple(parsed)
 
 

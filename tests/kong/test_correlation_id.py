@@ -9,6 +9,10 @@ Skipped, and why:
 | echo when the upstream times out | translated with an upstream that refuses (502): same path |
 | a runtime error (`error-generator-last`) | a Kong test plugin; one that answers is used |
 | `correlation_id` in file-log's entry | that entry belongs to the log plugins (issue 21) |
+| schema: the validator refuses `generator = null` | a file's null is a field left out |
+
+A null generator is Kong's default, as Kong completes a stored null (02-schema_spec's
+"auto-complete generator if it is `null` in database", translated).
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ services:
     plugins:
     - {{name: correlation-id, config: {{echo_downstream: true}}}}
     - {{name: request-termination, config: {{status_code: 418}}}}
+  - name: r8
+    hosts: [correlation-teapot.test]
+    plugins:
+    - {{name: correlation-id, config: {{generator: uuid, echo_downstream: true}}}}
+    - {{name: request-termination, config: {{status_code: 418, message: "I'm a teapot"}}}}
 - name: refusing
   url: http://127.0.0.1:1
   routes:
@@ -117,12 +126,36 @@ def test_does_not_preserve_an_empty_or_blank_header(client, value):
     assert re.fullmatch(UUID_COUNTER, upstream_id(client, "correlation1.test", **given))
 
 
-def test_echoes_with_echo_downstream_when_another_plugin_answered(client):
-    response = send(client, "GET", "/", "correlation-terminated.test")
+@pytest.mark.parametrize(("host", "pattern"), [
+    ("correlation-terminated.test", UUID_COUNTER),
+    ("correlation-teapot.test", UUID),  # the spec's route 5: generator uuid, "I'm a teapot"
+])
+def test_echoes_with_echo_downstream_when_another_plugin_answered(client, host, pattern):
+    response = send(client, "GET", "/", host)
     assert response.status_code == 418
-    assert re.fullmatch(UUID_COUNTER, response.headers["Kong-Request-ID"])
-    given = send(client, "GET", "/", "correlation-terminated.test", {"Kong-Request-ID": "abc"})
-    assert given.status_code == 418 and given.headers["Kong-Request-ID"] == "abc"
+    assert re.fullmatch(pattern, response.headers["Kong-Request-ID"])
+    given = send(client, "GET", "/", host, {"Kong-Request-ID": "my very personal id"})
+    assert given.status_code == 418
+    assert given.headers["Kong-Request-ID"] == "my very personal id"
+
+
+def test_teapot_message(client):
+    assert send(client, "GET", "/", "correlation-teapot.test").json == {
+        "message": "I'm a teapot"}
+
+
+def test_no_echo_with_a_custom_header_name_unless_asked(client):
+    response = send(client, "GET", "/", "correlation2.test")
+    assert response.status_code == 200
+    assert "Foo-Bar-Id" not in response.headers and "Kong-Request-ID" not in response.headers
+
+
+def test_a_custom_header_name_leaves_kong_request_id_as_sent(client):
+    # the spec's "preserves an already existing header" is on this route
+    headers = seen(send(client, "GET", "/", "correlation2.test", {"Kong-Request-ID": "foobar"})
+                   )["headers"]
+    assert headers["kong-request-id"] == "foobar"
+    assert re.fullmatch(UUID_COUNTER, headers["foo-bar-id"])
 
 
 def test_schema_refuses_an_unknown_generator(httpbin):
@@ -132,6 +165,19 @@ _format_version: "3.0"
 services: [{{name: mock, url: "{httpbin}/anything", routes: [{{name: r, paths: [/]}}]}}]
 plugins: [{{name: correlation-id, config: {{generator: foo}}}}]
 """)
+
+
+def test_a_null_generator_is_auto_completed(httpbin):
+    client = kong_client(f"""
+_format_version: "3.0"
+services: [{{name: mock, url: "{httpbin}/anything", routes: [{{name: r, paths: [/]}}]}}]
+plugins:
+- name: correlation-id
+  config: {{generator: null, header_name: Kong-Request-ID, echo_downstream: true}}
+""")
+    response = send(client, "GET", "/", "a")
+    sent = seen(response)["headers"]["kong-request-id"]
+    assert re.fullmatch(UUID_COUNTER, sent) and response.headers["Kong-Request-ID"] == sent
 
 
 def test_from_environment_variables(httpbin):

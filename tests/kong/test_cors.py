@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from gateway.config import ConfigError
 from tests.kong.plugin_kit import kong_client, send
 from tests.support.net import free_port
 
@@ -478,3 +479,32 @@ def test_allow_origin_absent_enabled_returns_acao(kong, origin):
     assert response.headers[ALLOW + "Origin"] == "foo.bar"
     assert response.headers[ALLOW + "Credentials"] == "true"
     assert response.headers["Access-Control-Expose-Headers"] == "x-auth-token"
+
+
+# ------------------------------------------------------------------ schema (02-schema_spec)
+
+def cors_file(config: dict[str, Any]) -> str:
+    return json.dumps({"_format_version": "3.0", "services": [{
+        "name": "s", "url": "http://127.0.0.1:9", "routes": [{"name": "r", "paths": ["/"]}],
+        "plugins": [{"name": "cors", "config": config}]}]})
+
+
+@pytest.mark.parametrize("config", [
+    {"origins": ["*"]},  # validates '*'
+    {"origins": ["example.com"]},  # what looks like a domain
+    {"origins": [r".*\.example(?:-foo)?\.com"]},  # what looks like a regex
+    *({"methods": [method]} for method in CORS_DEFAULT_METHODS.split(",")),
+])
+def test_schema_accepts(config):
+    kong_client(cors_file(config))
+
+
+@pytest.mark.parametrize(("config", "error"), [
+    ({"origins": [".*.example.com", "invalid_**regex"]}, "'invalid_**regex' is not a valid regex"),
+    ({"methods": ["FAKE"]},
+     "expected one of: GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS, TRACE, CONNECT"),
+])
+def test_schema_errors(config, error):
+    with pytest.raises(ConfigError) as refused:
+        kong_client(cors_file(config))
+    assert "plugins[cors].config" in str(refused.value) and error in str(refused.value)

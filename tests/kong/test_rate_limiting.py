@@ -11,10 +11,18 @@ Skipped cases (spec case: why):
   TLS is a `rediss://` GATEWAY_REDIS_URL, not plugin config.
 - "blocks if exceeding limit #grpc": no gRPC here.
 - "does not work / keeps working if an error occurs" under `cluster` (a dropped table):
-  no database; the `redis` ones are translated with GATEWAY_REDIS_URL on a closed
-  port, since the plugin's `redis.host`/`redis.port` are not read (GATEWAY_REDIS_URL
-  is the one Redis).
+  no database; the `redis` ones are translated twice: with the plugin's own `redis`
+  record on a closed port (the spec's), and with GATEWAY_REDIS_URL on a closed port.
 - "rate-limiting with sync_rate": `sync_rate` is not supported (counts are synchronous).
+
+05-integration_spec.lua (redis policy, the plugin's own `redis` record): "connection pool
+respects database setting" and the two Redis ACL cases are translated; skipped: the SSL
+strategies (plain TCP Redis here), the `sync_rate` variants (not supported), "creating
+rate-limiting plugins using api" (Admin API). 01-schema_spec.lua: the configs it accepts
+and refuses, through a declarative file. Skipped whole: 02-policies_spec.lua (unit tests
+of Kong's policy module: its shm TTLs and `cluster` table), 03-api_spec.lua,
+06-shorthand_fields_spec.lua (Admin API round trips; the shorthands themselves load, see
+the schema cases) and 07-hybrid_mode_spec.lua (no hybrid mode).
 
 Kong's `retry` (run again once in the next minute when a window rolled over mid-case) is
 a wait for a fresh minute before the cases that count per minute.
@@ -29,6 +37,7 @@ from typing import Any
 import pytest
 import redis
 
+from gateway.config import ConfigError
 from tests.kong.plugin_kit import kong_client, send
 from tests.support.net import free_port
 
@@ -231,17 +240,104 @@ def test_blocks_if_exceeding_limit_multiple_consumers(httpbin, request, policy, 
 
 # ------------------------------------------------------------- Redis errors (redis policy)
 
-@pytest.mark.parametrize(("fault_tolerant", "status"), [(False, 500), (True, 200)])
-def test_redis_errors(httpbin, fault_tolerant, status):
-    client = gateway(httpbin, {"GATEWAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}"},
-                     [limit("redis", minute=6, limit_by="ip", fault_tolerant=fault_tolerant)])
-    response = send(client, "GET", "/test", "rl.test")
+def failed(response, status: int) -> None:
+    """Kong's answer when Redis fails: 500 (or the upstream's 200), no rate-limit headers."""
     assert response.status_code == status
     if status == 500:
         assert "An unexpected error occurred" in response.json["message"]
     for name in ("X-Ratelimit-Limit-Minute", "X-Ratelimit-Remaining-Minute",
                  "Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-Reset"):
         assert name not in response.headers
+
+
+@pytest.mark.parametrize(("fault_tolerant", "status"), [(False, 500), (True, 200)])
+def test_redis_errors(httpbin, fault_tolerant, status):
+    client = gateway(httpbin, {"GATEWAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}"},
+                     [limit("redis", minute=6, limit_by="ip", fault_tolerant=fault_tolerant)])
+    failed(send(client, "GET", "/test", "rl.test"), status)
+
+
+@pytest.mark.parametrize(("fault_tolerant", "status"), [(False, 500), (True, 200)])
+def test_redis_errors_with_the_plugins_own_redis(httpbin, fault_tolerant, status):
+    # the spec's: a bad port in the plugin's redis record, no GATEWAY_REDIS_URL
+    client = gateway(httpbin, {}, [limit(
+        "redis", service="test", minute=6, limit_by="ip", fault_tolerant=fault_tolerant,
+        redis={"host": "127.0.0.1", "port": free_port(), "ssl": False})])
+    failed(send(client, "GET", "/test", "rl.test"), status)
+
+
+# ------------------------------------------ 05-integration: the plugin's own redis record
+
+VALID_USER, INVALID_USER, PASSWORD = "ratelimit-user", "some-user", "secret"
+
+
+def database(redis_url: str, number: int) -> redis.Redis:
+    """A client of database ``number`` of the test Redis (its URL names database 0)."""
+    address = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs
+    return redis.Redis(host=address["host"], port=address["port"], db=number)
+
+
+@pytest.fixture
+def redis_admin(redis_url):
+    """The test Redis, databases 1-4 emptied, with Kong's two ACL users: one allowed every
+    command, one only GET (removed afterwards)."""
+    admin = redis.Redis.from_url(redis_url)
+    for number in (1, 2, 3, 4):
+        database(redis_url, number).flushdb()
+    admin.execute_command("ACL", "SETUSER", VALID_USER, "on", "allkeys", "allcommands",
+                          ">" + PASSWORD)
+    admin.execute_command("ACL", "SETUSER", INVALID_USER, "on", "allkeys", "+get",
+                          ">" + PASSWORD)
+    yield admin
+    admin.execute_command("ACL", "DELUSER", VALID_USER, INVALID_USER)
+
+
+def integration_gateway(httpbin: str, redis_url: str) -> Any:
+    """The spec's routes redistest1-4.test, each limited in its own Redis database (3 and 4
+    as the ACL users)."""
+    port = database(redis_url, 0).connection_pool.connection_kwargs["port"]
+    users = {3: {"username": VALID_USER, "password": PASSWORD},
+             4: {"username": INVALID_USER, "password": PASSWORD}}
+    routes = []
+    for number in (1, 2, 3, 4):
+        record = {"host": "127.0.0.1", "port": port, "database": number, "timeout": 10000,
+                  **users.get(number, {})}
+        routes.append({"name": f"r{number}", "hosts": [f"redistest{number}.test"],
+                       "plugins": [{"name": "rate-limiting", "config": {
+                           "minute": 2 if number == 3 else 1, "policy": "redis",
+                           "redis": record, "fault_tolerant": False}}]})
+    return kong_client(json.dumps({"_format_version": "3.0", "services": [
+        {"name": "mock", "url": f"{httpbin}/anything", "routes": routes}]}))
+
+
+def sizes(redis_url: str) -> list[int]:
+    """DBSIZE of databases 1, 2 and 3."""
+    return [database(redis_url, number).dbsize() for number in (1, 2, 3)]
+
+
+def test_connection_pool_respects_database_setting(httpbin, redis_url, redis_admin):
+    client = integration_gateway(httpbin, redis_url)
+    assert sizes(redis_url) == [0, 0, 0]
+    assert send(client, "GET", "/status/200", "redistest1.test").status_code == 200
+    assert sizes(redis_url) == [1, 0, 0]  # database 1 has the hit, 2 and 3 none
+    assert send(client, "GET", "/status/200", "redistest2.test").status_code == 200
+    assert sizes(redis_url) == [1, 1, 0]
+    assert send(client, "GET", "/status/200", "redistest3.test").status_code == 200
+    assert all(size > 0 for size in sizes(redis_url))
+
+
+def test_authenticates_with_a_valid_redis_user_having_proper_acls(httpbin, redis_url,
+                                                                  redis_admin):
+    client = integration_gateway(httpbin, redis_url)
+    response = send(client, "GET", "/status/200", "redistest3.test")
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Remaining-Minute"] == "1"  # counted in Redis
+
+
+def test_fails_to_rate_limit_for_a_redis_user_with_missing_acls(httpbin, redis_url,
+                                                                redis_admin):
+    client = integration_gateway(httpbin, redis_url)
+    failed(send(client, "GET", "/status/200", "redistest4.test"), 500)
 
 
 # ----------------------------------------------------------- enable globally
@@ -256,3 +352,53 @@ def test_global_for_single_consumer(httpbin):
     assert got["minute_remaining"] == got["remaining"] == [0] * 7
     assert got["status"] == [429] * 7
     assert all(0 <= reset <= 60 for reset in got["reset"])
+
+
+# ------------------------------------------------------------------ schema (01-schema_spec)
+
+def schema_file(config: dict[str, Any]) -> str:
+    return json.dumps({"_format_version": "3.0", "services": [{
+        "name": "s", "url": "http://127.0.0.1:9", "routes": [{"name": "r", "paths": ["/"]}],
+        "plugins": [{"name": "rate-limiting", "config": config}]}]})
+
+
+REDIS_RECORD = {"host": "127.0.0.1", "port": 6379, "database": 0, "username": "test",
+                "password": "testXXX", "ssl": True, "ssl_verify": False, "timeout": 1100,
+                "server_name": "test-redis.example.com"}
+
+
+@pytest.mark.parametrize("config", [
+    {"second": 10},  # proper config validates
+    {"second": 10, "minute": 20, "hour": 30, "day": 40, "month": 50, "year": 60},  # (bis)
+    {"second": 10, "limit_by": "header", "header_name": "X-App-Version"},  # (header)
+    {"second": 10, "limit_by": "path", "path": "/request"},  # (path)
+    {"second": 10, "policy": "redis", "redis": REDIS_RECORD},  # with redis new structure
+    {"second": 10, "policy": "redis",  # with redis legacy structure
+     **{f"redis_{name}": value for name, value in REDIS_RECORD.items()}},
+])
+def test_schema_accepts(config):
+    kong_client(schema_file(config))
+
+
+@pytest.mark.parametrize(("config", "error"), [
+    ({"second": 20, "hour": 10},  # limits: smaller unit is less than bigger unit
+     "The limit for hour(10.0) cannot be lower than the limit for second(20.0)"),
+    ({"second": 10, "minute": 20, "hour": 30, "day": 40, "month": 60, "year": 50},  # (bis)
+     "The limit for year(50.0) cannot be lower than the limit for month(60.0)"),
+    ({"second": 10, "minute": 20, "hour": 5},  # Kong's order: the first shorter window first
+     "The limit for hour(5.0) cannot be lower than the limit for second(10.0)"),
+    ({}, "at least one of these fields must be non-empty: 'config.second', 'config.minute', "
+         "'config.hour', 'config.day', 'config.month', 'config.year'"),  # invalid limit
+    # limited by header (path) but the header_name (path) field is missing: the field named
+    # (Kong's words are "required field missing")
+    ({"second": 10, "limit_by": "header"}, "config.header_name"),
+    ({"second": 10, "limit_by": "path"}, "config.path"),
+    # redis required fields are supplied: without a host (and no GATEWAY_REDIS_URL) refused
+    ({"second": 10, "policy": "redis",
+      "redis": {k: v for k, v in REDIS_RECORD.items() if k != "host"}}, "config.redis.host"),
+])
+def test_schema_errors(config, error):
+    with pytest.raises(ConfigError) as refused:
+        kong_client(schema_file(config))
+    assert "plugins[rate-limiting].config" in str(refused.value)
+    assert error in str(refused.value)

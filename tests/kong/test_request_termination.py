@@ -13,6 +13,9 @@ Skipped cases (spec case: why):
   `matched_route.hosts`: captures are not echoed and the matched route is echoed as
   `{"name": ...}`; route 9 is a host-only route here. The rest of `request` is compared
   whole, as the spec does.
+
+03-integration_spec.lua's one case ("can be applied on a consumer") is translated with
+the plugin on the consumer in the file, as the Admin API would have put it.
 """
 
 from __future__ import annotations
@@ -134,6 +137,22 @@ def test_echos_a_request_if_the_trigger_is_specified_as_a_query_parameter(kong):
                       data=b"cool body"))
     assert body["request"] == expected("api10" + SUFFIX, {"hello": "there",
                                                           "gimme-an-echo": "anything will do"})
+
+
+# ------------------------------------------------------ integration (03-integration_spec)
+
+def test_can_be_applied_on_a_consumer(httpbin):
+    client = kong_client(json.dumps({
+        "_format_version": "3.0",
+        "services": [{"name": "mock", "url": httpbin, "routes": [
+            {"name": "api1", "hosts": ["api1" + SUFFIX]}]}],
+        "plugins": [{"name": "key-auth"},
+                    {"name": "request-termination", "consumer": "bob"}],
+        "consumers": [{"username": "bob", "keyauth_credentials": [{"key": "kong"}]}]}))
+    response = send(client, "GET", "/request", "api1" + SUFFIX, {"apikey": "kong"})
+    assert response.status_code == 503
+    assert json.loads(response.get_data()) == {"message": "Service unavailable"}
+    assert send(client, "GET", "/status/200", "api1" + SUFFIX).status_code == 401  # no key
 
 
 # ------------------------------------------------------------------ schema (01-schema_spec)

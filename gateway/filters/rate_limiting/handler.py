@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import pairwise
+from itertools import combinations
 
 from prometheus_client import Counter
 from werkzeug.datastructures import Headers
@@ -114,13 +114,18 @@ class RateLimitingConfig:
     def __post_init__(self) -> None:
         windows = self.windows
         if not windows:
-            raise ConfigError("rate-limiting needs a limit: set GATEWAY_RATELIMIT_SECOND, "
-                              "_MINUTE, _HOUR, _DAY, _MONTH or _YEAR")
-        for shorter, longer in pairwise(windows):
+            raise ConfigError(
+                "rate-limiting needs a limit: at least one of these fields must be non-empty: "
+                + ", ".join(f"'config.{period}'" for period in PERIODS)
+                + " (GATEWAY_RATELIMIT_SECOND, _MINUTE, _HOUR, _DAY, _MONTH or _YEAR)")
+        # Kong's order: for each window, shortest first, the first longer one set lower.
+        for shorter, longer in combinations(windows, 2):
             if longer.limit < shorter.limit:
                 raise ConfigError(
-                    f"GATEWAY_RATELIMIT_{longer.period.upper()}={longer.limit}: cannot be lower "
-                    f"than GATEWAY_RATELIMIT_{shorter.period.upper()}={shorter.limit}")
+                    f"The limit for {longer.period}({longer.limit:.1f}) cannot be lower than "
+                    f"the limit for {shorter.period}({shorter.limit:.1f}) "
+                    f"(GATEWAY_RATELIMIT_{longer.period.upper()}={longer.limit}, "
+                    f"GATEWAY_RATELIMIT_{shorter.period.upper()}={shorter.limit})")
 
     @cached_property
     def windows(self) -> tuple[Window, ...]:
