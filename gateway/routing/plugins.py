@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from gateway import schema as s
 from gateway.config import ConfigError
@@ -75,6 +76,9 @@ class KongPlugin:
     #: Only as a global plugin (no service, route or consumer): opentelemetry, whose
     #: tracing is the worker's.
     global_only: bool = False
+    #: Our field holding a key prefix, scoped here to the plugin's route and service (Kong
+    #: keys rate-limiting's counters by their ids): two plugins never share keys.
+    scope_field: str | None = None
 
 
 STRINGS = s.array(s.string)
@@ -249,7 +253,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "error_message": Field(s.string, "error_message"),
         "sync_rate": Field(s.fixed(-1)),
         **{name: Field(check) for name, check in REDIS_CHECKS.items()},
-    }, _limit_by, redis=True),
+    }, _limit_by, redis=True, scope_field="redis_prefix"),
     "proxy-cache": KongPlugin("proxy-cache", {
         "cache_ttl": Field(s.integer(1, 2**31), "ttl"),
         "request_method": Field(STRINGS, "methods"),
@@ -432,10 +436,20 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
         texts.update(kong.combine(conf, path, decl))
     if kong.redis:
         texts.update(redis_texts(conf, path))
+    if kong.scope_field and (plugin.route or plugin.service):
+        texts[kong.scope_field] = _scoped(cls.Config, kong.scope_field, plugin)
     kong_name = {f.ours: k for k, f in kong.fields.items() if f.ours}
     hidden = {f.ours for k, f in kong.fields.items() if f.ours and _has_secret(conf[k])}
     objects = _OBJECTS[kong.filter](decl) if kong.filter in _OBJECTS else {}
     return cls, _config(cls.Config, texts, objects, path, kong_name, hidden)
+
+
+def _scoped(config_cls: type, name: str, plugin: Plugin) -> str:
+    """The field's default prefix followed by the plugin's route and service, each quoted
+    (a name's spaces or braces cannot reach a Redis key), as ``prefix:route:service``."""
+    default = next(f for f in dataclasses.fields(config_cls) if f.name == name)
+    return ":".join([default.metadata["default"], quote(plugin.route or "", safe=""),
+                     quote(plugin.service or "", safe="")])
 
 
 def _has_secret(value: Any) -> bool:

@@ -402,3 +402,22 @@ def test_schema_errors(config, error):
         kong_client(schema_file(config))
     assert "plugins[rate-limiting].config" in str(refused.value)
     assert error in str(refused.value)
+
+
+# ------------------------------------------- each plugin's own counters (Kong's counter keys)
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_two_services_plugins_count_apart(httpbin, request, policy):
+    """Kong keys a counter by its plugin's route and service ids (policies/init.lua): two
+    services' plugins, one client, each its own two requests a minute, in memory as in a
+    shared Redis."""
+    client = gateway(httpbin, env_for(policy, request),
+                     [limit(policy, service="one", minute=2, limit_by="ip"),
+                      limit(policy, service="two", minute=2, limit_by="ip")],
+                     services={"one": ["/one"], "two": ["/two"]})
+    assert requests(client, 3, "/one")["status"] == [200, 200, 429]
+    assert requests(client, 3, "/two")["status"] == [200, 200, 429]
+    if policy == "redis":
+        keys = redis.Redis.from_url(request.getfixturevalue("redis_url")).keys("gateway:*")
+        assert sorted(key.decode().split("{")[0] for key in keys) == [
+            "gateway:ratelimit::one:", "gateway:ratelimit::two:"]

@@ -265,6 +265,23 @@ def test_redis_counters_are_shared_atomic_and_expire(upstream, redis_url):
     assert 0 < store.ttl(keys[1]) <= 2
 
 
+def test_the_redis_prefix_separates_gateways_sharing_a_redis(upstream, redis_url):
+    env = {"GATEWAY_RATELIMIT_MINUTE": "1", "GATEWAY_RATELIMIT_LIMIT_BY": "header:X-Test",
+           "GATEWAY_REDIS_URL": redis_url}
+    one = Setup(upstream, **env)
+    other = Setup(upstream, **env, GATEWAY_RATELIMIT_REDIS_PREFIX="billing:ratelimit")
+    assert [one.get(X_Test="prefixed").status_code, other.get(X_Test="prefixed").status_code,
+            other.get(X_Test="prefixed").status_code] == [200, 200, 429]
+    assert redis.Redis.from_url(redis_url).keys("billing:ratelimit:{header:prefixed}:minute:*")
+
+
+@pytest.mark.parametrize("raw", ["a b", "a{b", "x}", "tab\tin"])
+def test_a_redis_prefix_that_could_move_the_hash_tag_is_refused(raw):
+    with pytest.raises(ConfigError, match=r"REDIS_PREFIX=.*without spaces or braces"):
+        load(RateLimitingConfig, {"GATEWAY_RATELIMIT_MINUTE": "1",
+                                  "GATEWAY_RATELIMIT_REDIS_PREFIX": raw})
+
+
 def test_redis_down_lets_requests_pass_with_one_warning(upstream, caplog):
     setup = Setup(upstream, GATEWAY_RATELIMIT_MINUTE="1", GATEWAY_REDIS_URL=closed_port_url()
                   .replace("http", "redis"))

@@ -49,7 +49,6 @@ REJECTIONS = Counter(
     "gateway_ratelimit_rejections", "Requests answered 429 by the rate-limiting filter.")
 
 
-
 def limit_by(raw: str) -> tuple[str, str | None]:
     """consumer, credential, service, ip, path, header:NAME or path:/PATH -> (kind, header
     name, path or None)."""
@@ -63,6 +62,14 @@ def limit_by(raw: str) -> tuple[str, str | None]:
         return kind, name
     raise ValueError("must be consumer, credential, service, ip, path, path:/PATH or "
                      "header:NAME")
+
+
+def redis_prefix(raw: str) -> str:
+    """A Redis key prefix: printable, no spaces, and no braces (a ``{`` would move the hash
+    tag that keeps a client's keys in one Cluster slot)."""
+    if not raw.isprintable() or any(c in raw for c in " {}"):
+        raise ValueError("must be printable, without spaces or braces")
+    return raw
 
 
 def _limit(period: str) -> object:
@@ -96,6 +103,12 @@ class RateLimitingConfig:
         "rate-limiting: the Redis the `redis` policy counts in, in the forms of "
         "GATEWAY_REDIS_URL; default: GATEWAY_REDIS_URL. A declarative file's plugin gives "
         "it as Kong's `redis` record.", secret=True)
+    redis_prefix: str = setting(
+        "GATEWAY_RATELIMIT_REDIS_PREFIX", redis_prefix, "gateway:ratelimit",
+        "rate-limiting: the start of its counters' Redis keys: gateways that share a Redis "
+        "and this prefix share their counts. A declarative file's plugin on a route or "
+        "service adds them to it (Kong's keys hold the plugin's route and service ids), so "
+        "two plugins never share counts.")
     fault_tolerant: bool = setting(
         "GATEWAY_RATELIMIT_FAULT_TOLERANT", boolean, "true",
         "rate-limiting: when Redis fails, let requests through and log a warning (true) or "
@@ -175,7 +188,8 @@ class RateLimiting(Filter):
                 raise ConfigError("policy redis needs a Redis: set GATEWAY_REDIS_URL (or "
                                   "GATEWAY_RATELIMIT_REDIS_URL; in a declarative file, the "
                                   "plugin's config.redis.host)")
-            self.counters: LocalCounters | RedisCounters = RedisCounters(url, config.windows)
+            self.counters: LocalCounters | RedisCounters = RedisCounters(
+                url, config.windows, config.redis_prefix)
         else:
             self.counters = LocalCounters(config.windows)
         #: The clock, in epoch seconds (tests move it).
