@@ -103,7 +103,8 @@ class CorsConfig:
         "`https://app.example.com`, or regular expressions (Kong's rules).")
     methods: tuple[str, ...] = setting(
         "GATEWAY_CORS_METHODS", methods, ",".join(DEFAULT_METHODS),
-        "cors: Access-Control-Allow-Methods of preflight answers.")
+        "cors: Access-Control-Allow-Methods of preflight answers: of Kong's nine (GET, HEAD, "
+        "PUT, PATCH, POST, DELETE, OPTIONS, TRACE, CONNECT), upper case as Kong's schema has them.")
     headers: tuple[str, ...] = setting(
         "GATEWAY_CORS_HEADERS", header_names, "",
         "cors: Access-Control-Allow-Headers of preflight answers; empty: echo the "
