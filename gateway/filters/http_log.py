@@ -34,7 +34,10 @@ from gateway.ops.queue import Queue, QueueSettings
 from gateway.proxy.exchange import Exchange
 from gateway.services import Service, ServiceOptions
 from gateway.services.client import Answer
+from gateway.services.errors import BadAnswer, CallFailed
 
+#: The port of an endpoint that names none.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Header names ``headers`` may not set (Kong's schema).
 RESERVED_HEADERS = ("host", "content-length", "content-type")
 _Q = "GATEWAY_HTTP_LOG_QUEUE_"
@@ -108,6 +111,8 @@ class HttpLogConfig:
         for reserved in RESERVED_HEADERS:
             if reserved in names:
                 raise ValueError(f"headers: cannot contain '{reserved.title()}' header")
+        if any(value == "" for _, value in self.headers):
+            raise ValueError("headers: length must be at least 1")
         if urlsplit(self.http_endpoint).username is not None and "authorization" in names:
             raise ValueError("specifying both an 'Authorization' header and user info in "
                              "'http_endpoint' is not allowed")
@@ -120,9 +125,9 @@ class HttpLogConfig:
             self.queue_max_retry_delay, self.queue_concurrency_limit)
 
 
-def _status(answer: Answer) -> int:
-    """Any 2xx answer is a success; its body is read and discarded (Kong's)."""
-    return answer.status
+def _reason(error: CallFailed) -> str:
+    """Why a call failed, as Kong's HTTP client says it: "timeout" for any timeout."""
+    return "timeout" if "timed out" in str(error) else str(error)
 
 
 class HttpLog(Filter):
@@ -144,6 +149,8 @@ class HttpLog(Filter):
             netloc += f":{parts.port}"
         #: The endpoint without user info; the path "/" when it has none (Kong's).
         self.url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        #: host:port as Kong's failure messages name the collector.
+        self.address = f"{parts.hostname}:{parts.port or DEFAULT_PORTS[parts.scheme]}"
         self.headers = {"Content-Type": config.content_type}
         if parts.username is not None:
             userinfo = unquote(parts.username) + (
@@ -153,7 +160,9 @@ class HttpLog(Filter):
         for name, value in config.headers:
             self.headers.setdefault(name, value)
         self.batched = config.queue_max_batch_size > 1
-        self.service = Service(self.NAME, settings, ServiceOptions(timeout=config.timeout / 1000))
+        # Every status reaches _answer, which fails 300 and more with Kong's words.
+        self.service = Service(self.NAME, settings, ServiceOptions(
+            timeout=config.timeout / 1000, error_statuses=frozenset()))
         self.queue = Queue(f"http-log:{netloc}{parts.path}", config.queue, self.send)
         #: monotonic() time of the last batch sent (the pool's idle time starts there).
         self.last_sent = float("-inf")
@@ -162,11 +171,24 @@ class HttpLog(Filter):
         self.queue.put(encode_json(serialize(ex)))
 
     def send(self, batch: list[bytes]) -> None:
-        """POST one batch to the collector; raises saying why it failed (the queue retries)."""
+        """POST one batch to the collector; raises saying why it failed, in Kong's handler's
+        words (the queue logs them after "handler could not process entries: " and
+        retries)."""
         body = b"[" + b",".join(batch) + b"]" if self.batched else batch[0]
         now = monotonic()
         if now - self.last_sent > self.config.keepalive / 1000:
             self.service.client.pool.clear()  # idle past keepalive: open a fresh connection
         self.last_sent = now
-        self.service.call(self.config.method.upper(), self.url, _status, body,
-                          self.headers).get()
+        try:
+            self.service.call(self.config.method.upper(), self.url, self._answer, body,
+                              self.headers).get()
+        except CallFailed as exc:
+            raise CallFailed(f"failed request to {self.address}: {_reason(exc)}") from None
+
+    def _answer(self, answer: Answer) -> int:
+        """Below 300 is a success, its body read and discarded; else a failure naming the
+        status and the collector's body (Kong's)."""
+        if answer.status < 300:
+            return answer.status
+        raise BadAnswer(f"request to {self.address} returned status code {answer.status} "
+                        f"and body {answer.body.decode('utf-8', 'replace')}")

@@ -171,7 +171,8 @@ class Lookup:
 def cache_key(ex: Exchange, config: ProxyCacheConfig) -> str:
     """SHA-256 hex (Kong's) of ``prefix|method|host+path|params|headers``: the prefix is the
     consumer's id and the route, the params the query sent upstream sorted by name (or the
-    vary_query_params), the headers the vary_headers present. Unlike Kong, the Host is in
+    vary_query_params), the headers the vary_headers present (their values' members
+    sorted, as Kong sorts a repeated header's lines). Unlike Kong, the Host is in
     the key, so a route with several hosts never serves one host's answer to another."""
     raw = ex.environ.get("RAW_URI") or ""
     path = raw.partition("?")[0] if raw.startswith("/") else ex.path
@@ -186,10 +187,17 @@ def cache_key(ex: Exchange, config: ProxyCacheConfig) -> str:
     query = ":".join(f"{name}={','.join(sorted(params[name]))}" for name in wanted
                      if name in params)
     # upstream_headers spell `a_b` as `A-B` (WSGI knows the two as one name)
-    headers = ":".join(f"{name}={value}" for name in config.vary_headers
+    headers = ":".join(f"{name}={_members(value)}" for name in config.vary_headers
                        if (value := ex.upstream_headers.get(name.replace("_", "-"))) is not None)
     text = f"{prefix}|{ex.method}|{ex.environ.get('HTTP_HOST', '')}{path}|{query}|{headers}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _members(value: str) -> str:
+    """A vary header's value for the key: Kong sorts a repeated header's lines and joins
+    them with ","; WSGI has already joined the lines with ",", so the comma-separated
+    members are sorted (lines in any order make one entry, as Kong's)."""
+    return ",".join(sorted(member.strip() for member in value.split(",")))
 
 
 def parse_media_type(value: str) -> tuple[str, str, dict[str, str]] | None:

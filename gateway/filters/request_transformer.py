@@ -3,7 +3,8 @@
 Kong's order: the URI (``replace.uri``), the method (``http_method``), headers,
 body, query string; within each, remove, rename, replace, add, append:
 
-- remove: the names go; rename ``old:new``: the value moves to the new name;
+- remove: the names go; rename ``old:new``: the value moves to the new name (replacing
+  what the new name held);
 - replace ``name:value``: only a name that is present gets the value;
 - add ``name:value``: only a name that is absent gets it;
 - append ``name:value``: another value for the name (a header repeated, a query
@@ -77,7 +78,7 @@ def pairs(raw: str) -> tuple[Rule, ...]:
 
 def _method(raw: str) -> str:
     if raw.upper() not in METHODS:
-        raise ValueError(f"invalid method: {raw!r}")
+        raise ValueError(f"invalid value: {raw}")  # Kong's typedefs.http_method
     return raw.upper()
 
 
@@ -152,8 +153,12 @@ def transform(fields: Fields, rules: dict[str, tuple[Rule, ...]], lookup: Lookup
         new = rendered(template)
         found = present(old)
         if new is not None and found and new != old:
+            # Kong's rename on its tables: the value moves to the new name, replacing
+            # what the new name held (a case-only rename of a header replaces nothing).
+            replaced = [i for i in present(new) if i not in found]
             for i in found:
                 fields[i] = (new, fields[i][1])
+            fields[:] = [f for i, f in enumerate(fields) if i not in replaced]
             changed = True
     for name, template in rules["replace"] if has_content else ():
         value, found = rendered(template), present(name)

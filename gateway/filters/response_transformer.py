@@ -107,18 +107,21 @@ def _typed(value: str, kind: str) -> Any:
     return value
 
 
-def _set(value: Any) -> bool:
-    """Lua's truth, which Kong's rules test: anything but null (absent) and false."""
-    return value is not None and value is not False
-
-
 def is_json(content_type: str | None) -> bool:
-    """Kong's is_json_body: some media type of the (comma-separated) value is JSON."""
+    """Kong's is_json_body: some media type of the (comma-separated) value is
+    application/json or an application/*+json one (``application/problem+json``: Kong's
+    mime_type.includes takes a +json suffix as JSON)."""
     for item in (content_type or "").split(","):
-        media = item.split(";")[0].strip().lower()
-        if media == "application/json":
+        kind, _, subtype = item.split(";")[0].strip().lower().partition("/")
+        if kind == "application" and (subtype == "json" or subtype.endswith("+json")):
             return True
     return False
+
+
+def _held(document: dict[str, Any], name: str) -> bool:
+    """Lua's truth of ``json_body[name]``, which Kong's replace and add test: present and
+    not false (a JSON null is cjson.null there, a true value)."""
+    return name in document and document[name] is not False
 
 
 class ResponseTransformer(Filter):
@@ -176,13 +179,13 @@ class ResponseTransformer(Filter):
         for name in self.config.remove_json:
             document.pop(name, None)
         for old, new in self.config.rename_json:
-            if _set(document.get(old)) and new:
+            if old in document and new:  # Kong's json_body[old] ~= nil: false moves too
                 document[new] = document.pop(old)
         for name, value in self.values["replace"]:
-            if _set(document.get(name)) and value is not None:
+            if _held(document, name) and value is not None:
                 document[name] = value
         for name, value in self.values["add"]:
-            if not _set(document.get(name)) and value is not None:
+            if not _held(document, name) and value is not None:
                 document[name] = value
         for name, value in self.values["append"]:
             if value is not None:

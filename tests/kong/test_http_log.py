@@ -168,6 +168,7 @@ def test_does_not_mix_buffers(upstream, collector):
     assert {e["response"]["status"] for e in first} == {200}
     assert {e["response"]["status"] for e in second} == {204}
     assert {e["route"]["name"] for e in second} == {"two"}
+    assert {e["client_ip"] for e in first + second} == {"127.0.0.1"}
 
 
 def test_batch_size_one_sends_one_object(upstream, collector):
@@ -195,6 +196,33 @@ def test_layer_4_failure_does_not_fail_the_request(upstream, collector, caplog):
     drain(client)
     assert "handler could not process entries" in caplog.text
     assert "queue entries were lost" in caplog.text
+
+
+def test_a_collector_timeout_is_logged_in_kongs_words(upstream, collector, caplog):
+    """Kong's "gracefully handles layer 4 failures" with its collector that answers after
+    5 s and timeout 1: the request answers; the queue says the request failed, and why."""
+    collector.route("/delay", delay=2)
+    client = client_with(upstream, {"http_endpoint": collector.url + "/delay", "timeout": 1,
+                                    "queue": {"max_retry_time": 0.05}})
+    assert send(client).status_code == 200
+    drain(client)
+    address = collector.url[len("http://"):]
+    assert f"handler could not process entries: failed request to {address}: timeout" \
+        in caplog.text
+
+
+def test_a_collector_error_status_is_logged_with_its_body(upstream, collector, caplog):
+    """Kong's handler: an answer of 300 or more fails the batch (retried), the log line
+    names the status and the collector's body."""
+    collector.route("/post_log", status=500, body=b"no room")
+    client = client_with(upstream, {"http_endpoint": collector.url + "/post_log",
+                                    "queue": {"max_retry_time": 0.05}})
+    assert send(client).status_code == 200
+    drain(client)
+    address = collector.url[len("http://"):]
+    assert (f"handler could not process entries: request to {address} returned status code "
+            "500 and body no room") in caplog.text
+    assert len(collector.calls("/post_log")) >= 2  # retried
 
 
 def test_authorization_redacted(upstream, collector):
@@ -238,6 +266,11 @@ def test_direct_from_variables(upstream, collector):
 # 02-schema_spec.lua
 
 @pytest.mark.parametrize(("config", "message"), [
+    # Kong: "length must be at least 1"; the loader words it its own way (reported)
+    ({"http_endpoint": "http://x.test", "headers": {"X-My-Header": ""}},
+     "plugins[http-log].config.headers.X-My-Header: expected a non-empty string"),
+    ({"http_endpoint": "http://x.test", "headers": {"X-My-Header": "123", "Host": "MyHost"}},
+     "cannot contain 'Host' header"),
     ({"http_endpoint": "http://x.test", "headers": {"Host": "a"}}, "cannot contain 'Host'"),
     ({"http_endpoint": "http://x.test", "headers": {"Content-Length": "1"}},
      "cannot contain 'Content-Length'"),
@@ -278,6 +311,21 @@ def test_schema_accepts_kong_defaults_and_deprecated_fields(upstream):
     assert f.queue.settings.max_retry_time == 60  # Kong's default
 
 
+@pytest.mark.parametrize("config", [
+    {"http_endpoint": "http://myservice.test/path"},
+    {"http_endpoint": "http://bob:password@myservice.test/path"},
+    {"http_endpoint": "http://myservice.test/path",
+     "headers": {"X-My-Header": "123", "X-Your-Header": "abc"}},
+])
+def test_schema_accepts(upstream, config):
+    """02-schema_spec's accepted configs: minimal, user info without headers, allowed
+    headers."""
+    decl = {"_format_version": "3.0", "services": [{"name": "s", "url": upstream.url, "routes": [
+        {"paths": ["/"]}]}], "plugins": [{"name": "http-log", "config": config}]}
+    client = in_process({"GATEWAY_DECLARATIVE_CONFIG_STRING": json.dumps(decl)})
+    assert [f.NAME for f in gateway_of(client).filters].count("http-log") == 1
+
+
 def test_endpoint_secret_not_in_errors(upstream):
     decl = {"_format_version": "3.0", "services": [{"name": "s", "url": upstream.url, "routes": [
         {"paths": ["/"]}]}], "plugins": [{"name": "http-log", "config": {
@@ -291,6 +339,14 @@ def test_variables_without_an_endpoint_are_refused(upstream):
     with pytest.raises(ConfigError) as raised:
         in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "http-log"})
     assert "GATEWAY_HTTP_LOG_ENDPOINT" in str(raised.value)
+
+
+def test_variables_with_an_empty_header_value_are_refused(upstream):
+    with pytest.raises(ConfigError) as raised:
+        in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "http-log",
+                    "GATEWAY_HTTP_LOG_ENDPOINT": "http://x.test",
+                    "GATEWAY_HTTP_LOG_HEADERS": "X-My-Header:"})
+    assert "headers: length must be at least 1" in str(raised.value)
 
 
 def test_variables_with_a_bad_queue_setting_are_refused(upstream):

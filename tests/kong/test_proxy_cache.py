@@ -301,3 +301,31 @@ def test_acknowledge_uri_case_in_cache_key(kong):
     second = get(kong, 21, "/acknowledge-case/KONG")
     assert second.headers["X-Cache-Status"] == "Miss"
     assert second.headers["X-Cache-Key"] != first.headers["X-Cache-Key"]
+
+
+# 05-cache_key_spec.lua: what params_key and headers_key put in the key, seen through
+# requests: repeated values are sorted, so their order does not make another entry.
+
+@pytest.mark.parametrize(("route", "first", "second"), [
+    (1, "/get?a=1&a=2", "/get?a=2&a=1"),  # every param, by default
+    (12, "/get?foo=1&foo=2&b=c", "/get?foo=2&foo=1&b=d"),  # vary_query_params: foo
+])
+def test_repeated_query_values_in_any_order_share_an_entry(kong, route, first, second):
+    assert [get(kong, route, path).headers["X-Cache-Status"] for path in (first, second)] == [
+        "Miss", "Hit"]
+
+
+def test_repeated_header_values_in_any_order_share_an_entry(kong):
+    seen = []
+    for pair in (("1", "2"), ("2", "1")):
+        headers = [("Host", "route-11.test")] + [("foo", value) for value in pair]
+        response = kong.open("/get", headers=headers)
+        response.get_data()
+        response.close()
+        seen.append(response.headers["X-Cache-Status"])
+    assert seen == ["Miss", "Hit"]
+
+
+def test_vary_headers_absent_from_the_request_are_left_out(kong):
+    assert statuses(kong, 11) == ["Miss", "Hit"]
+    assert get(kong, 11, headers={"foo": "bar"}).headers["X-Cache-Status"] == "Miss"
