@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import ipaddress
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -163,6 +164,23 @@ def number(kind: type = float, minimum: float = 0, maximum: float | None = None)
         if value < minimum or (maximum is not None and value > maximum):
             raise ValueError(f"must be {allowed}")
         return value
+
+    return parse
+
+
+def kong_number(greater_than: float | None = None) -> Parser:
+    """A parser for a Kong ``number`` field: any number (above ``greater_than`` when given),
+    an integral one as an int, so it is written as Lua writes it (``5``, not ``5.0``)."""
+    allowed = "a number" if greater_than is None else f"a number > {greater_than:g}"
+
+    def parse(raw: str) -> int | float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be {allowed}") from None
+        if not math.isfinite(value) or (greater_than is not None and value <= greater_than):
+            raise ValueError(f"must be {allowed}")
+        return int(value) if value.is_integer() else value
 
     return parse
 

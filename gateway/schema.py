@@ -102,6 +102,17 @@ def number(low: float, high: float) -> Check:
     return check
 
 
+def greater_than(limit: float) -> Check:
+    """A number above ``limit`` (Kong's ``gt`` on a number field)."""
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(path, "expected a number")
+        if not value > limit:
+            raise Invalid(path, f"value must be greater than {limit:g}")
+        return value
+    return check
+
+
 #: Kong's queue record (kong/tools/queue_schema.lua) and its defaults.
 QUEUE_FIELDS: Fields = {
     "max_batch_size": (integer(1, 1000000), 1),
@@ -125,12 +136,33 @@ def one_of(*options: str) -> Check:
 
 
 def array(element: Check) -> Check:
-    """A list, each element checked with its index in the path."""
+    """A list, each element checked with its index in the path; every bad one reported."""
 
     def check(value: Any, path: str) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise Invalid(path, "expected an array")
-        return tuple(element(item, f"{path}[{i}]") for i, item in enumerate(value))
+        found: list[str] = []
+        checked = []
+        for i, item in enumerate(value):
+            with collecting(found):
+                checked.append(element(item, f"{path}[{i}]"))
+        raise_any(found)
+        return tuple(checked)
+
+    return check
+
+
+def parsed(parse: Callable[[str], Any]) -> Check:
+    """A string checked by one of our settings' parsers (its ValueError's words), kept as
+    written: the setting parses it again from the text."""
+
+    def check(value: Any, path: str) -> str:
+        value = string(value, path)
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise Invalid(path, str(exc)) from None
+        return value
 
     return check
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.datastructures import Headers
 
-from gateway.config import Settings, boolean, names, number, setting
+from gateway.config import Settings, boolean, kong_number, names, setting
 from gateway.filters.base import Filter
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_safe_value
@@ -116,9 +116,10 @@ class CorsConfig:
         "GATEWAY_CORS_CREDENTIALS", boolean, "false",
         "cors: send Access-Control-Allow-Credentials: true (then `*` answers with the "
         "request's own Origin).")
-    max_age: int | None = setting(
-        "GATEWAY_CORS_MAX_AGE", number(int, 0), None,
-        "cors: Access-Control-Max-Age (seconds browsers cache a preflight); unset: not sent.")
+    max_age: float | None = setting(
+        "GATEWAY_CORS_MAX_AGE", kong_number(), None,
+        "cors: Access-Control-Max-Age (seconds browsers cache a preflight), any number as "
+        "Kong takes it; unset: not sent.")
     preflight_continue: bool = setting(
         "GATEWAY_CORS_PREFLIGHT_CONTINUE", boolean, "false",
         "cors: pass preflights to the upstream instead of answering them.")

@@ -35,12 +35,20 @@ def networks(raw: str) -> tuple[Network, ...]:
         if not item:
             continue
         try:
-            parsed.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            bad.append(f"invalid ip or cidr range: '{item}'")
+            parsed.append(ip_or_cidr(item))
+        except ValueError as exc:
+            bad.append(str(exc))
     if bad:
         raise ValueError("; ".join(bad))
     return tuple(parsed)
+
+
+def ip_or_cidr(item: str) -> Network:
+    """One IP address or CIDR range; ValueError in Kong's words (typedefs.ip_or_cidr)."""
+    try:
+        return ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        raise ValueError(f"invalid ip or cidr range: '{item}'") from None
 
 
 @dataclass(frozen=True)

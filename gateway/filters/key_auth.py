@@ -20,6 +20,7 @@ from werkzeug.datastructures import Headers
 from gateway.config import ConfigError, Settings, boolean, names, setting
 from gateway.filters import auth
 from gateway.filters.base import Filter
+from gateway.ops.http1 import REPEATED_HEADERS
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_header_name, is_safe_value
 
@@ -226,6 +227,8 @@ class KeyAuth(Filter):
         # Header names as the upstream headers spell them: the WSGI environ knows `api_key`
         # and `api-key` as one name (HTTP_API_KEY), which request_headers spells `Api-Key`.
         self.header_names = tuple(name.replace("_", "-") for name in config.key_names)
+        self.environ_keys = tuple("HTTP_" + name.upper().replace("-", "_")
+                                  for name in self.header_names)
 
     def on_request(self, ex: Exchange) -> None:
         if auth.skip(ex, self.config.run_on_preflight, self.config.anonymous):
@@ -243,10 +246,20 @@ class KeyAuth(Filter):
             self.refuse(ex, DUPLICATE_KEY if duplicate else INVALID_KEY if key else NO_KEY)
 
     def find_key(self, ex: Exchange) -> tuple[str | None, bool]:
-        """(key, duplicate): the first key found by name, header before query (Kong's order)."""
-        for name, header in zip(self.config.key_names, self.header_names, strict=True):
-            if self.config.key_in_header and (value := ex.upstream_headers.get(header)):
-                return value, False
+        """(key, duplicate): the first key found by name, header before query (Kong's order).
+
+        As Kong's: a header present but empty ends the search with no key (not a look at
+        the query), and a key header on several lines, or a key parameter given twice, is
+        a duplicate. (Several lines are told from one only under the gateway's own
+        gunicorn worker; elsewhere they arrive joined, as one key that matches none.)
+        """
+        for name, environ_key in zip(self.config.key_names, self.environ_keys, strict=True):
+            # The environ, not upstream_headers: those leave out an empty field.
+            value = ex.environ.get(environ_key) if self.config.key_in_header else None
+            if value is not None:
+                if environ_key in ex.environ.get(REPEATED_HEADERS, ()):
+                    return None, True
+                return value or None, False
             if self.config.key_in_query:
                 values = ex.request.args.getlist(name)
                 if len(values) > 1:

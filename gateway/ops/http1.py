@@ -32,6 +32,11 @@ from gunicorn.workers.base_async import ALREADY_HANDLED
 
 from gateway.ops.sockets import send_all
 
+#: Environ key of the ``HTTP_*`` keys whose header came on several lines (joined with ","
+#: in the environ, as WSGI servers do), present only when some did: a filter that must
+#: tell ``a`` and ``b`` on two lines from one value ``a,b`` (key-auth's duplicate key).
+REPEATED_HEADERS = "gateway.repeated_headers"
+
 #: The last chunk of a chunked body.
 _LAST_CHUNK = b"0\r\n\r\n"
 #: Response header names that passed gunicorn's token check: name -> (lowered, hop-by-hop).
@@ -232,6 +237,8 @@ class RequestCycle:
                 environ[key] = value
         for key, values in repeated.items():
             environ[key] = ",".join(values)
+        if repeated:
+            environ[REPEATED_HEADERS] = frozenset(repeated)
         environ["wsgi.url_scheme"] = req.scheme
         _remote(environ, client)
         name, port = _server(server, host, req.scheme)

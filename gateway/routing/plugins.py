@@ -29,6 +29,7 @@ from gateway.filters import (
     filter_class,
     hmac_auth,
     installed,
+    ip_restriction,
     jwt_auth,
 )
 from gateway.filters.auth import CredentialStore, consumer_id
@@ -243,7 +244,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "include_consumer_groups": Field(s.fixed(False)),
     }),
     "rate-limiting": KongPlugin("rate-limiting", {
-        **_same("second minute hour day month year", s.integer(1, 2**53)),
+        **_same("second minute hour day month year", s.greater_than(0)),
         "limit_by": Field(s.one_of("consumer", "credential", "ip", "service", "header", "path"),
                           default="consumer"),
         "header_name": Field(s.string), "path": Field(s.string),
@@ -271,7 +272,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         **_same("origins methods headers exposed_headers", STRINGS),
         **_same("credentials preflight_continue private_network allow_origin_absent",
                 s.boolean),
-        "max_age": Field(s.integer(0, 2**31), "max_age"),
+        "max_age": Field(s.number(-2**53, 2**53), "max_age"),  # Kong's: any number
     }),
     "request-size-limiting": KongPlugin("request-size-limiting", {
         "allowed_payload_size": Field(s.integer(0, 2**40), default=128),
@@ -292,7 +293,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
     "opentelemetry": KongPlugin("opentelemetry", {}, structured=_opentelemetry,
                                 global_only=True),
     "ip-restriction": KongPlugin("ip-restriction", {
-        **_same("allow deny", STRINGS),
+        **_same("allow deny", s.array(s.parsed(ip_restriction.ip_or_cidr))),
         "status": Field(s.integer(100, 599), "status"), "message": Field(s.string, "message"),
     }),
     "bot-detection": KongPlugin("bot-detection", {

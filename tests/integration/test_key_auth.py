@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.integration.test_ops_reload import wait_for_new_workers
-from tests.support.net import call, free_port
+from tests.support.net import call, free_port, raw_exchange, status_of
 from tests.support.processes import ROOT, VENV_BIN
 
 KEYS = "alice:alice-0f3c-s3cret,bob:bob-77d1-s3cret"
@@ -51,6 +51,27 @@ def test_missing_and_wrong_keys_get_kongs_401s(auth_gw, fixture_server):
         assert response.headers["WWW-Authenticate"] == 'Key'
         assert response.headers["Content-Type"].startswith("application/json")
     assert fixture_server.hits["/echo"] == before
+
+
+def test_a_key_header_on_two_lines_is_a_duplicate(auth_gw, fixture_server):
+    """Kong's: the header's lines make a table, "Duplicate API key found", even when both
+    hold the valid key (joined, they would be one key that matches none)."""
+    before = fixture_server.hits["/echo"]
+    port = auth_gw.url.rsplit(":", 1)[1]
+    for lines in (b"apikey: alice-0f3c-s3cret\r\napikey: alice-0f3c-s3cret\r\n",
+                  b"apikey: alice-0f3c-s3cret\r\napikey: bob-77d1-s3cret\r\n"):
+        answer = raw_exchange(auth_gw.url, b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:" +
+                              port.encode() + b"\r\n" + lines + b"Connection: close\r\n\r\n")
+        assert status_of(answer) == 401
+        assert b'"Duplicate API key found"' in answer
+    assert fixture_server.hits["/echo"] == before
+
+
+def test_an_empty_key_header_is_no_key_even_with_one_in_the_query(auth_gw, fixture_server):
+    """Kong's: an empty header is the key "" (the query is not looked at): no key found."""
+    response, data = call(auth_gw.url, "GET", "/echo?apikey=alice-0f3c-s3cret", {"apikey": ""})
+    assert response.status == 401
+    assert json.loads(data)["message"] == "No API key found in request"
 
 
 def test_a_valid_key_passes_as_its_consumer_and_is_hidden_from_the_upstream(auth_gw):

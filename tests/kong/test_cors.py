@@ -508,3 +508,16 @@ def test_schema_errors(config, error):
     with pytest.raises(ConfigError) as refused:
         kong_client(cors_file(config))
     assert "plugins[cors].config" in str(refused.value) and error in str(refused.value)
+
+
+@pytest.mark.parametrize(("max_age", "sent"), [(-1, "-1"), (2.5, "2.5"), (600.0, "600")])
+def test_max_age_is_any_number_written_as_lua_writes_it(max_age, sent):
+    """Kong's max_age is a number with no bounds, sent as tostring() writes it."""
+    kong = kong_client(cors_file({"origins": ["*"], "max_age": max_age}))
+    assert preflight(kong, "x.test", "http://a.test").headers["Access-Control-Max-Age"] == sent
+
+
+def test_max_age_that_is_not_a_number_is_refused():
+    with pytest.raises(ConfigError) as refused:
+        kong_client(cors_file({"max_age": "600"}))
+    assert "plugins[cors].config.max_age: expected a number" in str(refused.value)

@@ -220,9 +220,11 @@ def test_schema_accepts(httpbin, config):
     ("{allow: 12}", ["config.allow: expected an array"]),
     ("{deny: 12}", ["config.deny: expected an array"]),
     ("{allow: [hello]}", ["invalid ip or cidr range: 'hello'"]),
-    ("{allow: [127.0.0.1/32, 127.0.0.2/32, hello]}", ["invalid ip or cidr range: 'hello'"]),
+    ("{allow: [127.0.0.1/32, 127.0.0.2/32, hello]}",  # Kong's err.config.allow[3] (from 1)
+     ["config.allow[2]: invalid ip or cidr range: 'hello'"]),
     ("{deny: [hello]}", ["invalid ip or cidr range: 'hello'"]),
-    ("{deny: [127.0.0.1/32, 127.0.0.2/32, hello]}", ["invalid ip or cidr range: 'hello'"]),
+    ("{deny: [127.0.0.1/32, 127.0.0.2/32, hello]}",
+     ["config.deny[2]: invalid ip or cidr range: 'hello'"]),
     ("{allow: [127.0.0.1/33]}", ["invalid ip or cidr range: '127.0.0.1/33'"]),
     ("{deny: [not-an-ip]}", ["invalid ip or cidr range: 'not-an-ip'"]),
     # every bad entry is named, as in Kong

@@ -104,7 +104,8 @@ def requests(client, n: int, path: str = "/test", headers: dict[str, str] | None
         got["status"].append(response.status_code)
         for key, name in names.items():
             value = response.headers.get(name)
-            got[key].append(int(value) if value is not None else None)
+            got[key].append(None if value is None else float(value) if "." in value
+                            else int(value))
     return got
 
 
@@ -373,6 +374,7 @@ REDIS_RECORD = {"host": "127.0.0.1", "port": 6379, "database": 0, "username": "t
     {"second": 10, "limit_by": "header", "header_name": "X-App-Version"},  # (header)
     {"second": 10, "limit_by": "path", "path": "/request"},  # (path)
     {"second": 10, "policy": "redis", "redis": REDIS_RECORD},  # with redis new structure
+    {"second": 0.5, "minute": 2.5},  # Kong's limits are numbers greater than 0
     {"second": 10, "policy": "redis",  # with redis legacy structure
      **{f"redis_{name}": value for name, value in REDIS_RECORD.items()}},
 ])
@@ -387,6 +389,9 @@ def test_schema_accepts(config):
      "The limit for year(50.0) cannot be lower than the limit for month(60.0)"),
     ({"second": 10, "minute": 20, "hour": 5},  # Kong's order: the first shorter window first
      "The limit for hour(5.0) cannot be lower than the limit for second(10.0)"),
+    ({"second": 0}, "config.second: value must be greater than 0"),
+    ({"minute": -1}, "config.minute: value must be greater than 0"),
+    ({"minute": "5"}, "config.minute: expected a number"),
     ({}, "at least one of these fields must be non-empty: 'config.second', 'config.minute', "
          "'config.hour', 'config.day', 'config.month', 'config.year'"),  # invalid limit
     # limited by header (path) but the header_name (path) field is missing: the field named
@@ -402,6 +407,26 @@ def test_schema_errors(config, error):
         kong_client(schema_file(config))
     assert "plugins[rate-limiting].config" in str(refused.value)
     assert error in str(refused.value)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_fractional_limit_counts_as_kongs(httpbin, request, policy):
+    """Kong's limits are numbers: a request passes while the usage before it is below the
+    limit (2.5 lets three through), and the headers carry Lua's numbers: the limit 2.5,
+    the remaining 1.5, 0.5, then 0."""
+    client = gateway(httpbin, env_for(policy, request), [limit(policy, minute=2.5)])
+    got = requests(client, 4)
+    assert got["status"] == [200, 200, 200, 429]
+    assert got["minute_limit"] == got["limit"] == [2.5] * 4
+    assert got["minute_remaining"] == got["remaining"] == [1.5, 0.5, 0, 0]
+
+
+def test_an_integral_limit_written_as_a_float_is_sent_as_an_integer(httpbin):
+    """``minute: 5.0`` in YAML is Lua's 5: its header says 5."""
+    client = gateway(httpbin, {}, [limit("local", minute=5.0)])
+    response = send(client, "GET", "/test", "rl.test")
+    assert response.headers["X-RateLimit-Limit-Minute"] == "5"
+    assert response.headers["X-RateLimit-Remaining-Minute"] == "4"
 
 
 # ------------------------------------------- each plugin's own counters (Kong's counter keys)

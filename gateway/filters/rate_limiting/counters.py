@@ -56,7 +56,7 @@ class Window:
     """One configured limit: at most ``limit`` requests per ``period``."""
 
     period: str
-    limit: int
+    limit: float  # a Kong number: 2.5 lets a third request through, as in Kong
 
     @cached_property
     def seconds(self) -> int:
@@ -125,7 +125,7 @@ class CounterTable:
         self._warned = -math.inf
 
     def take(self, base: int, codes: Sequence[int], starts: Sequence[int],
-             limits: Sequence[int], now: int) -> Count:
+             limits: Sequence[float], now: int) -> Count:
         """Count one request in the windows ``codes`` (their ``starts`` and ``limits``) of the
         client hashed to ``base`` (low 3 bits 0), unless one of them is full."""
         words = self.words

@@ -24,6 +24,7 @@ from gateway.config import (
     Settings,
     boolean,
     choice,
+    kong_number,
     number,
     redis_target,
     redis_url,
@@ -74,19 +75,20 @@ def redis_prefix(raw: str) -> str:
 
 def _limit(period: str) -> object:
     env = f"GATEWAY_RATELIMIT_{period.upper()}"
-    return setting(env, number(int, 1), None,
-                   f"rate-limiting: requests allowed per {period} per client; unset: no "
-                   f"per-{period} limit. Set at least one of the six.")
+    return setting(env, kong_number(greater_than=0), None,
+                   f"rate-limiting: requests allowed per {period} per client (a number > 0, "
+                   f"as Kong's: 2.5 lets 3 through); unset: no per-{period} limit. Set at "
+                   f"least one of the six.")
 
 
 @dataclass(frozen=True)
 class RateLimitingConfig:
-    second: int | None = _limit("second")
-    minute: int | None = _limit("minute")
-    hour: int | None = _limit("hour")
-    day: int | None = _limit("day")
-    month: int | None = _limit("month")
-    year: int | None = _limit("year")
+    second: float | None = _limit("second")
+    minute: float | None = _limit("minute")
+    hour: float | None = _limit("hour")
+    day: float | None = _limit("day")
+    month: float | None = _limit("month")
+    year: float | None = _limit("year")
     limit_by: tuple[str, str | None] = setting(
         "GATEWAY_RATELIMIT_LIMIT_BY", limit_by, "consumer",
         "rate-limiting: whom a limit applies to: `consumer` (key-auth's; the client IP when "
