@@ -401,7 +401,9 @@ def kong_plugin(name: str, path: str) -> tuple[KongPlugin, type[Filter]]:
     mapped = {p.filter for p in KONG_PLUGINS.values()}
     if name in mapped or not (name in REGISTRY or name in installed() or ":" in name):
         known = sorted({*KONG_PLUGINS, *(n for n in REGISTRY if n not in mapped), *installed()})
-        raise Invalid(f"{path}.name", f"plugin '{name}' not enabled; this gateway supports: "
+        why = (f"Kong's plugin '{name}' is not supported by this gateway ({NOT_BUILT[name]})"
+               if name in NOT_BUILT else f"plugin '{name}' not enabled")
+        raise Invalid(f"{path}.name", f"{why}; this gateway supports: "
                                       f"{', '.join(known)}; or give package.module:ClassName")
     try:
         cls = filter_class(name)
