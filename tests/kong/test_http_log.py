@@ -341,17 +341,12 @@ def test_variables_without_an_endpoint_are_refused(upstream):
     assert "GATEWAY_HTTP_LOG_ENDPOINT" in str(raised.value)
 
 
-def test_variables_with_an_empty_header_value_are_refused(upstream):
+@pytest.mark.parametrize(("setting", "error"), [
+    (("GATEWAY_HTTP_LOG_HEADERS", "X-My-Header:"), "headers: length must be at least 1"),
+    (("GATEWAY_HTTP_LOG_QUEUE_CONCURRENCY_LIMIT", "0"), "concurrency_limit"),
+])
+def test_variables_with_a_bad_setting_are_refused(upstream, setting, error):
     with pytest.raises(ConfigError) as raised:
         in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "http-log",
-                    "GATEWAY_HTTP_LOG_ENDPOINT": "http://x.test",
-                    "GATEWAY_HTTP_LOG_HEADERS": "X-My-Header:"})
-    assert "headers: length must be at least 1" in str(raised.value)
-
-
-def test_variables_with_a_bad_queue_setting_are_refused(upstream):
-    with pytest.raises(ConfigError) as raised:
-        in_process({"GATEWAY_UPSTREAM_URL": upstream.url, "GATEWAY_FILTERS": "http-log",
-                    "GATEWAY_HTTP_LOG_ENDPOINT": "http://x.test",
-                    "GATEWAY_HTTP_LOG_QUEUE_CONCURRENCY_LIMIT": "0"})
-    assert "concurrency_limit" in str(raised.value)
+                    "GATEWAY_HTTP_LOG_ENDPOINT": "http://x.test", setting[0]: setting[1]})
+    assert error in str(raised.value)
