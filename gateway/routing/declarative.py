@@ -139,7 +139,39 @@ def read_declaration(text: str, origin: str, environ: Mapping[str, str]) -> Decl
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse it"
         raise ConfigError(f"{origin}: not valid YAML or JSON{where}: {problem}") from None
+    _check_shape(data, origin)
     return _Collector(environ).declaration(data)
+
+
+#: How deep a file's values may nest (Kong's deepest, a plugin's config, is under ten).
+MAX_DEPTH = 64
+#: How many values a file may hold once its YAML aliases are expanded (a decK dump of
+#: 10,000 routes holds about 300,000): past it, a few lines of aliases would take minutes.
+MAX_VALUES = 2_000_000
+
+
+def _check_shape(data: Any, origin: str) -> None:
+    """ConfigError for data the loader cannot walk: a YAML alias inside itself (a cycle),
+    values nested past MAX_DEPTH, or past MAX_VALUES of them counting each alias's
+    expansion ("billion laughs"). One pass, no recursion."""
+    stack: list[tuple[Any, int, frozenset[int]]] = [(data, 0, frozenset())]
+    seen = 0
+    while stack:
+        value, depth, inside = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{origin}: more than {MAX_VALUES:,} values once its YAML "
+                              "aliases are expanded")
+        if not isinstance(value, (dict, list)):
+            continue
+        if id(value) in inside:
+            raise ConfigError(f"{origin}: a YAML alias refers to a value that holds it (a "
+                              "cycle)")
+        if depth >= MAX_DEPTH:
+            raise ConfigError(f"{origin}: values nest deeper than {MAX_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        within = inside | {id(value)}
+        stack.extend((child, depth + 1, within) for child in children)
 
 
 def _label(kind: str, index: int, raw: Any) -> str:

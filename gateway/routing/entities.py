@@ -110,6 +110,8 @@ UNREAD_CREDENTIALS = {
 
 def protocol(value: Any, path: str) -> str:
     """A service's or route's protocol: Kong's others are "not supported by this gateway"."""
+    if not isinstance(value, str):
+        raise Invalid(path, "expected a string")
     if value in OTHER_PROTOCOLS:
         raise Invalid(path, f"protocol {shown(value)} is not supported by this gateway "
                             "(http, https, and ws/wss for WebSocket handshakes are)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -526,12 +526,21 @@ def _owned(decl: Declaration, kind: str,
     credential."""
     store: CredentialStore[Any] = CredentialStore(kind)
     store.consumer_ids = {c.username: c.id for c in decl.consumers.values() if c.id}
-    for credential in decl.credentials.get(kind, ()):
+    for consumer, credential in _credentials(decl, kind):
         try:
-            add(store, decl.consumers[credential.consumer], credential.fields)
+            add(store, consumer, credential.fields)
         except ValueError as exc:
             raise Invalid(credential.label, str(exc)) from None
     return store
+
+
+def _credentials(decl: Declaration, kind: str) -> Iterator[tuple[Consumer, Any]]:
+    """The ``kind`` credentials with their consumer; those of a consumer the file got wrong
+    (its problem already reported, so it is not in ``decl.consumers``) are passed over."""
+    for credential in decl.credentials.get(kind, ()):
+        consumer = decl.consumers.get(credential.consumer)
+        if consumer is not None:
+            yield consumer, credential
 
 
 def _add_jwt(store: CredentialStore[Any], consumer: Consumer, fields: dict[str, Any]) -> None:
@@ -550,9 +559,9 @@ def _add_hmac(store: CredentialStore[Any], consumer: Consumer, fields: dict[str,
 
 def _group_table(decl: Declaration) -> acl.GroupTable:
     table = acl.GroupTable()
-    for credential in decl.credentials.get("acls", ()):
+    for consumer, credential in _credentials(decl, "acls"):
         try:
-            table.add(decl.consumers[credential.consumer].username, credential.fields["group"])
+            table.add(consumer.username, credential.fields["group"])
         except ValueError as exc:
             raise Invalid(f"{credential.label}.group", str(exc)) from None
     return table

@@ -260,7 +260,9 @@ def _scoped(decl: Declaration, instances: list[Filter | None], route: str,
             continue
         rank = _RANK[plugin.consumer is not None, plugin.route is not None,
                      plugin.service is not None]
-        consumer = decl.consumers[plugin.consumer].username if plugin.consumer else None
+        # a consumer the file got wrong is missing (its problem is reported): its key stands
+        found = decl.consumers.get(plugin.consumer) if plugin.consumer else None
+        consumer = found.username if found else plugin.consumer
         slot = best.setdefault(plugin.name, {})
         if consumer not in slot or rank > slot[consumer][0]:
             slot[consumer] = rank, instance

@@ -366,3 +366,42 @@ def test_path_handling_v1_is_read_as_v0_as_kongs_traditional_compatible_router(u
                                    f"  - {{paths: [/r], path_handling: {handling}}}\n")
         targets.append([echoed(client, path)[1]["target"] for path in ("/r", "/rx", "/r/x")])
     assert targets[0] == targets[1] == ["/s", "/s/x", "/s/x"]  # v1 would send /sx for /rx
+
+
+# ------------------------------------------------ hostile shapes (found by fuzzing the loader)
+
+ANCHORS = '_format_version: "3.0"\na: &a [x, x, x, x, x, x, x, x, x, x]\n' + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]\n"
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True))
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ('_format_version: "3.0"\nservices: &s\n- {name: a, url: "http://x", tags: *s}\n',
+     "a YAML alias refers to a value that holds it (a cycle)"),
+    (ANCHORS, "more than 2,000,000 values once its YAML aliases are expanded"),
+    ('_format_version: "3.0"\nx: ' + "[" * 100 + "]" * 100, "values nest deeper than 64 levels"),
+])
+def test_a_file_the_loader_cannot_walk_is_one_clear_line(text, error):
+    assert start_up_error(text) == f"GATEWAY_DECLARATIVE_CONFIG_STRING: {error}"
+
+
+def test_things_that_refer_to_a_bad_consumer_only_report_the_consumer():
+    """A consumer refused for its username: its nested plugin and credentials, and a
+    top-level one naming it by id, neither crash the loader nor add problems."""
+    text = """
+_format_version: "3.0"
+services: [{name: s, url: "http://x", routes: [{paths: [/], protocols: [[http]]}]}]
+consumers:
+- username: [not, a, name]
+  id: 5b1b2f3e-1111-4a5a-9c5c-000000000001
+  plugins: [{name: rate-limiting, config: {minute: 5}}]
+  acls: [{group: admins}]
+  jwt_secrets: [{key: k, secret: s}]
+plugins:
+- {name: acl, config: {allow: [admins]}}
+- {name: jwt}
+- {name: rate-limiting, consumer: 5b1b2f3e-1111-4a5a-9c5c-000000000001, config: {minute: 9}}
+"""
+    assert problems(text) == [
+        "services[s].routes[0].protocols[0]: expected a string",
+        "consumers[0].username: expected a non-empty string"]
