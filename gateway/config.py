@@ -490,10 +490,10 @@ _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 def byte_size(raw: str) -> int:
     """A size in bytes, optionally with a k, m or g suffix (powers of 1024, as nginx's)."""
-    digits, unit = raw[:-1], _SIZE_UNITS.get(raw[-1].lower())
+    digits, unit = raw[:-1], _SIZE_UNITS.get(raw[-1:].lower())
     if unit is None:
         digits, unit = raw, 1
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise ValueError("must be a whole number of bytes, optionally with a k, m or g suffix")
     return int(digits) * unit
 

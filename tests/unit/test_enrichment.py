@@ -65,6 +65,7 @@ def test_map_replaces_header_and_field():
     {"GATEWAY_ENRICH_TIMEOUT": "0"},
     {"GATEWAY_ENRICH_MAX_VALUE": "4 KiB"},
     {"GATEWAY_ENRICH_CA_BUNDLE": "/nonexistent.pem"},
+    {"GATEWAY_ENRICH_CA_BUNDLE": "/" + "a" * 5000},  # a name the system refuses
 ])
 def test_bad_values_stop_the_start_naming_the_variable(env):
     [(name, _)] = env.items()

@@ -99,6 +99,12 @@ def test_byte_size(raw, size):
     assert byte_size(raw) == size
 
 
+@pytest.mark.parametrize("raw", ["", "²", "1²k"])
+def test_byte_size_refuses_what_is_not_ascii_digits(raw):
+    with pytest.raises(ValueError, match="must be a whole number of bytes"):
+        byte_size(raw)
+
+
 @pytest.mark.parametrize("raw", ["-1", "1.5m", "10mb", "k", "lots"])
 def test_bad_size_names_the_variable(raw):
     with pytest.raises(ConfigError, match="GATEWAY_MAX_BODY_SIZE"):

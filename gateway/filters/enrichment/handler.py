@@ -100,7 +100,11 @@ def headers_out(raw: str) -> tuple[tuple[str, str], ...]:
 
 
 def readable_file(raw: str) -> str:
-    if not Path(raw).is_file():
+    try:
+        found = Path(raw).is_file()
+    except OSError:  # a name the system refuses (too long)
+        found = False
+    if not found:
         raise ValueError("must be a readable file of PEM certificates")
     return raw
 
