@@ -208,7 +208,7 @@ class Exchange:
     def has_dot_segments(self) -> bool:
         """True when the decoded path (``%2F`` as ``/``) has a . or .. segment, which could
         climb out of a path prefix it is put under (the enrichment URL's). The upstream
-        path is normalised as Kong's instead (:mod:`gateway.routing.uri`)."""
+        path is normalised as Kong's instead (:mod:`gateway.proxy.uri`)."""
         return not DOT_SEGMENTS.isdisjoint(self.path.split("/"))
 
     @property

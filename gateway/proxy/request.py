@@ -3,7 +3,7 @@
 Requests a proxy must not pass on (CONNECT, ``OPTIONS *``, TRACE, a bad Host, a
 length past 2^63) are refused before anything goes upstream. The target is sent
 as the client wrote it, unless it needs Kong's normalisation (``%``-escapes, ``//``,
-dot segments: see :mod:`gateway.routing.uri`); the body is streamed, never read
+dot segments: see :mod:`gateway.proxy.uri`); the body is streamed, never read
 whole, with client-side faults (a cut, malformed or stalled body) told apart
 from upstream ones.
 A filter may ask for the body up to a size (:func:`read_body`): it is then
@@ -22,6 +22,7 @@ from gunicorn.http.body import ChunkedReader
 from gunicorn.http.errors import InvalidChunkSize
 
 from gateway.proxy.errors import GatewayError
+from gateway.proxy.uri import needs_normalizing, normalize
 
 #: The answer to a request body the client did not send whole or well-formed.
 BAD_BODY = "Bad request body"
@@ -114,6 +115,13 @@ def request_target(environ: Mapping[str, Any], query: str | None = None) -> str:
 def request_path(environ: Mapping[str, Any]) -> str:
     """The path of :func:`request_target`: as the client sent it (escapes kept), no query."""
     return request_target(environ).partition("?")[0]
+
+
+def routed_path(environ: Mapping[str, Any]) -> str:
+    """The client's path (escapes as sent, no query), normalised as Kong's router does (and
+    as Kong's ``kong.request.get_path()`` gives it)."""
+    raw = request_path(environ)
+    return normalize(raw) if needs_normalizing(raw) else raw
 
 
 class RequestBody:

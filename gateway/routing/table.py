@@ -3,7 +3,7 @@
 Without a declarative file the table is one catch-all route to the service of
 GATEWAY_UPSTREAM_URL with the filters of GATEWAY_FILTERS, and the request path
 goes upstream after GATEWAY_UPSTREAM_URL's path, normalised as Kong's router normalises it
-(:mod:`gateway.routing.uri`; as sent when there is nothing to normalise). With a file, each
+(:mod:`gateway.proxy.uri`; as sent when there is nothing to normalise). With a file, each
 route gets its service's Upstream (targets, retries, timeouts) and its own
 chain: for each plugin name, the most specific configuration wins, in Kong's
 order (consumer+route+service, consumer+route, consumer+service, route+service,
@@ -25,14 +25,14 @@ from gateway.proxy.balancer import ROUND_ROBIN, Balancing
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import URI_CAPTURES
 from gateway.proxy.healthcheck import NO_PEER
-from gateway.proxy.request import request_path
+from gateway.proxy.request import routed_path
 from gateway.proxy.upstream import Upstream
+from gateway.proxy.uri import climbs_out, escape, needs_normalizing
 from gateway.routing import entities as e
 from gateway.routing.chain import ByConsumer, Chain
 from gateway.routing.declarative import Declaration, blockers, declaration_source, read_declaration
 from gateway.routing.plugins import filter_config
 from gateway.routing.router import Router, client_part, upstream_path
-from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
 from gateway.schema import Invalid, collecting, raise_any
 
 #: Kong's answer when no route matches.
@@ -126,12 +126,6 @@ class Destination:
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
         location = f"https://{host}{environ.get('RAW_URI') or environ.get('PATH_INFO', '/')}"
         return status, USE_HTTPS if status == 426 else "Moved", location
-
-
-def routed_path(environ: Mapping[str, Any]) -> str:
-    """The client's path (escapes as sent, no query), normalised as Kong's router does."""
-    raw = request_path(environ)
-    return normalize(raw) if needs_normalizing(raw) else raw
 
 
 class RouteTable:

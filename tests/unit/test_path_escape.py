@@ -19,9 +19,9 @@ import pytest
 
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.exchange import Exchange
-from gateway.proxy.request import request_path, request_target
+from gateway.proxy.request import request_path, request_target, routed_path
 from gateway.routing.entities import ROUTE_FIELDS, route
-from gateway.routing.table import BAD_PATH, Destination, routed_path
+from gateway.routing.table import BAD_PATH, Destination
 from gateway.schema import record
 from tests.support.app import get, in_process
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routing.uri import climbs_out, escape, needs_normalizing, normalize
+from gateway.proxy.uri import climbs_out, escape, needs_normalizing, normalize
 
 
 @pytest.mark.parametrize(("given", "expected"), [
