@@ -33,6 +33,7 @@ from gateway.filters.opentelemetry import OpenTelemetry
 from gateway.filters.prometheus import Prometheus
 from gateway.filters.proxy_cache import ProxyCache
 from gateway.filters.rate_limiting.handler import RateLimiting
+from gateway.filters.redirect import Redirect
 from gateway.filters.request_callout import RequestCallout
 from gateway.filters.request_size_limiting import RequestSizeLimiting
 from gateway.filters.request_termination import RequestTermination
@@ -48,7 +49,7 @@ REGISTRY: dict[str, type[Filter]] = {
                               Cors, RequestSizeLimiting, ProxyCache, Enrichment,
                               IpRestriction, BotDetection, CorrelationId, Prometheus, HttpLog,
                               FileLog, RequestTransformer, ResponseTransformer, Jwt, BasicAuth,
-                              Acl, HmacAuth, RequestCallout, OpenTelemetry)
+                              Acl, HmacAuth, RequestCallout, OpenTelemetry, Redirect)
 }
 
 

@@ -15,17 +15,15 @@ import itertools
 import logging
 
 from gateway.proxy.errors import BAD_GATEWAY, GatewayError
-from gateway.proxy.exchange import Exchange
+from gateway.proxy.exchange import Exchange, bodiless
 from gateway.proxy.wire import InvalidResponse
 
 log = logging.getLogger("gateway")
-#: Statuses whose responses have no body (RFC 9110 6.4.1).
-_BODILESS = frozenset({204, 304})
 
 
 def transform_body(ex: Exchange) -> None:
     """Apply ``ex.body_transforms`` to the upstream's body (or a cache's replay of it)."""
-    if not ex.upstream_answer or ex.status in _BODILESS:
+    if not ex.upstream_answer or bodiless(ex.status):
         return
     if ex.method == "HEAD":  # a GET's transformed length is unknown: say none (RFC 9110 8.6)
         ex.headers.remove("Content-Length")

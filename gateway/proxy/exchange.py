@@ -26,6 +26,12 @@ URI_CAPTURES = "gateway.uri_captures"
 DOT_SEGMENTS = frozenset({".", ".."})
 
 
+def bodiless(status: int) -> bool:
+    """True for a status whose response has no body, hence no Content-Length: 1xx, 204 and
+    304 (RFC 9110 6.4.1, 8.6)."""
+    return status < 200 or status in (204, 304)
+
+
 @dataclass(frozen=True)
 class Consumer:
     """Who the client is, as an authentication filter found it (Kong's consumer)."""

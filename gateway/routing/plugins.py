@@ -59,6 +59,9 @@ class Field:
     ours: str | None = None
     #: Kong's default, when it differs from ours.
     default: Any = None
+    #: Kong's ``required = true`` beside a default: left out, the default applies; an
+    #: explicit null is refused ("required field missing"), as Kong's schema refuses it.
+    not_null: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,11 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         **{action: Field(_request_rules()) for action in ("remove", "rename", "add", "append")},
         "replace": Field(_request_rules(uri=True)),
     }, _request_transformer),
+    "redirect": KongPlugin("redirect", {
+        "status_code": Field(s.integer(100, 599), "status_code", not_null=True),
+        "location": Field(s.string, "location"),
+        "keep_incoming_path": Field(s.boolean, "keep_incoming_path"),
+    }),
     "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
     "opentelemetry": KongPlugin("opentelemetry", {}, structured=_opentelemetry,
                                 global_only=True),
@@ -388,7 +396,6 @@ NOT_BUILT: dict[str, str] = {
     "ai-request-transformer": "the AI gateway plugins are not built",
     "ai-response-transformer": "the AI gateway plugins are not built",
     "standard-webhooks": "not built yet",
-    "redirect": "not built yet",
 }
 
 
@@ -432,7 +439,12 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
     if kong.structured is not None:
         objects = kong.structured(plugin.config, path, plugin.label)
         return cls, _config(cls.Config, {}, objects, path, {}, set())
-    conf = s.record(plugin.config, path, {k: (f.check, f.default) for k, f in kong.fields.items()})
+    problems = [f"{path}.{k}: required field missing" for k, f in kong.fields.items()
+                if f.not_null and isinstance(plugin.config, dict) and k in plugin.config
+                and plugin.config[k] is None]
+    conf = s.record(plugin.config, path, {k: (f.check, f.default) for k, f in kong.fields.items()},
+                    problems)
+    s.raise_any(problems)
     texts = {f.ours: _as_text(conf[k]) for k, f in kong.fields.items()
              if f.ours and conf[k] is not None}
     if kong.combine:
