@@ -59,9 +59,6 @@ class Field:
     ours: str | None = None
     #: Kong's default, when it differs from ours.
     default: Any = None
-    #: Kong's ``required = true`` beside a default: left out, the default applies; an
-    #: explicit null is refused ("required field missing"), as Kong's schema refuses it.
-    not_null: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,10 @@ class KongPlugin:
     #: Our field holding a key prefix, scoped here to the plugin's route and service (Kong
     #: keys rate-limiting's counters by their ids): two plugins never share keys.
     scope_field: str | None = None
+    #: Kong's fields with ``required = true`` beside a default: left out, the default
+    #: applies; an explicit null is refused ("required field missing"), as Kong's schema
+    #: refuses it.
+    not_null: tuple[str, ...] = ()
 
 
 STRINGS = s.array(s.string)
@@ -220,7 +221,8 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         **_same("hide_credentials key_in_header key_in_query run_on_preflight", s.boolean),
         "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
         "key_in_body": Field(s.fixed(False)),
-    }, _anonymous),
+    }, _anonymous, not_null=("key_names", "hide_credentials", "key_in_header", "key_in_query",
+                             "key_in_body", "run_on_preflight")),
     "jwt": KongPlugin("jwt", {
         **_same("uri_param_names cookie_names header_names", STRINGS),
         "key_claim_name": Field(s.string, "key_claim_name"),
@@ -228,24 +230,24 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "maximum_expiration": Field(s.integer(0, 31536000), "maximum_expiration"),
         **_same("secret_is_base64 run_on_preflight", s.boolean),
         "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
-    }, _anonymous),
+    }, _anonymous, not_null=("secret_is_base64", "run_on_preflight")),
     "basic-auth": KongPlugin("basic-auth", {
         "hide_credentials": Field(s.boolean, "hide_credentials"),
         "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
-    }, _anonymous),
+    }, _anonymous, not_null=("hide_credentials", "realm")),
     "hmac-auth": KongPlugin("hmac-auth", {
         **_same("hide_credentials validate_request_body", s.boolean),
         "clock_skew": Field(s.integer(1, 2**31), "clock_skew"),
         "enforce_headers": Field(STRINGS, "enforce_headers"),
         "algorithms": Field(s.array(s.one_of(*hmac_auth.ALGORITHMS)), "algorithms"),
         "realm": Field(s.string, "realm"), "anonymous": Field(s.string),
-    }, _anonymous),
+    }, _anonymous, not_null=("hide_credentials", "validate_request_body")),
     "acl": KongPlugin("acl", {
         **_same("allow deny", STRINGS),
         "hide_groups_header": Field(s.boolean, "hide_groups_header"),
         "always_use_authenticated_groups": Field(s.fixed(False)),
         "include_consumer_groups": Field(s.fixed(False)),
-    }),
+    }, not_null=("hide_groups_header", "always_use_authenticated_groups")),
     "rate-limiting": KongPlugin("rate-limiting", {
         **_same("second minute hour day month year", s.greater_than(0)),
         "limit_by": Field(s.one_of("consumer", "credential", "ip", "service", "header", "path"),
@@ -257,7 +259,8 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "error_message": Field(s.string, "error_message"),
         "sync_rate": Field(s.fixed(-1)),
         **{name: Field(check) for name, check in REDIS_CHECKS.items()},
-    }, _limit_by, redis=True, scope_field="redis_prefix"),
+    }, _limit_by, redis=True, scope_field="redis_prefix",
+        not_null=("fault_tolerant", "hide_client_headers", "sync_rate")),
     "proxy-cache": KongPlugin("proxy-cache", {
         "cache_ttl": Field(s.integer(1, 2**31), "ttl"),
         "request_method": Field(STRINGS, "methods"),
@@ -270,13 +273,14 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "ignore_uri_case": Field(s.boolean, "ignore_uri_case"),
         "response_headers": Field(_shown_headers),
         "strategy": Field(s.fixed("memory")), "memory": IGNORED,
-    }, _cache_headers),
+    }, _cache_headers, not_null=("response_code", "request_method", "content_type",
+                                 "cache_control")),
     "cors": KongPlugin("cors", {
         **_same("origins methods headers exposed_headers", STRINGS),
         **_same("credentials preflight_continue private_network allow_origin_absent",
                 s.boolean),
         "max_age": Field(s.number(-2**53, 2**53), "max_age"),  # Kong's: any number
-    }),
+    }, not_null=("credentials", "preflight_continue", "private_network", "allow_origin_absent")),
     "request-size-limiting": KongPlugin("request-size-limiting", {
         "allowed_payload_size": Field(s.integer(0, 2**40), default=128),
         "size_unit": Field(s.one_of(*_UNITS), default="megabytes"),
@@ -293,10 +297,10 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "replace": Field(_request_rules(uri=True)),
     }, _request_transformer),
     "redirect": KongPlugin("redirect", {
-        "status_code": Field(s.integer(100, 599), "status_code", not_null=True),
+        "status_code": Field(s.integer(100, 599), "status_code"),
         "location": Field(s.string, "location"),
         "keep_incoming_path": Field(s.boolean, "keep_incoming_path"),
-    }),
+    }, not_null=("status_code",)),
     "request-callout": KongPlugin("request-callout", {}, structured=_callout_plan),
     "opentelemetry": KongPlugin("opentelemetry", {}, structured=_opentelemetry,
                                 global_only=True),
@@ -332,7 +336,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
     "file-log": KongPlugin("file-log", {
         "path": Field(s.string, "path"), "reopen": Field(s.boolean, "reopen"),
         "custom_fields_by_lua": UNSUPPORTED,
-    }),
+    }, not_null=("reopen",)),
     "response-transformer": KongPlugin("response-transformer", {
         "remove": Field(_response_rules()), "rename": Field(_response_rules()),
         **{action: Field(_response_rules(typed=True)) for action in ("replace", "add", "append")},
@@ -439,9 +443,9 @@ def filter_config(plugin: Plugin, decl: Declaration) -> tuple[type, Any]:
     if kong.structured is not None:
         objects = kong.structured(plugin.config, path, plugin.label)
         return cls, _config(cls.Config, {}, objects, path, {}, set())
-    problems = [f"{path}.{k}: required field missing" for k, f in kong.fields.items()
-                if f.not_null and isinstance(plugin.config, dict) and k in plugin.config
-                and plugin.config[k] is None]
+    given = plugin.config if isinstance(plugin.config, dict) else {}
+    problems = [f"{path}.{k}: required field missing" for k in kong.not_null
+                if k in given and given[k] is None]
     conf = s.record(plugin.config, path, {k: (f.check, f.default) for k, f in kong.fields.items()},
                     problems)
     s.raise_any(problems)

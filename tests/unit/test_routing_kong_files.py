@@ -405,3 +405,31 @@ plugins:
     assert problems(text) == [
         "services[s].routes[0].protocols[0]: expected a string",
         "consumers[0].username: expected a non-empty string"]
+
+
+# ------------------------------------- Kong's required fields with a default: null refused
+
+def test_every_not_null_field_is_one_of_the_plugins_fields():
+    from gateway.routing.plugins import KONG_PLUGINS
+    assert {name: [f for f in kong.not_null if f not in kong.fields]
+            for name, kong in KONG_PLUGINS.items() if kong.not_null} == {
+        name: [] for name, kong in KONG_PLUGINS.items() if kong.not_null}
+
+
+@pytest.mark.parametrize(("plugin", "config", "field"), [
+    ("key-auth", {"hide_credentials": None}, "hide_credentials"),
+    ("cors", {"credentials": None}, "credentials"),
+    ("rate-limiting", {"minute": 5, "fault_tolerant": None}, "fault_tolerant"),
+    ("proxy-cache", {"strategy": "memory", "cache_control": None}, "cache_control"),
+])
+def test_an_explicit_null_in_a_required_field_is_refused_as_kong_refuses_it(plugin, config,
+                                                                            field):
+    """Kong's schema: a `required = true` field given null is "required field missing",
+    though it has a default (left out, the default applies)."""
+    text = json.dumps({"_format_version": "3.0", "services": [{
+        "name": "s", "url": "http://127.0.0.1:9", "routes": [{"paths": ["/"]}]}],
+        "plugins": [{"name": plugin, "config": config}]})
+    assert problems(text) == [f"plugins[{plugin}].config.{field}: required field missing"]
+    del config[field]
+    client_for(json.dumps(json.loads(text) | {"plugins": [{"name": plugin,
+                                                           "config": config}]}))
