@@ -17,8 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.net import free_port
-
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -298,6 +296,15 @@ class BlackHole:
             sock.close()
 
 
+#: Sockets bound, never listening, for the test process's life: their ports refuse.
+_CLOSED_PORTS: list[socket.socket] = []
+
+
 def closed_port_url() -> str:
-    """An http URL on a loopback port that refuses connections."""
-    return f"http://127.0.0.1:{free_port()}"
+    """An http URL on a loopback port that refuses connections: bound by this process and
+    never listening, so no other process (a test run beside this one) can take it meanwhile,
+    as it could a port found free and let go."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _CLOSED_PORTS.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
