@@ -79,7 +79,8 @@ def response_head(status: str, headers: Iterable[tuple[str, str]]) -> bytes:
 
 
 def _head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:
-    lines = [first, *(f"{name}: {value}" for name, value in headers)]
+    lines = [first]
+    lines += [f"{name}: {value}" for name, value in headers]  # no generator to unpack
     text = "\r\n".join(lines)
     breaks = len(lines) - 1
     if text.count("\r") != breaks or text.count("\n") != breaks or "\0" in text:
