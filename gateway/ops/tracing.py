@@ -37,7 +37,7 @@ from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ParentBased, SamplingResult, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id, format_trace_id
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -381,11 +381,27 @@ def provider(config: TracingConfig) -> TracerProvider:
         export_timeout_millis=_millis(config.export_timeout))
     sampler = None
     if config.sampling_rate is not None:  # Kong's: a client's "not sampled" holds, else the rate
-        ratio = TraceIdRatioBased(config.sampling_rate)
+        ratio = KongRatioSampler(config.sampling_rate)
         sampler = ParentBased(ratio, remote_parent_sampled=ratio)
     result = TracerProvider(resource=resource(config.resource_attributes), sampler=sampler)
     result.add_span_processor(processor)
     return result
+
+
+class KongRatioSampler(TraceIdRatioBased):
+    """The SDK's ratio sampler on the bits Kong's reads, so that Kong and the gateway keep
+    and drop the same traces at one rate: Kong's sampler (kong/pdk/tracing.lua) casts the
+    trace id's first 8 bytes to a uint64 (little-endian on the machines Kong runs on),
+    the SDK takes its low 64 bits; both sample below ``rate * 2**64``."""
+
+    def should_sample(self, parent_context: Any, trace_id: int, *args: Any,
+                      **kwargs: Any) -> SamplingResult:
+        first_bytes = (trace_id >> 64).to_bytes(8, "big")
+        return super().should_sample(parent_context, int.from_bytes(first_bytes, "little"),
+                                     *args, **kwargs)
+
+    def get_description(self) -> str:
+        return f"KongRatioSampler{{{self.rate}}}"
 
 
 def _millis(seconds: float | None) -> float | None:

@@ -13,7 +13,7 @@ Skipped, and why:
 | "accepts variable values" ($(headers.host)) | refused: the resource is per worker |
 | 01-otlp_spec, 07-utils_spec | the SDK's encoder; Kong's Lua helpers |
 | exports valid logs (with, without tracing) | logs_endpoint not supported |
-| sampled/non-sampled trace ids at rate 0.5 | Kong's sampler hashes ids its own way |
+| those ids at kong.conf's tracing_sampling_rate | no kong.conf: OTEL_TRACES_SAMPLER is the SDK's |
 | #scoping for route/service | refused: tracing is worker-wide, global plugin only |
 | #race, #referenceable, 05-otelcol, 06-regression | Kong's queue, vaults, a collector |
 | instrumentations "off" | every instrumentation is on with tracing |
@@ -260,6 +260,34 @@ def test_disables_sampling_when_the_incoming_header_says_not_sampled(httpbin, co
     trace_id, _, _ = traceparent(send(gw, "GET", "/", "otel.test"))
     collector.trace(trace_id, {"kong"})  # the next request's spans arrived...
     assert not [s for s in collector.spans if s.trace_id == other]  # ...and none of these
+
+
+SAMPLED_TRACE_ID = "92a54b3e1a7c4f2da9e44b8a6f3e1dab"  # always sampled at rate 0.5 (Kong's)
+NON_SAMPLED_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"  # never sampled at rate 0.5
+
+
+def test_sampling_rate_samples_the_trace_id_kong_samples(httpbin, collector):
+    """04-exporter_spec, config.sampling_rate 0.5: a sampled parent's trace is kept or
+    dropped by its id as Kong's sampler decides (the SDK's own reading of the id would
+    drop both of these)."""
+    gw = client(httpbin, collector, "sampling_rate: 0.5")
+    response = send(gw, "GET", "/", "otel.test",
+                    {"traceparent": f"00-{SAMPLED_TRACE_ID}-0123456789abcdef-01"})
+    trace_id, _, flags = traceparent(response)
+    assert trace_id == SAMPLED_TRACE_ID and sampled(flags)
+    assert collector.trace(SAMPLED_TRACE_ID, {"kong"})
+
+
+def test_sampling_rate_does_not_sample_the_trace_id_kong_does_not(httpbin, collector):
+    gw = client(httpbin, collector, "sampling_rate: 0.5")
+    response = send(gw, "GET", "/", "otel.test",
+                    {"traceparent": f"00-{NON_SAMPLED_TRACE_ID}-0123456789abcdef-01"})
+    trace_id, _, flags = traceparent(response)
+    assert trace_id == NON_SAMPLED_TRACE_ID and not sampled(flags)
+    send(gw, "GET", "/", "otel.test",  # a kept trace after it: when its spans are in...
+         {"traceparent": f"00-{SAMPLED_TRACE_ID}-0123456789abcdef-01"})
+    collector.trace(SAMPLED_TRACE_ID, {"kong"})
+    assert not [s for s in collector.spans if s.trace_id == NON_SAMPLED_TRACE_ID]  # ...none
 
 
 def test_exports_valid_traces_with_custom_headers_and_default_resource(httpbin, collector):
