@@ -285,12 +285,12 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "allowed_payload_size": Field(s.integer(0, 2**40), default=128),
         "size_unit": Field(s.one_of(*_UNITS), default="megabytes"),
         "require_content_length": Field(s.boolean, "require_length"),
-    }, _payload_size),
+    }, _payload_size, not_null=("size_unit", "require_content_length")),
     "request-termination": KongPlugin("request-termination", {
         "status_code": Field(s.integer(100, 599), "status"),
         **_same("message body content_type trigger", s.string),
         "echo": Field(s.boolean, "echo"),
-    }),
+    }, not_null=("status_code", "echo")),
     "request-transformer": KongPlugin("request-transformer", {
         "http_method": Field(s.string, "http_method"),
         **{action: Field(_request_rules()) for action in ("remove", "rename", "add", "append")},
@@ -315,7 +315,7 @@ KONG_PLUGINS: dict[str, KongPlugin] = {
         "header_name": Field(s.string, "header_name"),
         "generator": Field(s.one_of("uuid", "uuid#counter", "tracker"), "generator"),
         "echo_downstream": Field(s.boolean, "echo_downstream"),
-    }),
+    }, not_null=("generator", "echo_downstream")),
     "prometheus": KongPlugin("prometheus", {
         **_same("per_consumer status_code_metrics latency_metrics bandwidth_metrics "
                 "upstream_health_metrics", s.boolean),

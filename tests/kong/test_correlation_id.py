@@ -9,10 +9,12 @@ Skipped, and why:
 | echo when the upstream times out | translated with an upstream that refuses (502): same path |
 | a runtime error (`error-generator-last`) | a Kong test plugin; one that answers is used |
 | `correlation_id` in file-log's entry | that entry belongs to the log plugins (issue 21) |
-| schema: the validator refuses `generator = null` | a file's null is a field left out |
+| "auto-complete generator if it is `null` in database" (both modes) | a database row |
 
-A null generator is Kong's default, as Kong completes a stored null (02-schema_spec's
-"auto-complete generator if it is `null` in database", translated).
+The "auto-complete" cases read a row written to the database behind the schema's back;
+a file is validated instead, so 02-schema_spec's "requried field must be included"
+holds: a `generator: null` is refused, as Kong's validator refuses it; left out, the
+generator is Kong's default.
 """
 
 from __future__ import annotations
@@ -167,13 +169,24 @@ plugins: [{{name: correlation-id, config: {{generator: foo}}}}]
 """)
 
 
-def test_a_null_generator_is_auto_completed(httpbin):
-    client = kong_client(f"""
+def test_a_null_generator_is_refused(httpbin):
+    with pytest.raises(ConfigError, match=r"config\.generator: required field missing"):
+        kong_client(f"""
 _format_version: "3.0"
 services: [{{name: mock, url: "{httpbin}/anything", routes: [{{name: r, paths: [/]}}]}}]
 plugins:
 - name: correlation-id
   config: {{generator: null, header_name: Kong-Request-ID, echo_downstream: true}}
+""")
+
+
+def test_a_generator_left_out_is_kongs_default(httpbin):
+    client = kong_client(f"""
+_format_version: "3.0"
+services: [{{name: mock, url: "{httpbin}/anything", routes: [{{name: r, paths: [/]}}]}}]
+plugins:
+- name: correlation-id
+  config: {{header_name: Kong-Request-ID, echo_downstream: true}}
 """)
     response = send(client, "GET", "/", "a")
     sent = seen(response)["headers"]["kong-request-id"]

@@ -174,6 +174,7 @@ def test_schema_accepts(config):
 @pytest.mark.parametrize(("config", "error"), [
     ({"status_code": 99}, "status_code"), ({"status_code": 600}, "status_code"),
     ({"status_code": "abcd"}, "status_code"),
+    ({"status_code": None}, r"config\.status_code: required field missing"),  # not nullable
     ({"message": "error", "body": "test"}, "message cannot be used with content_type or body"),
     ({"message": "error", "content_type": "text/html", "body": "test"},
      "message cannot be used with content_type or body"),
