@@ -38,8 +38,8 @@ def regexes(raw: str) -> tuple[re.Pattern[str], ...]:
     for item in items:
         try:
             compiled.append(re.compile(item))
-        except re.error as exc:
-            raise ValueError(f"invalid regex: '{item}': {exc}") from None
+        except re.error:
+            raise ValueError(f"not a valid regex: {item}") from None  # Kong's words
     return tuple(compiled)
 
 

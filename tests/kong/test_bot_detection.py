@@ -12,6 +12,8 @@ Skipped, and why:
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.config import ConfigError
@@ -87,14 +89,19 @@ plugins: [{{name: bot-detection}}]
     assert status(client, "bot.test", "Googlebot/2.1 (+http://www.google.com/bot.html)") == 403
 
 
-def test_an_invalid_regex_is_refused_at_load(httpbin):
-    refusal = r"plugins\[bot-detection\]\.config.*invalid regex: '\[a'"
+BAD_REGEX = r"(https?:\/\/.*"  # 03-api_spec's illegal regex
+
+
+@pytest.mark.parametrize("field", ["allow", "deny"])
+def test_fails_when_using_a_bad_regex(httpbin, field):
+    refusal = (r"plugins\[bot-detection\]\.config\." + field
+               + r": not a valid regex: \(https\?:\\/\\/\.\*$")
     with pytest.raises(ConfigError, match=refusal):
-        kong_client(f"""
-_format_version: "3.0"
-services: [{{name: mock, url: "{httpbin}/anything", routes: [{{name: r, paths: [/]}}]}}]
-plugins: [{{name: bot-detection, config: {{deny: ["[a"]}}}}]
-""")
+        kong_client(json.dumps({
+            "_format_version": "3.0",
+            "services": [{"name": "mock", "url": f"{httpbin}/anything",
+                          "routes": [{"name": "r", "paths": ["/"]}]}],
+            "plugins": [{"name": "bot-detection", "config": {field: [BAD_REGEX]}}]}))
 
 
 def test_from_environment_variables(httpbin):

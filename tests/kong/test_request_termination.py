@@ -5,8 +5,6 @@ rules of 01-schema_spec.lua (the custom validator's errors, the accepted configs
 
 Skipped cases (spec case: why):
 
-- "default status code and message with serviceless route": routes without a service
-  are the router's work (issue 17 point 3), not this plugin's.
 - "status code with default message #grpc": no gRPC here.
 - "returns server tokens with Server header": gunicorn writes its own `Server`.
 - in the echo cases, `uri_captures` (route 9's regex path with a named capture) and
@@ -28,7 +26,7 @@ import pytest
 from gateway.config import ConfigError
 from tests.kong.plugin_kit import kong_client, send
 
-#: host prefix -> the plugin's config (the spec's routes 1-10, route 7 left out).
+#: host prefix -> the plugin's config (the spec's routes 1-10; route 7 is serviceless).
 CONFIGS: dict[str, dict[str, Any]] = {
     "api1": {},
     "api2": {"status_code": 404},
@@ -50,8 +48,11 @@ def kong(httpbin):
     routes = [{"name": name, "hosts": [name + SUFFIX],
                "plugins": [{"name": "request-termination", "config": config}]}
               for name, config in CONFIGS.items()]
-    return kong_client(json.dumps({"_format_version": "3.0", "services": [
-        {"name": "mock", "url": httpbin, "routes": routes}]}))
+    serviceless = {"name": "api7", "hosts": ["api7" + SUFFIX],
+                   "plugins": [{"name": "request-termination", "config": {}}]}
+    return kong_client(json.dumps({"_format_version": "3.0", "routes": [serviceless],
+                                   "services": [{"name": "mock", "url": httpbin,
+                                                 "routes": routes}]}))
 
 
 def get(kong, name: str, path: str = "/status/200", **kwargs: Any):
@@ -62,6 +63,7 @@ def get(kong, name: str, path: str = "/status/200", **kwargs: Any):
 
 @pytest.mark.parametrize(("name", "status", "body"), [
     ("api1", 503, {"message": "Service unavailable"}),  # default status code and message
+    ("api7", 503, {"message": "Service unavailable"}),  # ... with serviceless route
     ("api2", 404, {"message": "Not found"}),  # status code with default message
     ("api3", 406, {"message": "Invalid"})])  # status code with custom message
 def test_status_code_and_message(kong, name, status, body):
@@ -172,9 +174,10 @@ def test_schema_accepts(config):
 
 
 @pytest.mark.parametrize(("config", "error"), [
-    ({"status_code": 99}, "status_code"), ({"status_code": 600}, "status_code"),
-    ({"status_code": "abcd"}, "status_code"),
-    ({"status_code": None}, r"config\.status_code: required field missing"),  # not nullable
+    ({"status_code": 99}, r"config\.status_code: value should be between 100 and 599$"),
+    ({"status_code": 600}, r"config\.status_code: value should be between 100 and 599$"),
+    ({"status_code": "abcd"}, r"config\.status_code: expected an integer$"),
+    ({"status_code": None}, r"config\.status_code: required field missing$"),  # not nullable
     ({"message": "error", "body": "test"}, "message cannot be used with content_type or body"),
     ({"message": "error", "content_type": "text/html", "body": "test"},
      "message cannot be used with content_type or body"),

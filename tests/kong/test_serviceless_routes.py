@@ -9,8 +9,8 @@ Cases skipped:
 
 - "responds 503 if no service found" over https (``proxy_ssl_client``): TLS ends in nginx
   in front of the gateway; the plain http case is the same route.
-- the request-termination body compared whole (``assert.same({message = ...})``): the
-  exact body (no request id) is issue 17 point 9's; the status and message are checked.
+- the request-termination body compared whole (``assert.same({message = ...})``): in
+  tests/kong/test_request_termination.py, with that plugin's other cases.
 """
 
 from __future__ import annotations
