@@ -110,12 +110,17 @@ class Destination:
                          ) -> tuple[int, str, str | None] | None:
         """(status, message, Location or None) when the route does not take this scheme
         (Kong's https_redirect_status_code), else None. ``handshake``: the request is a
-        WebSocket handshake, which ws and wss routes take as http and https ones."""
+        WebSocket handshake, which ws and wss routes take as http and https ones. The scheme
+        is the connection's or, behind a trusted hop, its X-Forwarded-Proto (Kong's
+        forwarded_proto); a route that takes either is not refused."""
         if self.spec is None:
             return None
         scheme = environ.get("wsgi.url_scheme", "http")
+        original = environ.get("werkzeug.proxy_fix.orig") or environ
         protocols = self.spec.protocols
-        if scheme in protocols:
+        # Kong's router matches the connection's own scheme; only its https refusal reads
+        # a trusted hop's X-Forwarded-Proto: either one the route takes lets it through.
+        if scheme in protocols or original.get("wsgi.url_scheme", scheme) in protocols:
             return None
         if handshake:
             if _WEBSOCKET_SCHEME.get(scheme) in protocols:

@@ -25,8 +25,9 @@ Skipped cases and why (spec case: reason):
   URIs; [paths] + [hosts], prioritizes longer URIs: ``it_trad_only``.
 - slash handling, the v1 rows: path_handling v1 is refused with traditional_compatible,
   as in Kong (the spec runs them for the traditional flavour only).
-- router rebuilds, at startup (worker respawn, rebuild after a special escape): Admin
-  API and database behaviours; DB-less here (reloads: tests/integration/test_ops_reload.py).
+- router rebuilds (the Routes with 'regex_priority = nil' case is translated), at startup
+  (worker respawn, rebuild after a special escape): Admin API and database behaviours;
+  DB-less here (reloads: tests/integration/test_ops_reload.py).
 - disable allow_debug_header config: Kong's debug headers are not implemented (the
   routes here name themselves with a response-transformer).
 - the expressions flavour (queries, route.priority): the expressions router is not
@@ -465,6 +466,18 @@ def test_slash_handling_regex(slash_regex, index):
     _, _, _, request, expected = EXPANDED[index]
     response = send(slash_regex, request, headers={"Host": f"localbin-{index}.test"})
     assert (response.status_code, echoed(response)["target"]) == (200, expected)
+
+
+# -- slash handling, router rebuilds -------------------------------------------------------
+
+def test_routes_with_regex_priority_null(httpbin):
+    """Kong issue 4254: a route whose regex_priority is null does not break the router."""
+    client = kong(httpbin, [{"methods": ["GET"], "regex_priority": 1},
+                            {"methods": ["POST", "PUT"], "regex_priority": None}])
+    response = send(client, "/get")
+    assert (response.status_code, route_of(response)) == (200, "route-1")
+    response = send(client, "/post", method="POST")
+    assert (response.status_code, route_of(response)) == (200, "route-2")
 
 
 # -- X-Forwarded-Path and X-Forwarded-Prefix (kong/runloop/handler.lua) ----------------------

@@ -1,6 +1,6 @@
 """Kong's spec/02-integration/05-proxy/03-upstream_headers_spec.lua (Kong 3.10), the
-X-Forwarded-Path and X-Forwarded-Prefix cases, with the default, trusted and non-trusted
-configurations, translated case by case.
+X-Real-IP, X-Forwarded-For/-Proto/-Host/-Port/-Path/-Prefix cases, with the default,
+trusted and non-trusted configurations, translated case by case.
 
 The spec's services point at its mock upstream, which echoes the request at any path;
 here every service has the path ``/echo`` in front of the fixture server (its echo at any
@@ -11,10 +11,14 @@ the default, no trusted hop.
 
 Skipped cases and why (spec case: reason):
 
-- hop-by-hop headers, (response from upstream), X-Real-IP, X-Forwarded-For/-Proto/-Host
-  /-Port, with the downstream host preserved or discarded: forwarding headers outside the
-  router's path handling; tests/unit/test_headers.py and tests/integration/test_proxy.py
-  cover them (this module is the path part).
+- hop-by-hop headers, (response from upstream), and the forwarding headers with the
+  downstream host preserved or discarded: outside the router's path handling;
+  tests/unit/test_headers.py and tests/integration/test_proxy.py cover them.
+- (using the trusted configuration values) X-Real-IP should be forwarded if present: a
+  difference; here X-Real-IP is the client address ProxyFix took from the trusted
+  X-Forwarded-For (Kong's real_ip_header), never a header the client sent.
+- X-Forwarded-Port "80" as sent by the spec equals the in-process port; "8443" is sent so
+  that forwarded and replaced differ.
 - keeps proxy-authorization header when a plugin specifies it (two cases):
   request-transformer is not shipped.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.kong.routes import echoed, kong_file, send
+from tests.kong.routes import echoed, kong_file
 from tests.support.app import in_process
 
 ROUTES = [
@@ -55,7 +59,9 @@ def trusted(fixture_server):
 
 
 def request_headers(client, headers: dict[str, str], path: str = "/") -> dict[str, str]:
-    response = send(client, path, headers=headers)
+    response = client.open(path, headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    response.get_data()
+    response.close()
     assert response.status_code == 200
     return echoed(response)["headers"]
 
@@ -116,3 +122,41 @@ def test_trusted_forwarded_path_forwarded_if_present(trusted):
 def test_trusted_forwarded_prefix_preserved_even_if_path_was_stripped(trusted, path):
     headers = request_headers(trusted, {"X-Forwarded-Prefix": "/preserved"}, path)
     assert headers["x-forwarded-prefix"] == "/preserved"
+
+
+# X-Real-IP, X-Forwarded-For/-Proto/-Host/-Port: (using the default configuration values)
+# and (using the non-trusted configuration values) are the same facts.
+
+@pytest.mark.parametrize(("sent", "name", "expected"), [
+    ({}, "x-real-ip", "127.0.0.1"),
+    ({"X-Real-IP": "10.0.0.1"}, "x-real-ip", "127.0.0.1"),
+    ({}, "x-forwarded-for", "127.0.0.1"),
+    ({"X-Forwarded-For": "10.0.0.1"}, "x-forwarded-for", "10.0.0.1, 127.0.0.1"),
+    ({}, "x-forwarded-proto", "http"),
+    ({"X-Forwarded-Proto": "https"}, "x-forwarded-proto", "http"),
+    ({}, "x-forwarded-host", "headers-inspect.test"),
+    ({"X-Forwarded-Host": "example.test"}, "x-forwarded-host", "headers-inspect.test"),
+    ({}, "x-forwarded-port", "80"),
+    ({"X-Forwarded-Port": "8443"}, "x-forwarded-port", "80"),
+])
+def test_forwarding_header_added_or_replaced(default, sent, name, expected):
+    headers = request_headers(default, {"Host": "headers-inspect.test", **sent})
+    assert headers[name] == expected
+
+
+# (using the trusted configuration values): what the trusted hop in front said is kept.
+
+@pytest.mark.parametrize(("sent", "name", "expected"), [
+    ({}, "x-real-ip", "127.0.0.1"),
+    ({}, "x-forwarded-for", "127.0.0.1"),
+    ({"X-Forwarded-For": "10.0.0.1"}, "x-forwarded-for", "10.0.0.1, 127.0.0.1"),
+    ({}, "x-forwarded-proto", "http"),
+    ({"X-Forwarded-Proto": "https"}, "x-forwarded-proto", "https"),
+    ({}, "x-forwarded-host", "headers-inspect.test"),
+    ({"X-Forwarded-Host": "example.test"}, "x-forwarded-host", "example.test"),
+    ({}, "x-forwarded-port", "80"),
+    ({"X-Forwarded-Port": "8443"}, "x-forwarded-port", "8443"),
+])
+def test_trusted_forwarding_header_added_or_forwarded(trusted, sent, name, expected):
+    headers = request_headers(trusted, {"Host": "headers-inspect.test", **sent})
+    assert headers[name] == expected
