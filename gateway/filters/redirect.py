@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from gateway.config import boolean, number, setting
+from gateway.config import Settings, boolean, number, setting
 from gateway.filters.base import Filter
-from gateway.proxy.exchange import Exchange, bodiless
+from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_safe_value
 from gateway.proxy.request import routed_path
 
@@ -59,12 +59,15 @@ class Redirect(Filter):
     VERSION = "1.0.0"
     Config = RedirectConfig
 
+    def __init__(self, config: RedirectConfig, settings: Settings) -> None:
+        super().__init__(config, settings)
+        #: The location's parts, split once: keep_incoming_path swaps its path and query.
+        self.parts = urlsplit(config.location)
+
     def on_request(self, ex: Exchange) -> None:
-        status = self.config.status_code
-        ex.respond(status, b"" if bodiless(status) else BODY)
+        # a 204, 304 or 1xx goes without body or length (Exchange.respond)
+        ex.respond(self.config.status_code, BODY)
         ex.headers["Location"] = self.location(ex)
-        if bodiless(status):
-            ex.headers.remove("Content-Length")
         ex.outcomes[self.NAME] = "redirected"
 
     def location(self, ex: Exchange) -> str:
@@ -72,6 +75,5 @@ class Redirect(Filter):
         ada set_pathname and set_search: an empty query leaves none)."""
         if not self.config.keep_incoming_path:
             return self.config.location
-        parts = urlsplit(self.config.location)
-        return urlunsplit((parts.scheme, parts.netloc, routed_path(ex.environ),
-                           ex.environ.get("QUERY_STRING", ""), parts.fragment))
+        return urlunsplit((self.parts.scheme, self.parts.netloc, routed_path(ex.environ),
+                           ex.environ.get("QUERY_STRING", ""), self.parts.fragment))

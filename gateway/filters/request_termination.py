@@ -29,8 +29,6 @@ DEFAULT_MESSAGES = {401: "Unauthorized", 404: "Not found", 405: "Method not allo
 JSON = "application/json; charset=utf-8"  # kong.response.exit's for a table body
 #: Largest request body an echo copies (a debugging aid, not an upload path).
 ECHO_MAX_BODY = 1024 * 1024
-#: Statuses whose answers have no body, hence no Content-Length (RFC 9110 8.6).
-_BODILESS = frozenset({204, 304})
 #: This process's stand-in for Kong's node id, in echoes.
 _NODE_ID = str(uuid.uuid4())
 
@@ -102,12 +100,8 @@ class RequestTermination(Filter):
         return name in ex.request.headers or name in ex.request.args
 
     def answer(self, ex: Exchange, body: bytes, media_type: str | None) -> None:
-        status = self.config.status
-        bodiless = status in _BODILESS or status < 200
-        ex.respond(status, b"" if bodiless else body,
-                   content_type=None if bodiless or not body else media_type)
-        if bodiless:
-            ex.headers.remove("Content-Length")
+        # a 204, 304 or 1xx goes without body or length (Exchange.respond)
+        ex.respond(self.config.status, body, content_type=media_type if body else None)
         ex.outcomes[self.NAME] = "terminated"
 
 

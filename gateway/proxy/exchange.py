@@ -234,10 +234,16 @@ class Exchange:
 
     def respond(self, status: int, body: bytes = b"", headers: Headers | None = None,
                 content_type: str | None = None) -> None:
-        """Answer with this response instead of (or in place of) the upstream's."""
+        """Answer with this response instead of (or in place of) the upstream's. A status
+        that has no body (:func:`bodiless`: 1xx, 204, 304) goes without ``body``, its
+        Content-Type and a Content-Length."""
         self.status = status
         self.replayed = False
         self.headers = Headers(headers) if headers is not None else Headers()
+        if bodiless(status):
+            self.headers.remove("Content-Length")
+            self.body = (b"",)
+            return
         if content_type:
             self.headers["Content-Type"] = content_type
         self.headers["Content-Length"] = str(len(body))
