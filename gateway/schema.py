@@ -91,12 +91,17 @@ def integer(low: int, high: int) -> Check:
     return check
 
 
+def _a_number(value: Any, path: str) -> float:
+    """``value`` if it is a number (integer or not; a boolean is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(path, "expected a number")
+    return value
+
+
 def number(low: float, high: float) -> Check:
     """A number (integer or not) in [low, high] (Kong's ``between`` on a number field)."""
     def check(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Invalid(path, "expected a number")
-        if not low <= value <= high:
+        if not low <= _a_number(value, path) <= high:
             raise Invalid(path, f"value should be between {low:g} and {high:g}")
         return value
     return check
@@ -105,9 +110,7 @@ def number(low: float, high: float) -> Check:
 def greater_than(limit: float) -> Check:
     """A number above ``limit`` (Kong's ``gt`` on a number field)."""
     def check(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Invalid(path, "expected a number")
-        if not value > limit:
+        if not _a_number(value, path) > limit:
             raise Invalid(path, f"value must be greater than {limit:g}")
         return value
     return check

@@ -23,11 +23,11 @@ from gateway.config import Settings, boolean, kong_number, names, setting
 from gateway.filters.base import Filter
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import is_safe_value
+from gateway.proxy.uri import DEFAULT_PORTS
 
 # Kong's default Access-Control-Allow-Methods.
 DEFAULT_METHODS = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 _PLAIN_ORIGIN = re.compile(r"[A-Za-z0-9.:/-]+")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalize_origin(origin: str) -> str:
@@ -39,7 +39,7 @@ def normalize_origin(origin: str) -> str:
         port = parts.port
     except ValueError:
         return origin.strip().lower()
-    shown = "" if port in (None, _DEFAULT_PORTS.get(parts.scheme.lower())) else f":{port}"
+    shown = "" if port in (None, DEFAULT_PORTS.get(parts.scheme.lower())) else f":{port}"
     return f"{parts.scheme.lower()}://{parts.hostname}{shown}"
 
 

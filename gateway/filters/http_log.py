@@ -32,12 +32,11 @@ from gateway.filters.logentry import serialize
 from gateway.jsoncodec import encode_json
 from gateway.ops.queue import Queue, QueueSettings
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.uri import DEFAULT_PORTS
 from gateway.services import Service, ServiceOptions
 from gateway.services.client import Answer
 from gateway.services.errors import BadAnswer, CallFailed
 
-#: The port of an endpoint that names none.
-DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Header names ``headers`` may not set (Kong's schema).
 RESERVED_HEADERS = ("host", "content-length", "content-type")
 _Q = "GATEWAY_HTTP_LOG_QUEUE_"

@@ -16,10 +16,11 @@ from urllib.parse import SplitResult, urlsplit
 
 from werkzeug.datastructures import Headers
 
+from gateway.proxy.uri import DEFAULT_PORTS
+
 #: Response headers holding a URL reference (Refresh: after its delay).
 URL_HEADERS = ("Location", "Content-Location")
 _REWRITTEN = frozenset({"location", "content-location", "refresh"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Refresh: "5; url=http://x/y", "0;URL='http://x/y'" (HTML's meta refresh syntax).
 _REFRESH = re.compile(r"(\s*[\d.]+\s*[;,]\s*(?:url\s*=\s*)?['\"]?)(.*?)(['\"]?\s*)",
                       re.IGNORECASE)
@@ -29,7 +30,7 @@ def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the scheme's default port filled in, for comparison."""
     scheme = parts.scheme.lower()
     try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
+        port = parts.port or DEFAULT_PORTS.get(scheme)
     except ValueError:
         port = None
     return scheme, (parts.hostname or ""), port
@@ -96,5 +97,5 @@ def _client_host(environ: Mapping[str, Any]) -> str:
     if host:
         return str(host)
     name, port = environ["SERVER_NAME"], str(environ["SERVER_PORT"])
-    default = str(_DEFAULT_PORTS.get(environ["wsgi.url_scheme"]))
+    default = str(DEFAULT_PORTS.get(environ["wsgi.url_scheme"]))
     return name if port == default else f"{name}:{port}"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+#: The port of a URL that names none, by scheme.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 #: RFC 3986 reserved characters (and ``%``): their escapes stay escaped.
 RESERVED = frozenset("!*'();:@&=+$,/?%#[]")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")

@@ -156,8 +156,7 @@ def rate_headers(windows: tuple[Window, ...], count: Count,
 
     The most restrictive window has the fewest requests left (the longer one on a
     tie); RateLimit-Limit/Remaining/Reset describe it. The fields are names of our own,
-    one per window, and numbers: nothing for werkzeug to check, so a plain list (set on
-    every response: a Headers and its items() generator were a tenth of the filter).
+    one per window, and numbers: nothing for werkzeug to check, so a plain list.
     """
     fields = []
     tightest = None
