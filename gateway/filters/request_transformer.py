@@ -158,7 +158,8 @@ def transform(fields: Fields, rules: dict[str, tuple[Rule, ...]], lookup: Lookup
             replaced = [i for i in present(new) if i not in found]
             for i in found:
                 fields[i] = (new, fields[i][1])
-            fields[:] = [f for i, f in enumerate(fields) if i not in replaced]
+            if replaced:
+                fields[:] = [f for i, f in enumerate(fields) if i not in replaced]
             changed = True
     for name, template in rules["replace"] if has_content else ():
         value, found = rendered(template), present(name)
